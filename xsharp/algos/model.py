@@ -1,0 +1,161 @@
+"""A model is a stack of modules over one flat parameter buffer.
+
+Any list of modules stacks, so mixed models (RBM -> auto-encoder -> softmax) need no code of
+their own. The last module is the classifier head (softmax, log-probabilities out).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xsharp import backend
+
+from .flat import FlatLayout
+from .modules import Module, Softmax, build, nll_loss
+
+FORMAT_VERSION = 1
+
+
+class Model:
+    def __init__(
+        self,
+        layers: list[dict[str, dict]],
+        in_shape: tuple[int, ...],
+        n_classes: int,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        classes: list[str] | None = None,
+    ):
+        """``layers`` is the spec's model list: ``[{"rbm": {"hidden": 256}}, ..., {"softmax": {}}]``."""
+        self.device = backend.resolve(device)
+        self.xp = backend.xp(self.device)
+        self.in_shape = tuple(int(d) for d in in_shape)
+        self.n_classes = int(n_classes)
+        self.classes = list(classes) if classes is not None else [str(i) for i in range(n_classes)]
+        self.modules: list[Module] = []
+        for item in layers:
+            (kind, options), = item.items()
+            options = dict(options or {})
+            if kind == Softmax.kind and options.get("units") is None:
+                options["units"] = self.n_classes
+            self.modules.append(build(kind, options))
+
+        host_rng = np.random.default_rng(backend.seed_of(seed, 0x1217))
+        host_params, shapes, shape = [], [], self.in_shape
+        for module in self.modules:
+            params = module.init(host_rng, shape)
+            host_params.append(params)
+            shapes.append({name: a.shape for name, a in params.items()})
+            shape = module.output_shape(shape)
+        self.out_shape = shape
+
+        self.layout = FlatLayout(shapes)
+        self.flat = self.xp.zeros(self.layout.size, dtype=backend.DTYPE)
+        self.params = self.layout.views(self.flat)
+        for m, params in enumerate(host_params):
+            self.layout.pack(m, {k: self.xp.asarray(v) for k, v in params.items()}, self.flat)
+        self.grad = self.xp.zeros_like(self.flat)
+
+    # ----------------------------------------------------------------- description
+    @property
+    def layers(self) -> list[dict[str, dict]]:
+        return [{m.kind: m.options.model_dump()} for m in self.modules]
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        """Output shape of every module, input first."""
+        out, shape = [self.in_shape], self.in_shape
+        for m in self.modules:
+            shape = m.output_shape(shape)
+            out.append(shape)
+        return out
+
+    def __repr__(self) -> str:
+        stack = " -> ".join(repr(m) for m in self.modules)
+        return f"Model({stack}; {self.layout.size} parameters on {self.device})"
+
+    # ----------------------------------------------------------------- compute
+    def forward(self, x: Any, train: bool = False, rng: Any = None, upto: int | None = None) -> tuple[Any, list]:
+        """Run modules ``0 .. upto-1`` (all by default); returns the output and the caches."""
+        caches = []
+        for module, params in zip(self.modules[:upto], self.params[:upto]):
+            x, cache = module.forward(params, x, train, rng)
+            caches.append(cache)
+        return x, caches
+
+    def loss_and_grad(self, x: Any, labels: Any, rng: Any = None) -> tuple[float, Any]:
+        """Mean NLL over the batch; the gradient is written into ``self.grad`` (flat) and returned."""
+        logp, caches = self.forward(x, train=True, rng=rng)
+        loss, dy = nll_loss(logp, labels)
+        for m in range(len(self.modules) - 1, -1, -1):
+            grads, dy = self.modules[m].backward(self.params[m], caches[m], dy)
+            self.layout.pack(m, grads, self.grad)
+        return loss, self.grad
+
+    def transform(self, x: Any, upto: int, batch_size: int = 2048) -> Any:
+        """Outputs of the first ``upto`` modules for a whole array, on this model's device."""
+        x = backend.to_device(x, self.device)
+        if upto == 0:
+            return x
+        parts = [self.forward(x[i : i + batch_size], upto=upto)[0] for i in range(0, x.shape[0], batch_size)]
+        return self.xp.concatenate(parts) if parts else x[:0]
+
+    def predict_log_proba(self, x: Any, batch_size: int = 2048) -> np.ndarray:
+        return backend.to_host(self.transform(x, len(self.modules), batch_size))
+
+    def predict_proba(self, x: Any, batch_size: int = 2048) -> np.ndarray:
+        return np.exp(self.predict_log_proba(x, batch_size))
+
+    def predict(self, x: Any, batch_size: int = 2048) -> np.ndarray:
+        return self.predict_log_proba(x, batch_size).argmax(axis=1)
+
+    def accuracy(self, x: Any, y: Any) -> float:
+        if len(y) == 0:
+            return float("nan")
+        return float((self.predict(x) == backend.to_host(y)).mean())
+
+    # ----------------------------------------------------------------- parameters
+    def get_flat(self) -> np.ndarray:
+        return backend.to_host(self.flat).copy()
+
+    def set_flat(self, values: Any) -> None:
+        values = self.xp.asarray(values, dtype=backend.DTYPE).reshape(-1)
+        if values.shape[0] != self.layout.size:
+            raise ValueError(f"expected {self.layout.size} parameters, got {values.shape[0]}")
+        self.flat[...] = values  # in place: module views stay valid
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, path: str | Path, spec: dict | None = None) -> Path:
+        """Write parameters, architecture and (optionally) the job spec to one ``.npz`` file."""
+        path = Path(path)
+        meta = {
+            "format": FORMAT_VERSION,
+            "layers": self.layers,
+            "in_shape": list(self.in_shape),
+            "n_classes": self.n_classes,
+            "classes": self.classes,
+            "spec": spec,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, params=self.get_flat(), meta=np.array(json.dumps(meta)))
+        tmp.replace(path)  # atomic: a crash never leaves a half-written model
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> "Model":
+        with np.load(Path(path), allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            params = data["params"]
+        if meta.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: unsupported model format {meta.get('format')!r}")
+        model = cls(meta["layers"], tuple(meta["in_shape"]), meta["n_classes"], device=device, classes=meta["classes"])
+        model.set_flat(params)
+        model.spec = meta.get("spec")
+        return model
+
+    spec: dict | None = None

@@ -1,0 +1,64 @@
+"""Classifier head: an affine layer followed by log-softmax.
+
+It outputs log-probabilities, so the loss is the negative log-likelihood and the gradient
+through both is the stable (p - onehot) / n, with no division by a small probability.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from xsharp.backend import xp_of
+
+from .base import Module, Options, flat_size, glorot_uniform
+
+
+class SoftmaxOptions(Options):
+    units: int | None = Field(None, gt=0, description="number of classes; default: taken from the data")
+
+
+def log_softmax(z: Any) -> Any:
+    xp = xp_of(z)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
+
+
+class Softmax(Module):
+    kind = "softmax"
+    summary = "affine layer + softmax over classes (cross-entropy loss); the last module of a classifier"
+    Options = SoftmaxOptions
+
+    def output_shape(self, in_shape):
+        if self.options.units is None:
+            raise ValueError("softmax.units is not set: pass the number of classes")
+        return (self.options.units,)
+
+    def init(self, rng, in_shape):
+        units = self.output_shape(in_shape)[0]
+        return {"W": glorot_uniform(rng, flat_size(in_shape), units), "b": np.zeros(units, np.float32)}
+
+    def forward(self, params, x, train=False, rng=None):
+        x2 = x.reshape(x.shape[0], -1)
+        logp = log_softmax(x2 @ params["W"] + params["b"])
+        return logp, (x.shape, x2, logp)
+
+    def backward(self, params, cache, dy):
+        shape, x2, logp = cache
+        xp = xp_of(logp)
+        dz = dy - xp.exp(logp) * dy.sum(axis=1, keepdims=True)
+        grads = {"W": x2.T @ dz, "b": dz.sum(axis=0)}
+        return grads, (dz @ params["W"].T).reshape(shape)
+
+
+def nll_loss(logp: Any, labels: Any) -> tuple[float, Any]:
+    """Mean negative log-likelihood of integer labels, and its gradient w.r.t. logp."""
+    xp = xp_of(logp)
+    n = logp.shape[0]
+    rows = xp.arange(n)
+    loss = -logp[rows, labels].sum() / n
+    dlogp = xp.zeros_like(logp)
+    dlogp[rows, labels] = -1.0 / n
+    return float(loss), dlogp

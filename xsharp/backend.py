@@ -1,0 +1,110 @@
+"""Array backend: NumPy on CPU, CuPy on GPU, chosen once per worker.
+
+Math code asks for ``xp = backend.xp(device)`` and never branches on the device.
+CuPy is optional: everything here imports and works without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+Device = Literal["auto", "cpu", "gpu"]
+DTYPE = np.float32
+
+try:  # CuPy is the `gpu` extra; its absence is normal on CPU machines.
+    import cupy as _cupy
+except Exception:  # ImportError, or a CUDA library that fails to load
+    _cupy = None
+
+
+class DeviceError(RuntimeError):
+    """The requested device is not available on this machine."""
+
+
+def gpu_count() -> int:
+    """How many GPUs CuPy can see here (0 without CuPy or a driver)."""
+    if _cupy is None:
+        return 0
+    try:
+        return int(_cupy.cuda.runtime.getDeviceCount())
+    except Exception:
+        return 0
+
+
+def resolve(device: str = "auto") -> Literal["cpu", "gpu"]:
+    """Turn ``auto`` into the concrete device; refuse ``gpu`` where there is none."""
+    if device == "cpu":
+        return "cpu"
+    if device == "gpu":
+        if gpu_count() == 0:
+            reason = "CuPy is not installed (pip install 'xsharp[gpu]')" if _cupy is None else "CuPy sees no GPU"
+            raise DeviceError(f"device 'gpu' requested but {reason}")
+        return "gpu"
+    if device == "auto":
+        return "gpu" if gpu_count() > 0 else "cpu"
+    raise DeviceError(f"unknown device {device!r}: use auto, cpu or gpu")
+
+
+def xp(device: str = "cpu") -> Any:
+    """The array module for a device: ``numpy`` or ``cupy``."""
+    return _cupy if resolve(device) == "gpu" else np
+
+
+def xp_of(array: Any) -> Any:
+    """The array module an array belongs to."""
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return _cupy
+    return np
+
+
+def to_device(array: Any, device: str = "cpu", dtype: Any = None) -> Any:
+    """Copy a host (or device) array onto ``device``; floats become ``dtype`` (float32 by default)."""
+    module = xp(device)
+    arr = module.asarray(array)
+    if dtype is None and arr.dtype.kind == "f":
+        dtype = DTYPE
+    return arr.astype(dtype, copy=False) if dtype is not None else arr
+
+
+def to_host(array: Any) -> np.ndarray:
+    """A NumPy array with the same values, wherever ``array`` lives."""
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return _cupy.asnumpy(array)
+    return np.asarray(array)
+
+
+def seed_of(*keys: int) -> int:
+    """One 63-bit seed from several integers (run seed, phase, epoch, step ...)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def rng(seed: int | tuple[int, ...], device: str = "cpu") -> Any:
+    """A seeded random generator on ``device`` (``numpy``/``cupy`` ``default_rng``)."""
+    keys = seed if isinstance(seed, tuple) else (seed,)
+    return xp(device).random.default_rng(seed_of(*keys))
+
+
+class RowRNG:
+    """Random numbers for rows ``offset .. offset+n`` of a global batch of ``total`` rows.
+
+    Every worker draws the whole batch's numbers from the same seed and keeps its rows, so a
+    batch split over N data-parallel workers samples exactly what one worker would have.
+    """
+
+    def __init__(self, generator: Any, offset: int = 0, total: int | None = None):
+        self.generator = generator
+        self.offset = offset
+        self.total = total
+
+    def _rows(self, draw, shape: tuple[int, ...], dtype: Any) -> Any:
+        total = self.total if self.total is not None else shape[0]
+        full = draw((total, *shape[1:]), dtype=dtype)
+        return full[self.offset : self.offset + shape[0]]
+
+    def random(self, shape: tuple[int, ...], dtype: Any = DTYPE) -> Any:
+        return self._rows(self.generator.random, shape, dtype)
+
+    def standard_normal(self, shape: tuple[int, ...], dtype: Any = DTYPE) -> Any:
+        return self._rows(self.generator.standard_normal, shape, dtype)

@@ -1,0 +1,40 @@
+"""What every command shares: consoles, the exit codes, and turning errors into messages."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import typer
+from rich.console import Console
+
+EXIT_FAILED = 1  # the work failed (a worker died, Ray unreachable)
+EXIT_BAD_INPUT = 2  # the user's input is wrong: bad spec, missing data, does not fit
+
+out = Console(highlight=False)  # results: stdout
+err = Console(stderr=True, highlight=False)  # progress, status, errors: stderr
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Report known failures as one clear message and an exit code, never a traceback."""
+    from xsharp.algos.datasets import DataError
+    from xsharp.spec import SpecError
+
+    try:
+        yield
+    except SpecError as e:
+        err.print(f"[bold red]error:[/] invalid job spec {e.source}")
+        for problem in e.problems:
+            err.print(f"  {problem}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except DataError as e:
+        raise fail(f"data: {e}") from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: workers stopped, Ray shut down")
+        raise typer.Exit(130) from None

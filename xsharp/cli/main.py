@@ -1,0 +1,42 @@
+"""The `xsharp` command: one Typer app, one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from xsharp import __version__
+
+from . import spec_cmd
+from .predict import predict
+from .run import run
+
+app = typer.Typer(
+    name="xsharp",
+    help="xsharp: train deep models on an on-prem GPU cluster (or this machine) with Ray.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command()(run)
+app.command()(predict)
+app.add_typer(spec_cmd.app, name="spec")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"xsharp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
+    pass
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

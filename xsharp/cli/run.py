@@ -1,0 +1,117 @@
+"""`xsharp run`: train a job spec here, in local mode or on a Ray cluster."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .common import EXIT_BAD_INPUT, EXIT_FAILED, err, fail, out, user_errors
+
+
+class Mode(str, Enum):
+    local = "local"
+    data_parallel = "data_parallel"
+
+
+class DeviceChoice(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    gpu = "gpu"
+
+
+class Output(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def run(
+    spec_file: Path = typer.Argument(..., metavar="SPEC.yaml", help="The job spec (see `xsharp spec schema`)."),
+    mode: Optional[Mode] = typer.Option(None, "--mode", "-m", help="Execution mode; overrides the spec's `mode`."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Worker actors for data_parallel; overrides `resources.workers`."),
+    device: Optional[DeviceChoice] = typer.Option(None, "--device", "-d", help="auto (GPU if CuPy sees one), cpu or gpu; overrides `resources.device`."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write model.npz, spec.yaml and metrics.json here."),
+    address: Optional[str] = typer.Option(
+        None, "--address", envvar="XSHARP_RAY_ADDRESS", help="Ray cluster to join (host:port); default: start an embedded local Ray."
+    ),
+    output: Output = typer.Option(Output.text, "--output", "-o", help="text: progress and a summary; json: the metrics as JSON on stdout."),
+) -> None:
+    """Train a model from SPEC.yaml and report test accuracy and throughput.
+
+    Local mode trains in this process. data_parallel starts (or joins, with --address) a Ray cluster, gang-places the workers, and averages gradients every step. Progress goes to stderr; the summary (or JSON with -o json) to stdout. Exit code 2 means bad input (spec, data, resources), 1 a failed run.
+
+    Example: xsharp run examples/digits-dbn.yaml --mode data_parallel --workers 2 --out runs/dbn
+    """
+    started = time.time()
+    from xsharp.cluster.runner import run_job
+    from xsharp.spec import load_spec
+
+    from .progress import TrainingProgress
+
+    overrides: dict = {}
+    if mode is not None:
+        overrides["mode"] = mode.value
+        if mode is Mode.local and workers is None:
+            overrides["resources.workers"] = 1
+    if workers is not None:
+        overrides["resources.workers"] = workers
+    if device is not None:
+        overrides["resources.device"] = device.value
+
+    with user_errors():
+        spec = load_spec(spec_file, overrides)
+        from xsharp import backend
+
+        try:
+            backend.resolve(spec.resources.device)
+        except backend.DeviceError as e:
+            raise fail(str(e)) from None
+        progress = TrainingProgress(err)
+        err.print(f"[bold]{spec.name}[/]: {' -> '.join(next(iter(m)) for m in spec.layers)}, mode {spec.mode}, {spec.resources.workers} worker(s)")
+        try:
+            with progress:
+                result = run_job(spec, out_dir=out_dir, address=address, report=progress, status=progress.status, started_at=started)
+        except Exception as e:
+            _exit_for(e)
+            raise
+
+    m = result.metrics
+    if output is Output.json:
+        out.print_json(json.dumps(m))
+        return
+    table = Table(title=f"{spec.name} finished", show_header=False, title_justify="left")
+    table.add_row("test accuracy", f"{100 * m['test_accuracy']:.2f} %")
+    if m["val_accuracy"] is not None:
+        table.add_row("validation accuracy", f"{100 * m['val_accuracy']:.2f} %")
+    table.add_row("mode", f"{m['mode']} ({m['workers']} worker{'s' if m['workers'] > 1 else ''}, {m['device']})")
+    table.add_row("training time", f"{m['train_seconds']:.2f} s ({m['samples']:,} samples, {m['samples_per_second']:,.0f} samples/s)")
+    if m["seconds_to_first_step"] is not None:
+        table.add_row("first training step after", f"{m['seconds_to_first_step']:.2f} s")
+    table.add_row("total time", f"{m['total_seconds']:.2f} s")
+    if result.out_dir is not None:
+        table.add_row("artifacts", f"{result.out_dir}/model.npz, spec.yaml, metrics.json")
+    out.print(table)
+
+
+def _exit_for(error: Exception) -> None:
+    """Known runtime failures become a message and an exit code; anything else propagates."""
+    from xsharp.cluster.runtime import RuntimeConnectError
+
+    if isinstance(error, RuntimeConnectError):
+        raise fail(str(error), EXIT_FAILED) from None
+    if "ray" not in sys.modules:  # the errors below come from Ray modes only
+        return
+    from xsharp.parallel.collective import CollectiveError
+    from xsharp.parallel.data_parallel import WorkerFailed
+    from xsharp.parallel.group import PlacementError
+
+    if isinstance(error, PlacementError):
+        raise fail(str(error), EXIT_BAD_INPUT) from None
+    if isinstance(error, (WorkerFailed, CollectiveError)):
+        raise fail(str(error), EXIT_FAILED) from None

@@ -1,0 +1,1 @@
+"""Tier 1: the Ray runtime, job execution, and (to come) the queue, store and search."""

@@ -1,0 +1,102 @@
+"""Run one job end to end: load data, train in the spec's execution mode, evaluate on the
+held-out test split, and write the artifacts (model.npz, spec.yaml, metrics.json).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from xsharp.algos import Model, datasets
+from xsharp.algos.training import Progress
+from xsharp.parallel import RunContext, get_mode
+from xsharp.parallel.execution import build_model
+from xsharp.spec import JobSpec
+
+from . import runtime
+
+
+@dataclass
+class JobResult:
+    model: Model
+    metrics: dict
+    out_dir: Path | None
+
+
+def load_data(spec: JobSpec) -> datasets.Dataset:
+    d = spec.data
+    return datasets.load(
+        d.dataset,
+        d.path,
+        d.format,
+        test_fraction=d.test_fraction,
+        validation_fraction=d.validation_fraction,
+        limit=d.limit,
+        seed=spec.seed,
+    )
+
+
+def run_job(
+    spec: JobSpec,
+    *,
+    out_dir: str | Path | None = None,
+    address: str | None = None,
+    report: Callable[[Progress], None] | None = None,
+    status: Callable[[str], None] | None = None,
+    started_at: float | None = None,
+) -> JobResult:
+    """Train ``spec`` and return the model and its metrics. ``started_at`` (wall clock) is
+    when the user asked, so ``seconds_to_first_step`` includes start-up."""
+    started_at = started_at or time.time()
+    say = status or (lambda message: None)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+
+    say(f"loading data ({spec.data.dataset or spec.data.path})")
+    data = load_data(spec)
+    mode = get_mode(spec.mode)
+    ctx = RunContext(data=data, report=report, status=say)
+    with runtime.connect(address) if mode.needs_ray else contextlib.nullcontext() as info:
+        if info is not None:
+            kind = "embedded" if info.embedded else "cluster at"
+            say(f"Ray {kind} {info.address}: {info.cpus:g} CPU, {info.gpus:g} GPU")
+        result = mode.run(spec, ctx)
+
+    model = build_model(spec, data, "cpu")
+    model.set_flat(result.flat)
+    history = result.history
+    metrics = {
+        "job": spec.name,
+        "mode": spec.mode,
+        "workers": result.workers,
+        "device": result.device,
+        "dataset": repr(data),
+        "parameters": model.layout.size,
+        "test_accuracy": model.accuracy(data.x_test, data.y_test),
+        "val_accuracy": history.finetune[-1]["val_accuracy"] if history.finetune else None,
+        "train_seconds": history.seconds,
+        "samples_per_second": history.samples_per_second,
+        "samples": history.samples,
+        "seconds_to_first_step": (history.first_step_at - started_at) if history.first_step_at else None,
+        "total_seconds": time.time() - started_at,
+        "pretrain": history.pretrain,
+        "finetune": history.finetune,
+    }
+    if out is not None:
+        spec_dict = spec.to_dict()
+        model.save(out / "model.npz", spec=spec_dict)
+        _write_atomic(out / "spec.yaml", spec.to_yaml())
+        _write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return JobResult(model, metrics, out)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,89 @@
+"""The ExecutionMode interface: ``run(spec, ctx) -> RunResult``.
+
+``ctx`` carries what a mode needs from outside: the data, the progress reporter, a stop
+request, and (for later modes) the checkpoint location and resume state. Modes differ in how
+workers are laid out, never in model code: every worker trains through :func:`train_worker`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from xsharp.algos import Model, fit
+from xsharp.algos.datasets import Dataset
+from xsharp.algos.training import Collective, History, Progress
+from xsharp.backend import resolve
+from xsharp.spec import JobSpec
+
+
+@dataclass
+class RunContext:
+    data: Dataset
+    report: Callable[[Progress], None] | None = None
+    status: Callable[[str], None] | None = None  # one-line stage messages: "placing 2 workers"
+    should_stop: Callable[[], bool] | None = None
+    checkpoint_dir: Path | None = None
+    resume: Any = None
+
+    def say(self, message: str) -> None:
+        if self.status is not None:
+            self.status(message)
+
+
+@dataclass
+class RunResult:
+    flat: np.ndarray  # trained parameters, host copy
+    history: History
+    workers: int
+    device: str
+    extra: dict = field(default_factory=dict)
+
+
+class ExecutionMode(Protocol):
+    name: str
+    needs_ray: bool
+
+    def run(self, spec: JobSpec, ctx: RunContext) -> RunResult: ...
+
+
+def build_model(spec: JobSpec, data: Dataset, device: str = "cpu") -> Model:
+    return Model(spec.layers, data.in_shape, data.n_classes, seed=spec.seed, device=device, classes=data.classes)
+
+
+def train_worker(
+    spec: JobSpec,
+    data: Dataset,
+    collective: Collective | None = None,
+    report: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[Model, History]:
+    """What every worker of every mode does: build the model on its device and fit it."""
+    model = build_model(spec, data, resolve(spec.resources.device))
+    history = fit(
+        model,
+        data,
+        pretrain=spec.pretrain,
+        train=spec.train,
+        seed=spec.seed,
+        collective=collective,
+        report=report,
+        should_stop=should_stop,
+    )
+    return model, history
+
+
+_MODES = {"local": "xsharp.parallel.local:LocalMode", "data_parallel": "xsharp.parallel.data_parallel:DataParallelMode"}
+
+
+def get_mode(name: str) -> ExecutionMode:
+    """The execution mode called ``name`` (imported on demand: local mode never imports Ray)."""
+    try:
+        module, cls = _MODES[name].split(":")
+    except KeyError:
+        raise ValueError(f"unknown mode {name!r}; known: {', '.join(_MODES)}") from None
+    return getattr(importlib.import_module(module), cls)()

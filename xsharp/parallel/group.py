@@ -1,0 +1,67 @@
+"""A gang-placed group of worker actors: all N are reserved at once or none is.
+
+The placement group holds one bundle per worker; if the cluster can never hold the group the
+caller hears why at once, and if it is only busy, after ``timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+
+class PlacementError(RuntimeError):
+    """The worker group does not fit the cluster."""
+
+
+def _describe(cpus: float, gpus: float) -> str:
+    return f"{cpus:g} CPU" + (f" + {gpus:g} GPU" if gpus else "")
+
+
+class WorkerGroup:
+    def __init__(self, actor_cls: Any, workers: int, cpus: float, gpus: float, *, timeout: float = 60.0, concurrency: int = 4):
+        self.actor_cls, self.workers, self.cpus, self.gpus = actor_cls, workers, cpus, gpus
+        self.timeout, self.concurrency = timeout, concurrency
+        self.pg = None
+        self.actors: list[Any] = []
+
+    def __enter__(self) -> "WorkerGroup":
+        need = f"{self.workers} workers x {_describe(self.cpus, self.gpus)}"
+        total = ray.cluster_resources()
+        have_cpu, have_gpu = total.get("CPU", 0.0), total.get("GPU", 0.0)
+        if self.cpus * self.workers > have_cpu or self.gpus * self.workers > have_gpu:
+            raise PlacementError(f"{need} can never fit: the cluster has {_describe(have_cpu, have_gpu)} in all")
+        bundle = {"CPU": self.cpus} | ({"GPU": self.gpus} if self.gpus else {})
+        self.pg = placement_group([dict(bundle) for _ in range(self.workers)], strategy="PACK")
+        ready, _ = ray.wait([self.pg.ready()], timeout=self.timeout)
+        if not ready:
+            free = ray.available_resources()
+            self.close()
+            raise PlacementError(
+                f"{need} did not fit within {self.timeout:.0f} s: "
+                f"{_describe(free.get('CPU', 0.0), free.get('GPU', 0.0))} free now"
+            )
+        self.actors = [
+            self.actor_cls.options(
+                num_cpus=self.cpus,
+                num_gpus=self.gpus,
+                max_concurrency=self.concurrency,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i),
+            ).remote()
+            for i in range(self.workers)
+        ]
+        return self
+
+    def close(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        self.actors = []
+        if self.pg is not None:
+            remove_placement_group(self.pg)
+            self.pg = None
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,341 @@
+"""JobSpec: what to train, on which data, how, with what resources. Validated once, the same
+schema for YAML files, REST JSON and CLI flags.
+
+A bad spec raises :class:`SpecError` with one line per problem, each naming the field path
+and the value: ``model[1].rbm.hidden: must be > 0, got -3``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from xsharp.algos import datasets
+from xsharp.algos.modules import MODULES
+
+MODES = ("local", "data_parallel")
+
+
+class SpecError(ValueError):
+    """A job spec that cannot run; ``problems`` holds one message per bad field."""
+
+    def __init__(self, problems: list[str], source: str = "spec"):
+        self.problems = problems
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- model list
+def _module_kind(item: Any) -> str | None:
+    if isinstance(item, BaseModel):  # serialising a validated spec
+        return layer_kind(item)
+    if isinstance(item, dict) and len(item) == 1:
+        kind = next(iter(item))
+        return kind if kind in MODULES else None
+    return None
+
+
+def _module_item_type():
+    members = []
+    for kind, cls in MODULES.items():
+        item = create_model(
+            f"{cls.__name__}Layer",
+            __config__=ConfigDict(extra="forbid", title=f"{kind} layer"),
+            __doc__=cls.summary,
+            **{kind: (cls.Options, ...)},
+        )
+        members.append(Annotated[item, Tag(kind)])
+    return Annotated[
+        Union[tuple(members)],
+        Discriminator(
+            _module_kind,
+            custom_error_type="module",
+            custom_error_message=f"must be one module as {{name: options}}, name one of {', '.join(MODULES)}",
+        ),
+    ]
+
+
+ModuleLayer = _module_item_type()
+
+
+def _normalise_layer(item: Any) -> Any:
+    """``- softmax`` and ``- softmax: null`` both mean ``- softmax: {}``."""
+    if isinstance(item, str):
+        return {item: {}}
+    if isinstance(item, dict) and len(item) == 1:
+        (kind, opts), = item.items()
+        if opts is None:
+            return {kind: {}}
+    return item
+
+
+def layer_kind(layer: BaseModel) -> str:
+    return next(iter(type(layer).model_fields))
+
+
+def layer_dict(layer: BaseModel) -> dict[str, dict]:
+    kind = layer_kind(layer)
+    return {kind: getattr(layer, kind).model_dump(exclude_none=True)}
+
+
+# --------------------------------------------------------------------------- sections
+class DataSpec(_Strict):
+    """Where the data comes from: a named dataset or a file."""
+
+    dataset: str | None = Field(None, description=f"a named dataset: {', '.join(sorted(datasets.NAMED))}")
+    path: str | None = Field(None, description="a data file; its format comes from the suffix or `format`")
+    format: str | None = Field(None, description=f"file format: {', '.join(sorted(datasets.FORMATS))}")
+    test_fraction: float = Field(0.2, ge=0, lt=1, description="share held out for test when the data has no test split")
+    validation_fraction: float = Field(0.1, ge=0, lt=1, description="share of the training rows held out for validation")
+    limit: int | None = Field(None, gt=0, description="use only this many rows (quick runs)")
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v):
+        if v is not None and v not in datasets.NAMED:
+            raise PydanticCustomError("dataset", "unknown dataset; known: {known}", {"known": ", ".join(sorted(datasets.NAMED))})
+        return v
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v):
+        if v is not None and v not in datasets.FORMATS:
+            raise PydanticCustomError("format", "unknown format; known: {known}", {"known": ", ".join(sorted(datasets.FORMATS))})
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.dataset is None) == (self.path is None):
+            raise PydanticCustomError("data_source", "give exactly one of dataset (a name) or path (a file)")
+        return self
+
+
+class PhaseSpec(_Strict):
+    epochs: int = Field(ge=0, le=100_000)
+    batch_size: int = Field(gt=0, le=1_000_000)
+    learning_rate: float = Field(gt=0, le=100)
+    momentum: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0, lt=1)
+
+
+class PretrainSpec(PhaseSpec):
+    """Greedy layer-wise pretraining of every unsupervised module (rbm, autoencoder), in order."""
+
+    epochs: int = Field(20, ge=0, le=100_000, description="epochs per pretrained layer; 0 skips pretraining")
+    batch_size: int = Field(32, gt=0, le=1_000_000)
+    learning_rate: float = Field(0.1, gt=0, le=100)
+    momentum: float = Field(0.5, ge=0, lt=1)
+    weight_decay: float = Field(2e-4, ge=0, lt=1, description="L2 decay on weight matrices")
+
+
+class TrainSpec(PhaseSpec):
+    """Supervised fine-tuning of the whole stack with minibatch SGD + momentum."""
+
+    epochs: int = Field(50, ge=0, le=100_000)
+    batch_size: int = Field(32, gt=0, le=1_000_000, description="global batch: split across data-parallel workers")
+    learning_rate: float = Field(0.1, gt=0, le=100)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0, lt=1, description="L2 decay on weight matrices")
+
+
+class Resources(_Strict):
+    workers: int = Field(1, ge=1, le=4096, description="worker actors (data_parallel)")
+    cpus_per_worker: float = Field(1.0, gt=0, le=1024)
+    gpus_per_worker: float = Field(0.0, ge=0, le=64)
+    device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto picks the GPU when CuPy sees one")
+
+
+class JobSpec(_Strict):
+    """A training job."""
+
+    name: str = Field("job", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="letters, digits, . _ -")
+    data: DataSpec
+    model: list[ModuleLayer] = Field(min_length=1, description="modules in order, input first; the last is softmax")
+    pretrain: PretrainSpec = Field(default_factory=PretrainSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seeds the data split, initialisation and sampling")
+    mode: Literal["local", "data_parallel"] = Field("local", description="execution mode")
+    resources: Resources = Field(default_factory=Resources)
+    priority: int = Field(0, ge=-100, le=100, description="higher runs first in the job queue")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _normalise(cls, v):
+        return [_normalise_layer(item) for item in v] if isinstance(v, list) else v
+
+    @field_validator("model")
+    @classmethod
+    def _softmax_last(cls, v):
+        kinds = [layer_kind(layer) for layer in v]
+        if kinds[-1] != "softmax":
+            raise PydanticCustomError("head", "the last module must be softmax (the classifier head), got {last}", {"last": kinds[-1]})
+        if "softmax" in kinds[:-1]:
+            raise PydanticCustomError("head", "softmax may only be the last module, found at model[{i}]", {"i": kinds.index("softmax")})
+        return v
+
+    @model_validator(mode="after")
+    def _mode_fits_resources(self):
+        if self.mode == "local" and self.resources.workers != 1:
+            raise PydanticCustomError(
+                "mode", "local mode runs one worker but resources.workers is {w}; use mode: data_parallel", {"w": self.resources.workers}
+            )
+        return self
+
+    # ----------------------------------------------------------------- conveniences
+    @property
+    def layers(self) -> list[dict[str, dict]]:
+        return [layer_dict(layer) for layer in self.model]
+
+    def to_dict(self) -> dict:
+        d = self.model_dump(mode="json", exclude_none=True)
+        d["model"] = self.layers
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- errors
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
+def _path(loc: tuple) -> str:
+    parts: list[str] = []
+    items = list(loc)
+    for i, part in enumerate(items):
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif i > 0 and part == items[i - 1] and part in MODULES:
+            continue  # the union tag repeats the module name: model[1].rbm.rbm.hidden
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts) or "spec"
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _message(err: dict) -> str:
+    kind, ctx = err["type"], err.get("ctx", {})
+    if kind in _BOUNDS:
+        bound = next(v for k, v in ctx.items() if k in ("gt", "ge", "lt", "le"))
+        return f"must be {_BOUNDS[kind]} {bound}"
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "must be an integer"
+    if kind in ("float_parsing", "float_type"):
+        return "must be a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be true or false"
+    if kind in ("string_type",):
+        return "must be a string"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return "must be a mapping of fields"
+    if kind == "list_type":
+        return "must be a list"
+    if kind == "too_short":
+        return f"must have at least {ctx.get('min_length')} item(s)"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx.get('pattern')}"
+    msg = err["msg"]
+    return msg.removeprefix("Value error, ")
+
+
+def _suggest(loc: tuple, known: list[str]) -> str:
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+
+
+def _known_fields(loc: tuple) -> list[str]:
+    """Field names valid at the parent of ``loc`` (for 'did you mean')."""
+    model: Any = JobSpec
+    parents = loc[:-1]
+    for i, part in enumerate(parents):
+        if isinstance(part, int) or (i > 0 and part == parents[i - 1]):
+            continue
+        if part in MODULES and model is JobSpec:
+            model = MODULES[part].Options
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else model
+    return list(getattr(model, "model_fields", {}))
+
+
+def format_errors(error: ValidationError) -> list[str]:
+    problems = []
+    for err in error.errors():
+        loc = err["loc"]
+        msg = _message(err)
+        if err["type"] == "extra_forbidden":
+            known = _known_fields(loc)
+            msg += _suggest(loc, known) if known else ""
+            problems.append(f"{_path(loc)}: {msg}")
+        elif err["type"] == "missing":
+            problems.append(f"{_path(loc)}: {msg}")
+        else:
+            problems.append(f"{_path(loc)}: {msg}, got {_show(err.get('input'))}")
+    return problems
+
+
+# --------------------------------------------------------------------------- loading
+def parse_spec(data: Any, source: str = "spec") -> JobSpec:
+    """Validate a dict (from YAML or JSON) into a JobSpec, or raise SpecError."""
+    if not isinstance(data, dict):
+        raise SpecError([f"spec: must be a mapping of fields, got {_show(data)}"], source)
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(format_errors(e), source) from None
+
+
+def load_spec(path: str | Path, overrides: dict | None = None) -> JobSpec:
+    """Read a YAML job spec; ``overrides`` (dotted keys, e.g. ``resources.workers``) win over the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SpecError([f"cannot read: {e.strerror}"], str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError([f"not valid YAML: {where}{getattr(e, 'problem', e)}"], str(path)) from None
+    if isinstance(data, dict):
+        data.setdefault("name", _name_from(path))
+        for key, value in (overrides or {}).items():
+            node = data
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {}) if isinstance(node.get(p, {}), dict) else node
+            node[leaf] = value
+    return parse_spec(data, str(path))
+
+
+def _name_from(path: Path) -> str:
+    stem = "".join(c if c.isalnum() or c in "._-" else "-" for c in path.stem).lstrip("._-")
+    return stem[:64] or "job"
+
+
+def json_schema() -> dict:
+    return JobSpec.model_json_schema()
