@@ -32,7 +32,7 @@ class SpecError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- model list
@@ -116,7 +116,7 @@ class DataSpec(_Strict):
     @model_validator(mode="after")
     def _one_source(self):
         if (self.dataset is None) == (self.path is None):
-            raise PydanticCustomError("data_source", "give exactly one of dataset (a name) or path (a file)")
+            raise PydanticCustomError("rule", "give exactly one of dataset (a name) or path (a file)")
         return self
 
 
@@ -178,18 +178,19 @@ class JobSpec(_Strict):
     def _softmax_last(cls, v):
         kinds = [layer_kind(layer) for layer in v]
         if kinds[-1] != "softmax":
-            raise PydanticCustomError("head", "the last module must be softmax (the classifier head), got {last}", {"last": kinds[-1]})
+            raise PydanticCustomError("rule", "the last module must be softmax (the classifier head), got {last}", {"last": kinds[-1]})
         if "softmax" in kinds[:-1]:
-            raise PydanticCustomError("head", "softmax may only be the last module, found at model[{i}]", {"i": kinds.index("softmax")})
+            raise PydanticCustomError("rule", "softmax may only be the last module, found at model[{i}]", {"i": kinds.index("softmax")})
         return v
 
-    @model_validator(mode="after")
-    def _mode_fits_resources(self):
-        if self.mode == "local" and self.resources.workers != 1:
+    @field_validator("resources")
+    @classmethod
+    def _mode_fits_resources(cls, v, info):
+        if info.data.get("mode") == "local" and v.workers != 1:
             raise PydanticCustomError(
-                "mode", "local mode runs one worker but resources.workers is {w}; use mode: data_parallel", {"w": self.resources.workers}
+                "rule", "local mode runs one worker, got workers: {w}; use mode: data_parallel", {"w": v.workers}
             )
-        return self
+        return v
 
     # ----------------------------------------------------------------- conveniences
     @property
@@ -223,7 +224,10 @@ def _path(loc: tuple) -> str:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    try:
+        text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    except (TypeError, ValueError):  # e.g. a mapping whose keys YAML read as dates
+        text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -242,6 +246,8 @@ def _message(err: dict) -> str:
         return "must be an integer"
     if kind in ("float_parsing", "float_type"):
         return "must be a number"
+    if kind == "finite_number":
+        return "must be a finite number"
     if kind in ("bool_parsing", "bool_type"):
         return "must be true or false"
     if kind in ("string_type",):
@@ -290,7 +296,7 @@ def format_errors(error: ValidationError) -> list[str]:
             known = _known_fields(loc)
             msg += _suggest(loc, known) if known else ""
             problems.append(f"{_path(loc)}: {msg}")
-        elif err["type"] == "missing":
+        elif err["type"] in ("missing", "rule"):  # a rule's message already says what it got
             problems.append(f"{_path(loc)}: {msg}")
         else:
             problems.append(f"{_path(loc)}: {msg}, got {_show(err.get('input'))}")
@@ -327,7 +333,9 @@ def load_spec(path: str | Path, overrides: dict | None = None) -> JobSpec:
             node = data
             *parents, leaf = key.split(".")
             for p in parents:
-                node = node.setdefault(p, {}) if isinstance(node.get(p, {}), dict) else node
+                if not isinstance(node.get(p), dict):
+                    node[p] = {}  # the override wins over a missing or malformed section
+                node = node[p]
             node[leaf] = value
     return parse_spec(data, str(path))
 

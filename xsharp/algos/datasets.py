@@ -114,7 +114,10 @@ def _split(x, y, fraction: float, seed: int):
         return x, y, x[:0], y[:0]
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 else None
-    a_x, b_x, a_y, b_y = train_test_split(x, y, test_size=fraction, random_state=seed, stratify=stratify)
+    try:
+        a_x, b_x, a_y, b_y = train_test_split(x, y, test_size=fraction, random_state=seed, stratify=stratify)
+    except ValueError as e:  # too few rows for the fraction, or fewer rows than classes
+        raise DataError(f"cannot hold out {fraction:g} of {len(y)} rows: {e}") from None
     return a_x, a_y, b_x, b_y
 
 

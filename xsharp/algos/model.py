@@ -30,6 +30,7 @@ class Model:
         seed: int = 0,
         device: str = "cpu",
         classes: list[str] | None = None,
+        dtype: Any = backend.DTYPE,
     ):
         """``layers`` is the spec's model list: ``[{"rbm": {"hidden": 256}}, ..., {"softmax": {}}]``."""
         self.device = backend.resolve(device)
@@ -55,7 +56,7 @@ class Model:
         self.out_shape = shape
 
         self.layout = FlatLayout(shapes)
-        self.flat = self.xp.zeros(self.layout.size, dtype=backend.DTYPE)
+        self.flat = self.xp.zeros(self.layout.size, dtype=dtype)
         self.params = self.layout.views(self.flat)
         for m, params in enumerate(host_params):
             self.layout.pack(m, {k: self.xp.asarray(v) for k, v in params.items()}, self.flat)
@@ -123,7 +124,7 @@ class Model:
         return backend.to_host(self.flat).copy()
 
     def set_flat(self, values: Any) -> None:
-        values = self.xp.asarray(values, dtype=backend.DTYPE).reshape(-1)
+        values = self.xp.asarray(values, dtype=self.flat.dtype).reshape(-1)
         if values.shape[0] != self.layout.size:
             raise ValueError(f"expected {self.layout.size} parameters, got {values.shape[0]}")
         self.flat[...] = values  # in place: module views stay valid

@@ -13,7 +13,11 @@ from xsharp.backend import xp_of
 
 @dataclass
 class SGD:
-    """Minibatch SGD with classical momentum and L2 weight decay (on ``mask``ed entries)."""
+    """Minibatch SGD with classical momentum and L2 weight decay (on ``mask``ed entries).
+
+    The returned updates are the velocity buffer itself, updated in place (no allocation per
+    step): apply them before the next ``update``.
+    """
 
     learning_rate: float
     momentum: float = 0.0

@@ -108,7 +108,7 @@ class _Loop:
     def __init__(self, model: Model, collective: Collective, report, should_stop, history: History):
         self.model, self.coll, self.report, self.should_stop, self.history = model, collective, report, should_stop, history
         self.xp = model.xp
-        self.buf = self.xp.zeros(model.layout.size + 1, dtype=backend.DTYPE)
+        self.buf = self.xp.zeros(model.layout.size + 1, dtype=model.flat.dtype)
         self.last_report = 0.0
 
     def reduce(self, grad: Any | None, loss: float, weight: float, size: int) -> tuple[Any, float]:
@@ -168,7 +168,7 @@ def fit(
             size = sl.stop - sl.start
             params, flat_i = model.params[i], model.flat[sl]
             h = model.transform(x, upto=i)  # inputs of layer i, computed once
-            opt = SGD(pretrain.learning_rate, pretrain.momentum, pretrain.weight_decay, model.layout.decay_mask(xp, backend.DTYPE)[sl])
+            opt = SGD(pretrain.learning_rate, pretrain.momentum, pretrain.weight_decay, model.layout.decay_mask(xp, model.flat.dtype)[sl])
             state = opt.init(flat_i)
             steps = pretrain.epochs * _steps_per_epoch(n, pretrain.batch_size)
             done, phase = 0, PRETRAIN_PHASE + i
@@ -199,7 +199,7 @@ def fit(
 
     # ---------------------------------------------------------------- fine-tuning
     size = model.layout.size
-    opt = SGD(train.learning_rate, train.momentum, train.weight_decay, model.layout.decay_mask(xp, backend.DTYPE))
+    opt = SGD(train.learning_rate, train.momentum, train.weight_decay, model.layout.decay_mask(xp, model.flat.dtype))
     state = opt.init(model.flat)
     steps = train.epochs * _steps_per_epoch(n, train.batch_size)
     done = 0

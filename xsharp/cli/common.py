@@ -7,16 +7,17 @@ from typing import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 EXIT_FAILED = 1  # the work failed (a worker died, Ray unreachable)
 EXIT_BAD_INPUT = 2  # the user's input is wrong: bad spec, missing data, does not fit
 
-out = Console(highlight=False)  # results: stdout
-err = Console(stderr=True, highlight=False)  # progress, status, errors: stderr
+out = Console(highlight=False, soft_wrap=True)  # results: stdout; no hard wraps, logs stay greppable
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # progress, status, errors: stderr
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -29,12 +30,16 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except SpecError as e:
-        err.print(f"[bold red]error:[/] invalid job spec {e.source}")
+        err.print(f"[bold red]error:[/] invalid job spec {escape(e.source)}")
         for problem in e.problems:
             err.print(f"  {problem}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except DataError as e:
         raise fail(f"data: {e}") from None
+    except (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        raise fail(f"{e.filename}: {e.strerror}" if e.filename else str(e)) from None  # a path the user gave
+    except OSError as e:  # a full disk, an I/O error: the run failed, the input may be fine
+        raise fail(f"{e.filename}: {e.strerror}" if e.filename else str(e), EXIT_FAILED) from None
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: workers stopped, Ray shut down")
         raise typer.Exit(130) from None

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import zipfile
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .common import err, fail, out, user_errors
@@ -52,6 +54,23 @@ def _load_rows(data: str, split: Split, saved_spec: dict | None) -> tuple[np.nda
     raise datasets.DataError(f"{path}: expected an array x (or x_{split.value}); found {sorted(arrays)}")
 
 
+def _label_indices(y: np.ndarray, classes: list[str], source: str) -> np.ndarray:
+    """Labels as class indices: integers are taken as indices, anything else by class name."""
+    from xsharp.algos.datasets import DataError
+
+    y = np.asarray(y)
+    if y.dtype.kind in "iu":
+        bad = (y < 0) | (y >= len(classes))
+        if bad.any():
+            raise DataError(f"{source}: label {y[bad][0]} is outside the model's classes 0..{len(classes) - 1}")
+        return y.astype(np.int64)
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted({str(v) for v in y.tolist()} - set(index))
+    if unknown:
+        raise DataError(f"{source}: labels {unknown[:5]} are not among the model's classes {classes[:10]}")
+    return np.array([index[str(v)] for v in y.tolist()], dtype=np.int64)
+
+
 def predict(
     model_dir: Path = typer.Argument(..., metavar="MODEL_DIR", help="A directory written by `xsharp run --out` (or its model.npz)."),
     data: str = typer.Option(..., "--data", help="A dataset name (e.g. digits) or a .npz/.npy file with an array x (and optionally y)."),
@@ -72,29 +91,31 @@ def predict(
     with user_errors():
         try:
             model = Model.load(path)
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
             raise fail(f"{path}: not an xsharp model ({e})") from None
         x, y, source = _load_rows(data, split, model.spec)
+        if y is not None:
+            y = _label_indices(y, model.classes, source)
         if int(np.prod(x.shape[1:])) != int(np.prod(model.in_shape)):
             raise fail(f"{source}: samples have shape {tuple(x.shape[1:])}, the model expects {model.in_shape}")
         x = x.reshape((x.shape[0], *model.in_shape)).astype(np.float32)
         proba = model.predict_proba(x)
-    labels = proba.argmax(axis=1)
-    confidence = proba.max(axis=1)
+        labels = proba.argmax(axis=1)
+        confidence = proba.max(axis=1)
+        names = model.classes
+        if out_file is not None:
+            with open(out_file, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["index", "label", "class", "confidence"] + (["true_label"] if y is not None else []))
+                for i, (lab, conf) in enumerate(zip(labels, confidence)):
+                    w.writerow([i, int(lab), names[lab], f"{conf:.6f}"] + ([int(y[i])] if y is not None else []))
+            err.print(f"wrote {len(labels)} predictions to {out_file}", markup=False)
     accuracy = float((labels == y).mean()) if y is not None and len(y) == len(labels) else None
-    names = model.classes
-    if out_file is not None:
-        with open(out_file, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["index", "label", "class", "confidence"] + (["true_label"] if y is not None else []))
-            for i, (lab, conf) in enumerate(zip(labels, confidence)):
-                w.writerow([i, int(lab), names[lab], f"{conf:.6f}"] + ([int(y[i])] if y is not None else []))
-        err.print(f"wrote {len(labels)} predictions to {out_file}")
     if output is Output.json:
         rows = [{"index": i, "label": int(labels[i]), "class": names[labels[i]], "confidence": float(confidence[i])} for i in range(len(labels))]
         out.print_json(json.dumps({"source": source, "n": len(labels), "accuracy": accuracy, "predictions": rows}))
         return
-    table = Table(title=f"{len(labels)} predictions on {source}", title_justify="left")
+    table = Table(title=escape(f"{len(labels)} predictions on {source}"), title_justify="left")
     for col in ("index", "class", "confidence") + (("true",) if y is not None else ()):
         table.add_column(col, justify="right")
     for i in range(min(show, len(labels))):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bars, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from xsharp.algos.training import Progress
@@ -42,7 +43,7 @@ class TrainingProgress:
         self.bars.__exit__(*exc)
 
     def status(self, message: str) -> None:
-        self.console.print(f"[dim]· {message}[/]")
+        self.console.print(f"[dim]· {escape(message)}[/]")
 
     def __call__(self, e: Progress) -> None:
         key = (e.phase, e.layer)
@@ -56,4 +57,4 @@ class TrainingProgress:
         self.bars.update(task, completed=e.step, info=_info(e))
         if not self.live and e.epoch_end:
             label = f"pretrain layer {e.layer + 1} ({e.layer_kind})" if e.phase == "pretrain" else "fine-tune"
-            self.console.print(f"{label}: {_info(e)}", highlight=False)
+            self.console.print(f"{label}: {_info(e)}", highlight=False, markup=False)

@@ -73,7 +73,8 @@ def run(
         except backend.DeviceError as e:
             raise fail(str(e)) from None
         progress = TrainingProgress(err)
-        err.print(f"[bold]{spec.name}[/]: {' -> '.join(next(iter(m)) for m in spec.layers)}, mode {spec.mode}, {spec.resources.workers} worker(s)")
+        stack = " -> ".join(next(iter(m)) for m in spec.layers)
+        err.print(f"[bold]{spec.name}[/]: {stack}, mode {spec.mode}, {spec.resources.workers} worker(s)")
         try:
             with progress:
                 result = run_job(spec, out_dir=out_dir, address=address, report=progress, status=progress.status, started_at=started)

@@ -16,7 +16,7 @@ from xsharp.algos import Model, datasets
 from xsharp.algos.training import Progress
 from xsharp.parallel import RunContext, get_mode
 from xsharp.parallel.execution import build_model
-from xsharp.spec import JobSpec
+from xsharp.spec import JobSpec, SpecError
 
 from . import runtime
 
@@ -41,6 +41,13 @@ def load_data(spec: JobSpec) -> datasets.Dataset:
     )
 
 
+def check_against_data(spec: JobSpec, data: datasets.Dataset) -> None:
+    """What the spec cannot know until the data is loaded."""
+    units = spec.layers[-1]["softmax"].get("units")
+    if units is not None and units != data.n_classes:
+        raise SpecError([f"model[{len(spec.layers) - 1}].softmax.units: the data has {data.n_classes} classes, got {units}"], spec.name)
+
+
 def run_job(
     spec: JobSpec,
     *,
@@ -60,6 +67,7 @@ def run_job(
 
     say(f"loading data ({spec.data.dataset or spec.data.path})")
     data = load_data(spec)
+    check_against_data(spec, data)
     mode = get_mode(spec.mode)
     ctx = RunContext(data=data, report=report, status=say)
     with runtime.connect(address) if mode.needs_ray else contextlib.nullcontext() as info:

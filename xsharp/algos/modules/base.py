@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 class Options(BaseModel):
     """A module's options, as written in a job spec under its name."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Module:

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from xsharp.cluster.runner import load_data, run_job
+from xsharp.parallel.execution import build_model
+from xsharp.parallel.group import PlacementError
+from xsharp.spec import parse_spec
+
+
+@pytest.fixture(scope="module")
+def local_result():
+    from tests.conftest import TINY
+
+    return run_job(parse_spec(TINY))
+
+
+def dp(spec: dict, workers: int) -> dict:
+    return spec | {"mode": "data_parallel", "resources": {"workers": workers, "cpus_per_worker": 1}}
+
+
+def test_two_workers_match_local_training(ray_address, tiny, local_result):
+    events = []
+    result = run_job(parse_spec(dp(tiny, 2)), report=events.append)
+    a, b = local_result.model.get_flat(), result.model.get_flat()
+    untrained = build_model(parse_spec(tiny), load_data(parse_spec(tiny))).get_flat()
+    assert np.abs(b - untrained).max() > 0.05  # it trained
+    np.testing.assert_allclose(b, a, rtol=0, atol=2e-5)
+    assert result.metrics["workers"] == 2
+    assert result.metrics["samples"] == local_result.metrics["samples"]
+    assert abs(result.metrics["test_accuracy"] - local_result.metrics["test_accuracy"]) <= 1 / 120
+    assert local_result.metrics["test_accuracy"] > 0.85
+    # rank 0's progress reaches the driver: one epoch-end event per pretrained layer-epoch and per fine-tuning epoch
+    ends = [(e.phase, e.layer, e.epoch) for e in events if e.epoch_end]
+    pretrain_ends = [("pretrain", layer, e) for layer in (0, 1) for e in (1, 2, 3)]
+    assert ends == pretrain_ends + [("finetune", None, e) for e in range(1, 21)]
+    assert all(e.val_accuracy is not None for e in events if e.phase == "finetune" and e.epoch_end)
+
+
+def test_one_worker_is_bitwise_local(ray_address, tiny, local_result):
+    result = run_job(parse_spec(dp(tiny, 1)))
+    np.testing.assert_array_equal(result.model.get_flat(), local_result.model.get_flat())
+
+
+def test_uneven_batches_and_three_workers_still_match(ray_address, tiny, local_result):
+    spec = dp(tiny, 3)
+    spec["resources"]["cpus_per_worker"] = 0.5  # batch 20 over 3 workers: shares 7, 7, 6
+    result = run_job(parse_spec(spec))
+    np.testing.assert_allclose(result.model.get_flat(), local_result.model.get_flat(), rtol=0, atol=2e-5)
+
+
+def test_a_group_that_can_never_fit_is_refused_at_once(ray_address, tiny):
+    with pytest.raises(PlacementError, match="3 workers x 1 CPU can never fit: the cluster has 2 CPU in all"):
+        run_job(parse_spec(dp(tiny, 3)))
