@@ -13,6 +13,7 @@ from pydantic import Field
 from . import activations
 from .activations import sigmoid
 from .base import Module, Options, flat_size, glorot_uniform
+from .dense import affine_backward, affine_forward
 
 
 class AutoEncoderOptions(Options):
@@ -38,14 +39,11 @@ class AutoEncoder(Module):
         }
 
     def forward(self, params, x, train=False, rng=None):
-        x2 = x.reshape(x.shape[0], -1)
-        y = activations.apply(self.options.activation, x2 @ params["W"] + params["b"])
-        return y, (x.shape, x2, y)
+        return affine_forward(x, params["W"], params["b"], self.options.activation)
 
     def backward(self, params, cache, dy):
-        shape, x2, y = cache
-        dz = dy * activations.grad_from_output(self.options.activation, y)
-        return {"W": x2.T @ dz, "b": dz.sum(axis=0)}, (dz @ params["W"].T).reshape(shape)
+        dW, db, dx = affine_backward(cache, dy, params["W"], self.options.activation)
+        return {"W": dW, "b": db}, dx
 
     def pretrain_step(self, params, x, rng):
         W, b, c = params["W"], params["b"], params["c"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from pydantic import Field
 
@@ -29,12 +27,22 @@ class Dense(Module):
         return {"W": glorot_uniform(rng, fan_in, self.options.units), "b": np.zeros(self.options.units, np.float32)}
 
     def forward(self, params, x, train=False, rng=None):
-        x2 = x.reshape(x.shape[0], -1)
-        y = activations.apply(self.options.activation, x2 @ params["W"] + params["b"])
-        return y, (x.shape, x2, y)
+        return affine_forward(x, params["W"], params["b"], self.options.activation)
 
     def backward(self, params, cache, dy):
-        shape, x2, y = cache
-        dz = dy * activations.grad_from_output(self.options.activation, y)
-        grads = {"W": x2.T @ dz, "b": dz.sum(axis=0)}
-        return grads, (dz @ params["W"].T).reshape(shape)
+        dW, db, dx = affine_backward(cache, dy, params["W"], self.options.activation)
+        return {"W": dW, "b": db}, dx
+
+
+def affine_forward(x, W, b, activation: str):
+    """y = activation(x W + b) over flattened samples; the cache serves :func:`affine_backward`."""
+    x2 = x.reshape(x.shape[0], -1)
+    y = activations.apply(activation, x2 @ W + b)
+    return y, (x.shape, x2, y)
+
+
+def affine_backward(cache, dy, W, activation: str):
+    """Gradients (dW, db, dx) of an affine layer from its cache and the output gradient."""
+    shape, x2, y = cache
+    dz = dy * activations.grad_from_output(activation, y)
+    return x2.T @ dz, dz.sum(axis=0), (dz @ W.T).reshape(shape)

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from .activations import sigmoid
 from .base import Module, Options, flat_size
+from .dense import affine_backward, affine_forward
 
 
 class RBMOptions(Options):
@@ -38,15 +39,12 @@ class RBM(Module):
         }
 
     def forward(self, params, x, train=False, rng=None):
-        x2 = x.reshape(x.shape[0], -1)
-        y = sigmoid(x2 @ params["W"] + params["b_h"])
-        return y, (x.shape, x2, y)
+        return affine_forward(x, params["W"], params["b_h"], "sigmoid")
 
     def backward(self, params, cache, dy):
-        shape, x2, y = cache
-        dz = dy * y * (1 - y)
         # b_v only shapes the generative direction; supervised fine-tuning leaves it alone.
-        return {"W": x2.T @ dz, "b_h": dz.sum(axis=0)}, (dz @ params["W"].T).reshape(shape)
+        dW, db, dx = affine_backward(cache, dy, params["W"], "sigmoid")
+        return {"W": dW, "b_h": db}, dx
 
     def pretrain_step(self, params, x, rng):
         W, b_h, b_v = params["W"], params["b_h"], params["b_v"]
