@@ -51,3 +51,22 @@ def test_uneven_batches_and_three_workers_still_match(ray_address, tiny, local_r
 def test_a_group_that_can_never_fit_is_refused_at_once(ray_address, tiny):
     with pytest.raises(PlacementError, match="3 workers x 1 CPU can never fit: the cluster has 2 CPU in all"):
         run_job(parse_spec(dp(tiny, 3)))
+
+
+def test_a_stopped_group_resumes_where_it_stopped(ray_address, tiny, local_result):
+    from xsharp.algos.training import Stopped
+    from xsharp.parallel import RunContext
+    from xsharp.parallel.data_parallel import DataParallelMode
+
+    spec = parse_spec(dp(tiny, 2))
+    data = load_data(spec)
+    seen = []
+    ctx = RunContext(data=data, report=seen.append, should_stop=lambda: any(e.phase == "finetune" and e.epoch >= 3 for e in seen))
+    with pytest.raises(Stopped) as e:
+        DataParallelMode().run(spec, ctx)
+    state = e.value.state
+    assert state.phase == 2 and state.epoch >= 2  # phases: pretrain rbm, pretrain autoencoder, fine-tune
+    checkpoints = []
+    result = DataParallelMode().run(spec, RunContext(data=data, resume=state, on_checkpoint=checkpoints.append, checkpoint_every=0))
+    np.testing.assert_allclose(result.flat, local_result.model.get_flat(), rtol=1e-4, atol=1e-4)
+    assert result.history.resumed_from[0]["epoch"] == state.epoch and checkpoints

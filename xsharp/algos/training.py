@@ -3,11 +3,17 @@
 One loop serves every execution mode. A worker of rank r in a group of ``world`` takes its
 contiguous share of each global batch and averages gradients through ``collective.allreduce``
 (sum of gradients weighted by share). The batch order and the random numbers depend only on
-the seed, never on the number of workers, so N workers compute what one worker computes.
+(seed, phase, epoch, step), never on the number of workers or on where training resumed, so N
+workers compute what one worker computes, and a run stopped at a checkpoint and resumed ends
+where an uninterrupted run ends.
+
+Training is a list of phases (one per pretrained layer, then fine-tuning), each of epochs of
+steps. A :class:`TrainState` taken at a step boundary is everything needed to go on from there.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -53,10 +59,6 @@ class SingleWorker:
         return buf
 
 
-class Stopped(Exception):
-    """Training was asked to stop (Ctrl-C, a stop or pause request)."""
-
-
 @dataclass
 class Progress:
     phase: str  # "pretrain" or "finetune"
@@ -79,10 +81,37 @@ class History:
     samples: int = 0
     seconds: float = 0.0
     first_step_at: float | None = None  # wall clock (time.time()) when the first step finished
+    resumed_from: list[dict] = field(default_factory=list)  # one entry per resume: where it went on
 
     @property
     def samples_per_second(self) -> float:
         return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class TrainState:
+    """A step boundary: train from (phase, epoch, step) on with these parameters and optimiser state."""
+
+    phase: int  # index into the run's phases: pretrained layers in order, then fine-tuning
+    epoch: int  # 0-based epoch within the phase
+    step: int  # next step to run within the epoch
+    flat: np.ndarray
+    velocity: np.ndarray  # the current phase's optimiser state
+    epoch_loss: float  # sum of loss x rows so far in this epoch
+    epoch_rows: int
+    history: History
+
+    @property
+    def position(self) -> dict:
+        return {"phase": self.phase, "epoch": self.epoch, "step": self.step, "samples": self.history.samples}
+
+
+class Stopped(Exception):
+    """Training stopped at a step boundary on request; ``state`` resumes it (None on other ranks)."""
+
+    def __init__(self, state: TrainState | None = None):
+        super().__init__("training stopped on request")
+        self.state = state
 
 
 def shard(n: int, rank: int, world: int) -> tuple[int, int]:
@@ -92,48 +121,27 @@ def shard(n: int, rank: int, world: int) -> tuple[int, int]:
     return lo, lo + base + (1 if rank < extra else 0)
 
 
-def _batches(n: int, batch_size: int, seed: int, phase: int, epoch: int):
-    order = np.random.default_rng(backend.seed_of(seed, phase, epoch)).permutation(n)
-    for step, start in enumerate(range(0, n, batch_size)):
-        yield step, order[start : start + batch_size]
-
-
 def _steps_per_epoch(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
 
 
-class _Loop:
-    """Shared machinery of one training run: reduce buffers, reporting, counters."""
+@dataclass
+class _Phase:
+    name: str  # "pretrain" | "finetune"
+    layer: int | None
+    seed_phase: int
+    settings: Any
+    sl: slice  # the parameters this phase trains
 
-    def __init__(self, model: Model, collective: Collective, report, should_stop, history: History):
-        self.model, self.coll, self.report, self.should_stop, self.history = model, collective, report, should_stop, history
-        self.xp = model.xp
-        self.buf = self.xp.zeros(model.layout.size + 1, dtype=model.flat.dtype)
-        self.last_report = 0.0
 
-    def reduce(self, grad: Any | None, loss: float, weight: float, size: int) -> tuple[Any, float]:
-        """Allreduce ``weight * [grad, loss]``; returns the averaged gradient view and loss."""
-        buf = self.buf[: size + 1]
-        if grad is None:
-            buf[...] = 0
-        else:
-            self.xp.multiply(grad, weight, out=buf[:size])
-            buf[size] = loss * weight
-        buf = self.coll.allreduce(buf)
-        return buf[:size], float(buf[size])
-
-    def after_step(self, samples: int) -> None:
-        self.history.samples += samples
-        if self.history.first_step_at is None:
-            self.history.first_step_at = time.time()
-        if self.should_stop is not None and self.should_stop():
-            raise Stopped()
-
-    def maybe_report(self, event: Progress, force: bool = False) -> None:
-        now = time.perf_counter()
-        if self.report is not None and (force or now - self.last_report >= 0.2):
-            self.last_report = now
-            self.report(event)
+def _phases(model: Model, pretrain, train) -> list[_Phase]:
+    out = []
+    if pretrain is not None and pretrain.epochs > 0:
+        for i, module in enumerate(model.modules):
+            if module.pretrainable:
+                out.append(_Phase("pretrain", i, PRETRAIN_PHASE + i, pretrain, model.layout.module_slices[i]))
+    out.append(_Phase("finetune", None, FINETUNE_PHASE, train, slice(0, model.layout.size)))
+    return out
 
 
 def fit(
@@ -146,86 +154,125 @@ def fit(
     collective: Collective | None = None,
     report: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: TrainState | None = None,
+    on_checkpoint: Callable[[TrainState], None] | None = None,
+    checkpoint_every: float = 60.0,
 ) -> History:
-    """Pretrain every unsupervised module in order, then fine-tune the whole stack."""
+    """Pretrain every unsupervised module in order, then fine-tune the whole stack.
+
+    ``should_stop`` is asked after every step; when any worker says yes, all stop after that
+    same step and raise :class:`Stopped` carrying the state (on rank 0). ``on_checkpoint``
+    (rank 0) receives a state at least every ``checkpoint_every`` seconds.
+    """
     coll = collective or SingleWorker()
     rank, world = coll.rank, coll.world
-    history = History()
-    loop = _Loop(model, coll, report, should_stop, history)
     xp = model.xp
     x = backend.to_device(data.x_train, model.device)
     y = backend.to_device(data.y_train, model.device)
     n = int(y.shape[0])
-    t0 = time.perf_counter()
+    phases = _phases(model, pretrain, train)
+    mask = model.layout.decay_mask(xp, model.flat.dtype)
+    buf = xp.zeros(model.layout.size + 2, dtype=model.flat.dtype)  # [gradient, loss, stop]
 
+    if resume is not None:
+        model.set_flat(resume.flat)
+        history = resume.history
+        history.resumed_from.append(resume.position)
+        start = (resume.phase, resume.epoch, resume.step)
+    else:
+        history = History()
+        start = (0, 0, 0)
     coll.broadcast(model.flat, 0)  # every worker starts from rank 0's parameters
+    t0 = time.perf_counter() - history.seconds
+    last_report = last_checkpoint = time.perf_counter()
 
-    # ---------------------------------------------------------------- pretraining
-    pretrain_layers = [i for i, m in enumerate(model.modules) if m.pretrainable]
-    if pretrain is not None and pretrain.epochs > 0:
-        for i in pretrain_layers:
-            module, sl = model.modules[i], model.layout.module_slices[i]
-            size = sl.stop - sl.start
-            params, flat_i = model.params[i], model.flat[sl]
-            h = model.transform(x, upto=i)  # inputs of layer i, computed once
-            opt = SGD(pretrain.learning_rate, pretrain.momentum, pretrain.weight_decay, model.layout.decay_mask(xp, model.flat.dtype)[sl])
-            state = opt.init(flat_i)
-            steps = pretrain.epochs * _steps_per_epoch(n, pretrain.batch_size)
-            done, phase = 0, PRETRAIN_PHASE + i
-            for epoch in range(pretrain.epochs):
-                total_err, seen, t_epoch = 0.0, 0, time.perf_counter()
-                for step, idx in _batches(n, pretrain.batch_size, seed, phase, epoch):
-                    lo, hi = shard(len(idx), rank, world)
-                    grad = None
-                    err = 0.0
-                    if hi > lo:
-                        rows = xp.asarray(idx[lo:hi])
-                        rng = backend.RowRNG(backend.rng((seed, phase, epoch, step), model.device), lo, len(idx))
-                        grads, err = module.pretrain_step(params, h[rows], rng)
-                        model.layout.pack(i, grads, model.grad)
-                        grad = model.grad[sl]
-                    g, err = loop.reduce(grad, err, (hi - lo) / len(idx), size)
-                    updates, state = opt.update(g, state, flat_i)
-                    apply_updates(flat_i, updates)
-                    total_err += err * len(idx)
-                    seen += len(idx)
-                    done += 1
-                    loop.after_step(len(idx))
-                    rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
-                    end = seen == n
-                    event = Progress("pretrain", i, module.kind, epoch + 1, pretrain.epochs, done, steps, total_err / seen, rate, epoch_end=end)
-                    loop.maybe_report(event, force=end)
-                history.pretrain.append({"layer": i, "kind": module.kind, "epoch": epoch + 1, "reconstruction_error": total_err / n})
-
-    # ---------------------------------------------------------------- fine-tuning
-    size = model.layout.size
-    opt = SGD(train.learning_rate, train.momentum, train.weight_decay, model.layout.decay_mask(xp, model.flat.dtype))
-    state = opt.init(model.flat)
-    steps = train.epochs * _steps_per_epoch(n, train.batch_size)
-    done = 0
-    for epoch in range(train.epochs):
-        total_loss, seen, t_epoch = 0.0, 0, time.perf_counter()
-        for step, idx in _batches(n, train.batch_size, seed, FINETUNE_PHASE, epoch):
-            lo, hi = shard(len(idx), rank, world)
-            grad, loss = None, 0.0
-            if hi > lo:
-                rows = xp.asarray(idx[lo:hi])
-                rng = backend.RowRNG(backend.rng((seed, FINETUNE_PHASE, epoch, step), model.device), lo, len(idx))
-                loss, grad = model.loss_and_grad(x[rows], y[rows], rng)
-            g, loss = loop.reduce(grad, loss, (hi - lo) / len(idx), size)
-            updates, state = opt.update(g, state, model.flat)
-            apply_updates(model.flat, updates)
-            total_loss += loss * len(idx)
-            seen += len(idx)
-            done += 1
-            loop.after_step(len(idx))
-            if seen < n:
-                rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
-                loop.maybe_report(Progress("finetune", None, None, epoch + 1, train.epochs, done, steps, total_loss / seen, rate))
-        rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
-        val = model.accuracy(data.x_val, data.y_val) if rank == 0 and len(data.y_val) else None
-        history.finetune.append({"epoch": epoch + 1, "loss": total_loss / n, "val_accuracy": val})
-        loop.maybe_report(Progress("finetune", None, None, epoch + 1, train.epochs, done, steps, total_loss / n, rate, val, True), force=True)
+    for p, phase in enumerate(phases):
+        if p < start[0]:
+            continue
+        s = phase.settings
+        size = phase.sl.stop - phase.sl.start
+        flat_p = model.flat[phase.sl]
+        opt = SGD(s.learning_rate, s.momentum, s.weight_decay, mask[phase.sl])
+        velocity = opt.init(flat_p)
+        if p == start[0] and resume is not None:
+            velocity[...] = xp.asarray(resume.velocity)
+        module = model.modules[phase.layer] if phase.layer is not None else None
+        h = model.transform(x, upto=phase.layer) if module is not None else x  # inputs of the layer, once
+        steps = s.epochs * _steps_per_epoch(n, s.batch_size)
+        first_epoch = start[1] if p == start[0] else 0
+        for epoch in range(first_epoch, s.epochs):
+            first_step = start[2] if (p, epoch) == start[:2] else 0
+            if first_step and resume is not None:
+                total_loss, seen = resume.epoch_loss, resume.epoch_rows
+            else:
+                total_loss, seen = 0.0, 0
+            t_epoch, rows_at_start = time.perf_counter(), seen
+            order = np.random.default_rng(backend.seed_of(seed, phase.seed_phase, epoch)).permutation(n)
+            n_steps = _steps_per_epoch(n, s.batch_size)
+            for step in range(first_step, n_steps):
+                idx = order[step * s.batch_size : (step + 1) * s.batch_size]
+                lo, hi = shard(len(idx), rank, world)
+                weight = (hi - lo) / len(idx)
+                if hi > lo:
+                    rows = xp.asarray(idx[lo:hi])
+                    rng = backend.RowRNG(backend.rng((seed, phase.seed_phase, epoch, step), model.device), lo, len(idx))
+                    if module is not None:
+                        grads, loss = module.pretrain_step(model.params[phase.layer], h[rows], rng)
+                        model.layout.pack(phase.layer, grads, model.grad)
+                        grad = model.grad[phase.sl]
+                    else:
+                        loss, grad = model.loss_and_grad(x[rows], y[rows], rng)
+                    xp.multiply(grad, weight, out=buf[:size])
+                    buf[size] = loss * weight
+                else:
+                    buf[: size + 1] = 0
+                stop_here = should_stop is not None and should_stop()
+                buf[size + 1] = 1.0 if stop_here else 0.0
+                reduced = coll.allreduce(buf[: size + 2])
+                updates, velocity = opt.update(reduced[:size], velocity, flat_p)
+                apply_updates(flat_p, updates)
+                total_loss += float(reduced[size]) * len(idx)
+                seen += len(idx)
+                history.samples += len(idx)
+                if history.first_step_at is None:
+                    history.first_step_at = time.time()
+                now = time.perf_counter()
+                done_in_phase = epoch * n_steps + step + 1
+                rate = (seen - rows_at_start) / max(now - t_epoch, 1e-9)
+                epoch_end = step == n_steps - 1
+                if report is not None and not (phase.name == "finetune" and epoch_end) and (epoch_end or now - last_report >= 0.2):
+                    last_report = now
+                    report(Progress(phase.name, phase.layer, module.kind if module else None, epoch + 1, s.epochs, done_in_phase, steps, total_loss / seen, rate, epoch_end=epoch_end))
+                stop = float(reduced[size + 1]) > 0
+                if stop or (on_checkpoint is not None and now - last_checkpoint >= checkpoint_every):
+                    history.seconds = now - t0
+                    nxt = (p, epoch, step + 1) if not epoch_end else (p, epoch + 1, 0)
+                    state = None
+                    if stop and epoch_end:
+                        _close_epoch(model, data, history, phase, epoch, total_loss / n, rank)
+                    if rank == 0:
+                        carried = (0.0, 0) if epoch_end else (total_loss, seen)
+                        velocity_host = backend.to_host(velocity).copy()
+                        state = TrainState(*nxt, model.get_flat(), velocity_host, *carried, copy.deepcopy(history))
+                    if stop:
+                        raise Stopped(state)
+                    if on_checkpoint is not None and state is not None:
+                        on_checkpoint(state)
+                    last_checkpoint = now
+            val = _close_epoch(model, data, history, phase, epoch, total_loss / n, rank)
+            if report is not None and phase.name == "finetune":
+                rate = (seen - rows_at_start) / max(time.perf_counter() - t_epoch, 1e-9)
+                report(Progress("finetune", None, None, epoch + 1, s.epochs, (epoch + 1) * n_steps, steps, total_loss / n, rate, val, True))
 
     history.seconds = time.perf_counter() - t0
     return history
+
+
+def _close_epoch(model: Model, data: Dataset, history: History, phase: _Phase, epoch: int, mean_loss: float, rank: int) -> float | None:
+    """Record an epoch in the history; fine-tuning epochs are scored on the validation rows (rank 0)."""
+    if phase.name == "pretrain":
+        history.pretrain.append({"layer": phase.layer, "kind": model.modules[phase.layer].kind, "epoch": epoch + 1, "reconstruction_error": mean_loss})
+        return None
+    val = model.accuracy(data.x_val, data.y_val) if rank == 0 and len(data.y_val) else None
+    history.finetune.append({"epoch": epoch + 1, "loss": mean_loss, "val_accuracy": val})
+    return val

@@ -2,16 +2,19 @@
 batch, gradients averaged every step by a ring allreduce over Ray's object store.
 
 For the same seed and global batch it computes what local mode computes (see algos.training).
+A stop request goes to rank 0; the stop flag rides in the allreduce, so every worker stops
+after the same step and rank 0 hands back the state to resume from.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 
 import numpy as np
 import ray
 
-from xsharp.algos.training import Progress, Stopped
+from xsharp.algos.training import Progress, Stopped, TrainState
 from xsharp.spec import JobSpec
 
 from .collective import CollectiveMember, RayCollective
@@ -26,20 +29,35 @@ class WorkerFailed(RuntimeError):
 @ray.remote
 class DataParallelWorker(CollectiveMember):
     def __init__(self) -> None:
-        self._events: deque[Progress] = deque()  # filled by training, drained by the driver
+        self._events: deque = deque()  # ("progress", Progress) | ("checkpoint", TrainState); drained by the driver
+        self._stop = threading.Event()
 
     def join(self, rank: int, peers: list) -> int:
         self.collective = RayCollective(rank, peers, self._mailbox())
         return rank
 
-    def events(self) -> list[Progress]:
+    def events(self) -> list[tuple[str, object]]:
         return [self._events.popleft() for _ in range(len(self._events))]
 
-    def train(self, spec: JobSpec, data) -> tuple[np.ndarray, object, str] | None:
-        rank = self.collective.rank
-        report = self._events.append if rank == 0 else None
-        model, history = train_worker(spec, data, self.collective, report)
-        return (model.get_flat(), history, model.device) if rank == 0 else None
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def train(self, spec: JobSpec, data, resume: TrainState | None, checkpoint_every: float):
+        rank0 = self.collective.rank == 0
+        try:
+            model, history = train_worker(
+                spec,
+                data,
+                self.collective,
+                report=(lambda e: self._events.append(("progress", e))) if rank0 else None,
+                should_stop=self._stop.is_set,
+                resume=resume,
+                on_checkpoint=(lambda s: self._events.append(("checkpoint", s))) if rank0 else None,
+                checkpoint_every=checkpoint_every,
+            )
+        except Stopped as e:
+            return ("stopped", e.state) if rank0 else None
+        return ("done", model.get_flat(), history, model.device) if rank0 else None
 
 
 class DataParallelMode:
@@ -49,13 +67,14 @@ class DataParallelMode:
     def run(self, spec: JobSpec, ctx: RunContext) -> RunResult:
         res = spec.resources
         ctx.say(f"placing {res.workers} workers")
-        with WorkerGroup(DataParallelWorker, res.workers, res.cpus_per_worker, res.gpus_per_worker) as group:
+        group = WorkerGroup(DataParallelWorker, res.workers, res.cpus_per_worker, res.gpus_per_worker, placement_group=ctx.placement_group)
+        with group:
             actors = group.actors
             ray.get([a.join.remote(i, actors) for i, a in enumerate(actors)])
             ctx.say(f"training on {res.workers} workers")
             data_ref = ray.put(ctx.data)  # one copy in the object store, read zero-copy by every worker
-            refs = [a.train.remote(spec, data_ref) for a in actors]
-            pending = list(refs)
+            refs = [a.train.remote(spec, data_ref, ctx.resume, ctx.checkpoint_every) for a in actors]
+            pending, stop_sent = list(refs), False
             while pending:
                 done, pending = ray.wait(pending, num_returns=1, timeout=0.2)
                 for ref in done:
@@ -64,11 +83,15 @@ class DataParallelMode:
                     except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
                         raise WorkerFailed(f"data_parallel worker {refs.index(ref)} failed: {_cause(e)}") from None
                 self._forward(actors[0], ctx)
-                if ctx.should_stop is not None and ctx.should_stop():
-                    raise Stopped()
+                if not stop_sent and ctx.should_stop is not None and ctx.should_stop():
+                    actors[0].request_stop.remote()
+                    stop_sent = True
             self._forward(actors[0], ctx)
-            flat, history, device = ray.get(refs[0])
-        return RunResult(flat, history, workers=res.workers, device=device)
+            outcome = ray.get(refs[0])
+        if outcome[0] == "stopped":
+            raise Stopped(outcome[1])
+        _, flat, history, device = outcome
+        return RunResult(np.asarray(flat), history, workers=res.workers, device=device)
 
     @staticmethod
     def _forward(rank0, ctx: RunContext) -> None:
@@ -76,9 +99,11 @@ class DataParallelMode:
             events = ray.get(rank0.events.remote(), timeout=10)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             return
-        if ctx.report is not None:
-            for event in events:
-                ctx.report(event)
+        for kind, item in events:
+            if kind == "progress" and ctx.report is not None:
+                ctx.report(item)
+            elif kind == "checkpoint" and ctx.on_checkpoint is not None:
+                ctx.on_checkpoint(item)
 
 
 def _cause(error: Exception) -> str:

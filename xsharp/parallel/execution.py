@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from xsharp.algos import Model, fit
 from xsharp.algos.datasets import Dataset
-from xsharp.algos.training import Collective, History, Progress
+from xsharp.algos.training import Collective, History, Progress, TrainState
 from xsharp.backend import resolve
 from xsharp.spec import JobSpec
 
@@ -26,9 +25,11 @@ class RunContext:
     data: Dataset
     report: Callable[[Progress], None] | None = None
     status: Callable[[str], None] | None = None  # one-line stage messages: "placing 2 workers"
-    should_stop: Callable[[], bool] | None = None
-    checkpoint_dir: Path | None = None
-    resume: Any = None
+    should_stop: Callable[[], bool] | None = None  # asked every step; yes -> Stopped(state) at that step
+    resume: TrainState | None = None  # go on from this step boundary
+    on_checkpoint: Callable[[TrainState], None] | None = None
+    checkpoint_every: float = 60.0  # seconds between checkpoints
+    placement_group: Any = None  # a reservation made by the scheduler; modes place workers in it
 
     def say(self, message: str) -> None:
         if self.status is not None:
@@ -61,6 +62,9 @@ def train_worker(
     collective: Collective | None = None,
     report: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: TrainState | None = None,
+    on_checkpoint: Callable[[TrainState], None] | None = None,
+    checkpoint_every: float = 60.0,
 ) -> tuple[Model, History]:
     """What every worker of every mode does: build the model on its device and fit it."""
     model = build_model(spec, data, resolve(spec.resources.device))
@@ -73,6 +77,9 @@ def train_worker(
         collective=collective,
         report=report,
         should_stop=should_stop,
+        resume=resume,
+        on_checkpoint=on_checkpoint,
+        checkpoint_every=checkpoint_every,
     )
     return model, history
 

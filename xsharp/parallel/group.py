@@ -21,29 +21,36 @@ def _describe(cpus: float, gpus: float) -> str:
     return f"{cpus:g} CPU" + (f" + {gpus:g} GPU" if gpus else "")
 
 
+def bundles(workers: int, cpus: float, gpus: float) -> list[dict]:
+    """One placement-group bundle per worker."""
+    bundle = {"CPU": cpus} | ({"GPU": gpus} if gpus else {})
+    return [dict(bundle) for _ in range(workers)]
+
+
 class WorkerGroup:
-    def __init__(self, actor_cls: Any, workers: int, cpus: float, gpus: float, *, timeout: float = 60.0, concurrency: int = 4):
+    """``placement_group``: place into a reservation someone else made (and keeps); otherwise
+    reserve one here and release it on exit."""
+
+    def __init__(
+        self,
+        actor_cls: Any,
+        workers: int,
+        cpus: float,
+        gpus: float,
+        *,
+        timeout: float = 60.0,
+        concurrency: int = 4,
+        placement_group: Any = None,
+    ):
         self.actor_cls, self.workers, self.cpus, self.gpus = actor_cls, workers, cpus, gpus
         self.timeout, self.concurrency = timeout, concurrency
-        self.pg = None
+        self.pg = placement_group
+        self.owns_pg = placement_group is None
         self.actors: list[Any] = []
 
     def __enter__(self) -> "WorkerGroup":
-        need = f"{self.workers} workers x {_describe(self.cpus, self.gpus)}"
-        total = ray.cluster_resources()
-        have_cpu, have_gpu = total.get("CPU", 0.0), total.get("GPU", 0.0)
-        if self.cpus * self.workers > have_cpu or self.gpus * self.workers > have_gpu:
-            raise PlacementError(f"{need} can never fit: the cluster has {_describe(have_cpu, have_gpu)} in all")
-        bundle = {"CPU": self.cpus} | ({"GPU": self.gpus} if self.gpus else {})
-        self.pg = placement_group([dict(bundle) for _ in range(self.workers)], strategy="PACK")
-        ready, _ = ray.wait([self.pg.ready()], timeout=self.timeout)
-        if not ready:
-            free = ray.available_resources()
-            self.close()
-            raise PlacementError(
-                f"{need} did not fit within {self.timeout:.0f} s: "
-                f"{_describe(free.get('CPU', 0.0), free.get('GPU', 0.0))} free now"
-            )
+        if self.pg is None:
+            self._reserve()
         self.actors = [
             self.actor_cls.options(
                 num_cpus=self.cpus,
@@ -55,13 +62,29 @@ class WorkerGroup:
         ]
         return self
 
+    def _reserve(self) -> None:
+        need = f"{self.workers} workers x {_describe(self.cpus, self.gpus)}"
+        total = ray.cluster_resources()
+        have_cpu, have_gpu = total.get("CPU", 0.0), total.get("GPU", 0.0)
+        if self.cpus * self.workers > have_cpu or self.gpus * self.workers > have_gpu:
+            raise PlacementError(f"{need} can never fit: the cluster has {_describe(have_cpu, have_gpu)} in all")
+        self.pg = placement_group(bundles(self.workers, self.cpus, self.gpus), strategy="PACK")
+        ready, _ = ray.wait([self.pg.ready()], timeout=self.timeout)
+        if not ready:
+            free = ray.available_resources()
+            self.close()
+            raise PlacementError(
+                f"{need} did not fit within {self.timeout:.0f} s: "
+                f"{_describe(free.get('CPU', 0.0), free.get('GPU', 0.0))} free now"
+            )
+
     def close(self) -> None:
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
         self.actors = []
-        if self.pg is not None:
+        if self.pg is not None and self.owns_pg:
             remove_placement_group(self.pg)
-            self.pg = None
+        self.pg = None
 
     def __exit__(self, *exc) -> None:
         self.close()
