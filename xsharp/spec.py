@@ -288,8 +288,13 @@ def _known_fields(loc: tuple) -> list[str]:
 
 
 def format_errors(error: ValidationError) -> list[str]:
+    return format_error_list(error.errors())
+
+
+def format_error_list(errors: list[dict]) -> list[str]:
+    """One line per error, for pydantic's (or FastAPI's) error dicts."""
     problems = []
-    for err in error.errors():
+    for err in errors:
         loc = err["loc"]
         msg = _message(err)
         if err["type"] == "extra_forbidden":

@@ -6,7 +6,7 @@ import typer
 
 from xsharp import __version__
 
-from . import spec_cmd
+from . import jobs_cmd, server_cmd, spec_cmd
 from .predict import predict
 from .run import run
 
@@ -21,6 +21,11 @@ app = typer.Typer(
 app.command()(run)
 app.command()(predict)
 app.add_typer(spec_cmd.app, name="spec")
+app.command()(server_cmd.server)
+app.add_typer(server_cmd.users_app, name="users")
+app.command()(jobs_cmd.submit)
+app.add_typer(jobs_cmd.jobs_app, name="jobs")
+app.add_typer(jobs_cmd.cluster_app, name="cluster")
 
 
 def _version(value: bool) -> None:

@@ -76,6 +76,14 @@ def run_job(
             say(f"Ray {kind} {info.address}: {info.cpus:g} CPU, {info.gpus:g} GPU")
         result = mode.run(spec, ctx)
 
+    model, metrics = summarize(spec, data, result, started_at)
+    if out is not None:
+        write_artifacts(out, spec, model, metrics)
+    return JobResult(model, metrics, out)
+
+
+def summarize(spec: JobSpec, data: datasets.Dataset, result, started_at: float | None = None) -> tuple[Model, dict]:
+    """The trained model (on the host) and the job's metrics, test accuracy included."""
     model = build_model(spec, data, "cpu")
     model.set_flat(result.flat)
     history = result.history
@@ -91,17 +99,21 @@ def run_job(
         "train_seconds": history.seconds,
         "samples_per_second": history.samples_per_second,
         "samples": history.samples,
-        "seconds_to_first_step": (history.first_step_at - started_at) if history.first_step_at else None,
-        "total_seconds": time.time() - started_at,
+        "seconds_to_first_step": (history.first_step_at - started_at) if history.first_step_at and started_at else None,
+        "total_seconds": time.time() - started_at if started_at else None,
+        "resumed_from": history.resumed_from,
         "pretrain": history.pretrain,
         "finetune": history.finetune,
     }
-    if out is not None:
-        spec_dict = spec.to_dict()
-        model.save(out / "model.npz", spec=spec_dict)
-        _write_atomic(out / "spec.yaml", spec.to_yaml())
-        _write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    return JobResult(model, metrics, out)
+    return model, metrics
+
+
+def write_artifacts(out: Path, spec: JobSpec, model: Model, metrics: dict) -> None:
+    """model.npz, spec.yaml and metrics.json, each written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model.npz", spec=spec.to_dict())
+    _write_atomic(out / "spec.yaml", spec.to_yaml())
+    _write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
 
 
 def _write_atomic(path: Path, text: str) -> None:

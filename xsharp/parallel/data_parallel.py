@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 import ray
 
-from xsharp.algos.training import Progress, Stopped, TrainState
+from xsharp.algos.training import Stopped, TrainState
 from xsharp.spec import JobSpec
 
 from .collective import CollectiveMember, RayCollective

@@ -1,0 +1,62 @@
+"""The scheduling decision alone: priorities, fair share, FIFO, preemption, time slices, rejection."""
+
+from xsharp.cluster.scheduler import Resources, Running, Waiting, plan
+
+TOTAL = Resources(4, 0)
+
+
+def w(id, user="a", priority=0, cpus=1, t=None):
+    return Waiting(id, user, priority, Resources(cpus, 0), t if t is not None else float(id))
+
+
+def r(id, user="a", priority=0, cpus=1, started=0.0, stopping=False):
+    return Running(id, user, priority, Resources(cpus, 0), started, stopping)
+
+
+def test_higher_priority_first_then_fifo():
+    p = plan([w(1), w(2, priority=5), w(3), w(4, priority=5)], [], Resources(2, 0), TOTAL, 10, 600)
+    assert p.start == [2, 4] and p.blocked == 1
+
+
+def test_fair_share_puts_the_user_with_less_running_first():
+    # alice already runs 2 CPUs; bob's job, though queued later, goes first
+    p = plan([w(1, "alice", t=1), w(2, "bob", t=2)], [r(9, "alice", cpus=2)], Resources(1, 0), TOTAL, 10, 600)
+    assert p.start == [2] and p.blocked == 1
+
+
+def test_fair_share_alternates_users_within_one_plan():
+    jobs = [w(1, "alice"), w(2, "alice"), w(3, "alice"), w(4, "bob"), w(5, "bob")]
+    p = plan(jobs, [], Resources(4, 0), TOTAL, 10, 600)
+    assert p.start == [1, 4, 2, 5]
+
+
+def test_a_job_that_can_never_fit_is_rejected_with_the_reason():
+    p = plan([w(1, cpus=8), w(2)], [], Resources(4, 0), TOTAL, 10, 600)
+    assert p.reject == [(1, "needs 8 CPU; the cluster has 4 CPU in all")] and p.start == [2]
+
+
+def test_higher_priority_preempts_the_lowest_and_newest_first():
+    running = [r(1, priority=0, cpus=2, started=1), r(2, priority=0, cpus=2, started=5)]
+    p = plan([w(3, priority=9, cpus=2)], running, Resources(0, 0), TOTAL, 10, 600)
+    assert p.preempt == [2] and p.start == [] and p.blocked == 3
+
+
+def test_equal_priority_never_preempts_before_its_slice():
+    running = [r(1, cpus=4, started=0)]
+    assert plan([w(2, cpus=4)], running, Resources(0, 0), TOTAL, 100, 600).yield_ == []
+    p = plan([w(2, cpus=4)], running, Resources(0, 0), TOTAL, 700, 600)
+    assert p.yield_ == [1] and p.preempt == []
+
+
+def test_nothing_more_is_asked_while_a_stop_is_under_way_and_nothing_backfills():
+    running = [r(1, cpus=4, started=0, stopping=True)]
+    p = plan([w(2, priority=9, cpus=4), w(3, cpus=1)], running, Resources(0, 0), TOTAL, 10_000, 600)
+    assert (p.preempt, p.yield_, p.start, p.blocked) == ([], [], [], 2)
+
+
+def test_ten_thousand_queued_jobs_start_the_top_priority_spread_over_users():
+    jobs = [w(i, user=f"u{i % 50}", priority=i % 3) for i in range(10_000)]
+    p = plan(jobs, [], Resources(64, 0), Resources(64, 0), 0, 600)
+    assert len(p.start) == 64 and all(i % 3 == 2 for i in p.start)
+    users = [i % 50 for i in p.start]
+    assert len(set(users)) == 50 and max(users.count(u) for u in set(users)) == 2  # 64 slots over 50 users

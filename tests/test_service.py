@@ -1,0 +1,254 @@
+"""The job service end to end: a real `xsharp server` (uvicorn on 127.0.0.1, SQLite, scheduler)
+on the session's real Ray, driven over HTTP and through the CLI."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import signal
+import threading
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import run_cli
+from tests.service import Server, first_start, long_spec, short_spec, wait_for, wait_state
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):
+        Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def webhook():
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_port}/hook"
+    srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, ray_address, webhook):
+    s = Server(tmp_path_factory.mktemp("server"), ray_address, "--checkpoint-seconds", "0.5", "--webhook", webhook).start()
+    s.tokens = {"admin": s.add_user("root", admin=True), "alice": s.add_user("alice"), "bob": s.add_user("bob")}
+    yield s
+    s.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def alice(server):
+    with server.client(server.tokens["alice"]) as c:
+        yield c
+
+
+@pytest.fixture
+def bob(server):
+    with server.client(server.tokens["bob"]) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """Parameters of the long job trained uninterrupted, in this process."""
+    from xsharp.cluster.runner import run_job
+    from xsharp.spec import parse_spec
+
+    return run_job(parse_spec(long_spec("ref"))).model.get_flat()
+
+
+def model_params(api, job_id) -> np.ndarray:
+    from xsharp.algos import Model
+
+    r = api.get(f"/v1/jobs/{job_id}/artifacts/model.npz")
+    assert r.status_code == 200
+    path = io.BytesIO(r.content)
+    with np.load(path) as f:
+        return f["params"]
+
+
+# --------------------------------------------------------------------------- security and input
+def test_tokens_are_required_and_users_are_fenced(server, alice, bob):
+    with server.client(None) as anon:
+        assert anon.get("/v1/jobs").status_code == 401
+        assert anon.post("/v1/jobs", json=short_spec("x")).status_code == 401
+        assert anon.get("/healthz").status_code == 200 and anon.get("/metrics").status_code == 200
+    with server.client("xs_not-a-token") as forged:
+        assert forged.get("/v1/jobs").status_code == 401
+    job = alice.post("/v1/jobs", json=short_spec("alices", cpus=1)).json()
+    for method, path in [("GET", ""), ("POST", "/pause"), ("POST", "/stop"), ("DELETE", ""), ("GET", "/logs"), ("GET", "/metrics"), ("GET", "/artifacts")]:
+        assert bob.request(method, f"/v1/jobs/{job['id']}{path}").status_code == 403, (method, path)
+    assert job["id"] not in [j["id"] for j in bob.get("/v1/jobs").json()]
+    with server.client(server.tokens["admin"]) as admin:
+        assert job["id"] in [j["id"] for j in admin.get("/v1/jobs").json()]
+        assert admin.get(f"/v1/jobs/{job['id']}").status_code == 200
+    wait_state(alice, job["id"], "SUCCEEDED")
+
+
+def test_bad_requests_are_4xx_with_a_message(server, alice):
+    bad = short_spec("bad")
+    bad["model"] = [{"rbm": {"hidden": 32}}, {"rbm": {"hidden": -3}}, "softmax"]
+    r = alice.post("/v1/jobs", json=bad)
+    assert r.status_code == 422 and "model[1].rbm.hidden: must be > 0, got -3" in r.json()["detail"]
+    r = alice.post("/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    r = alice.post("/v1/jobs", json=short_spec("huge") | {"mode": "data_parallel", "resources": {"workers": 64}})
+    assert r.status_code == 422 and "the cluster has 2 CPU in all" in r.json()["detail"][0]
+    r = alice.post("/v1/jobs", content=b"x" * (2 * 1024 * 1024), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert alice.get("/v1/jobs/999999").status_code == 404
+    assert alice.get("/v1/jobs/abc").status_code == 422
+
+
+# --------------------------------------------------------------------------- a job's life
+def test_a_job_runs_and_leaves_logs_metrics_artifacts_then_is_deleted(server, alice, webhook):
+    job = alice.post("/v1/jobs", json=short_spec("life")).json()
+    assert job["state"] == "QUEUED" and job["user"] == "alice"
+    done = wait_state(alice, job["id"], "SUCCEEDED")
+    assert done["result"]["test_accuracy"] > 0.85
+    rows = alice.get(f"/v1/jobs/{job['id']}/metrics").json()
+    assert rows[-1]["phase"] == "finetune" and rows[-1]["epoch"] == 20 and rows[-1]["val_accuracy"] > 0.8
+    log = alice.get(f"/v1/jobs/{job['id']}/logs", params={"follow": "true"}).text
+    assert "fine-tune epoch 20/20" in log and "[succeeded]" in log
+    names = {a["path"] for a in alice.get(f"/v1/jobs/{job['id']}/artifacts").json()}
+    assert names == {"model.npz", "spec.yaml", "metrics.json"}
+    assert json.loads(alice.get(f"/v1/jobs/{job['id']}/artifacts/metrics.json").content)["test_accuracy"] == done["result"]["test_accuracy"]
+    for sneaky in ["../../xsharp.db", "..%2F..%2Fxsharp.db", "/etc/passwd", "%2Fetc%2Fpasswd", "../job.log"]:
+        r = alice.get(f"/v1/jobs/{job['id']}/artifacts/{sneaky}")
+        assert 400 <= r.status_code < 500, (sneaky, r.status_code)  # %2F forms reach the guard; others die in routing
+        assert b"SQLite" not in r.content and b"root:" not in r.content
+    wait_for(lambda: any(h["job"]["id"] == job["id"] and h["job"]["state"] == "SUCCEEDED" for h in Hook.received), 10, what="the webhook")
+    assert alice.delete(f"/v1/jobs/{job['id']}").status_code == 204
+    assert alice.get(f"/v1/jobs/{job['id']}").status_code == 404
+    assert not (server.home / "jobs" / str(job["id"])).exists()
+
+
+def test_pause_resume_stop_and_delete(server, alice):
+    job = alice.post("/v1/jobs", json=long_spec("pausable", epochs=20000)).json()
+    wait_state(alice, job["id"], "RUNNING")
+    wait_for(lambda: alice.get(f"/v1/jobs/{job['id']}").json()["progress"], 30, what="progress")
+    assert alice.delete(f"/v1/jobs/{job['id']}").status_code == 409  # not finished
+    assert alice.post(f"/v1/jobs/{job['id']}/pause").status_code == 202
+    paused = wait_state(alice, job["id"], "PAUSED")
+    assert any("checkpointed at" in e["message"] for e in paused["events"])
+    assert alice.post(f"/v1/jobs/{job['id']}/pause").status_code == 409
+    assert alice.post(f"/v1/jobs/{job['id']}/resume").status_code == 202
+    running = wait_state(alice, job["id"], "RUNNING")
+    assert "from checkpoint" in running["events"][-1]["message"]
+    assert alice.post(f"/v1/jobs/{job['id']}/stop").status_code == 202
+    stopped = wait_state(alice, job["id"], "STOPPED")
+    assert stopped["finished"] and alice.post(f"/v1/jobs/{job['id']}/resume").status_code == 409
+    assert alice.delete(f"/v1/jobs/{job['id']}").status_code == 204
+
+
+# --------------------------------------------------------------------------- scheduling
+def test_higher_priority_first_then_first_come(server, alice, bob):
+    blocker = alice.post("/v1/jobs", json=long_spec("blocker", epochs=800, priority=100)).json()
+    wait_state(alice, blocker["id"], "RUNNING")
+    a = alice.post("/v1/jobs", json=short_spec("a", priority=0)).json()
+    b = bob.post("/v1/jobs", json=short_spec("b", priority=5)).json()
+    c = alice.post("/v1/jobs", json=short_spec("c", priority=5)).json()
+    done = {j["id"]: wait_state(alice if j["user"] == "alice" else bob, j["id"], "SUCCEEDED") for j in (a, b, c)}
+    order = sorted(done, key=lambda i: first_start(done[i]))
+    assert order == [b["id"], c["id"], a["id"]]
+
+
+def test_fair_share_lets_the_user_with_less_running_go_first(server, alice, bob):
+    blocker = alice.post("/v1/jobs", json=long_spec("blocker2", epochs=800, priority=100)).json()
+    wait_state(alice, blocker["id"], "RUNNING")
+    mine = [alice.post("/v1/jobs", json=short_spec(f"a{i}", cpus=1)).json() for i in range(3)]
+    theirs = bob.post("/v1/jobs", json=short_spec("b1", cpus=1)).json()  # queued after all of alice's
+    a = [wait_state(alice, j["id"], "SUCCEEDED") for j in mine]
+    b = wait_state(bob, theirs["id"], "SUCCEEDED")
+    assert first_start(a[0]) <= first_start(b) < first_start(a[1])
+
+
+def test_preemption_checkpoints_and_the_job_ends_as_if_uninterrupted(server, alice, bob, reference):
+    low = alice.post("/v1/jobs", json=long_spec("low", priority=0)).json()
+    wait_state(alice, low["id"], "RUNNING")
+    wait_for(lambda: alice.get(f"/v1/jobs/{low['id']}").json()["progress"], 30, what="progress")
+    high = bob.post("/v1/jobs", json=short_spec("high", priority=9)).json()
+    wait_state(alice, low["id"], "PREEMPTED")
+    wait_state(bob, high["id"], "SUCCEEDED")
+    done = wait_state(alice, low["id"], "SUCCEEDED")
+    kinds = [e["kind"] for e in done["events"]]
+    assert kinds.count("running") == 2 and "preempted" in kinds
+    assert first_start(done) < wait_state(bob, high["id"], "SUCCEEDED")["started"]
+    np.testing.assert_array_equal(model_params(alice, low["id"]), reference)
+
+
+def test_time_slices_rotate_equal_jobs_that_end_as_if_uninterrupted(tmp_path, ray_address, reference):
+    s = Server(tmp_path / "sliced", ray_address, "--slice-seconds", "1.5", "--checkpoint-seconds", "0.5").start()
+    try:
+        with s.client(s.add_user("carol")) as api:
+            x = api.post("/v1/jobs", json=long_spec("x")).json()
+            y = api.post("/v1/jobs", json=long_spec("y")).json()
+            dx, dy = wait_state(api, x["id"], "SUCCEEDED", 180), wait_state(api, y["id"], "SUCCEEDED", 180)
+            for d in (dx, dy):
+                assert d["runs"] >= 2 and any(e["message"] == "yield requested" for e in d["events"])
+            np.testing.assert_array_equal(model_params(api, x["id"]), reference)
+            np.testing.assert_array_equal(model_params(api, y["id"]), reference)
+    finally:
+        s.kill(signal.SIGTERM)
+
+
+def test_a_killed_server_loses_nothing_and_the_job_resumes(tmp_path, ray_address, reference):
+    home = tmp_path / "killed"
+    s = Server(home, ray_address, "--checkpoint-seconds", "0.3").start()
+    token = s.add_user("dave")
+    with s.client(token) as api:
+        queued = api.post("/v1/jobs", json=long_spec("waits", priority=-1)).json()
+        job = api.post("/v1/jobs", json=long_spec("victim")).json()
+        wait_state(api, job["id"], "RUNNING")
+        wait_for(lambda: list((home / "jobs" / str(job["id"]) / "checkpoints").glob("ckpt-*.npz")), 30, what="a checkpoint")
+    s.kill(signal.SIGKILL)
+    s2 = Server(home, ray_address, "--checkpoint-seconds", "0.3")
+    s2.port, s2.url = s.port, s.url
+    s2.args = s.args
+    s2.start()
+    try:
+        with s2.client(token) as api:
+            done = wait_state(api, job["id"], "SUCCEEDED", 120)
+            messages = [e["message"] for e in done["events"]]
+            assert "server restarted; will resume from the last checkpoint" in messages
+            assert any(m.startswith("started (run 2) from checkpoint") for m in messages)
+            np.testing.assert_array_equal(model_params(api, job["id"]), reference)
+            assert wait_state(api, queued["id"], "SUCCEEDED", 120)["runs"] == 1
+    finally:
+        s2.kill(signal.SIGTERM)
+
+
+# --------------------------------------------------------------------------- the CLI client
+def test_cli_submits_lists_follows_and_reports_the_cluster(server, tmp_path):
+    env = {"XSHARP_URL": server.url, "XSHARP_TOKEN": server.tokens["alice"], "XSHARP_HOME": str(tmp_path)}
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(short_spec("cli", cpus=1)))
+    r = run_cli("submit", str(spec), "--priority", "3", "-o", "json", env=env)
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout)
+    assert job["priority"] == 3 and job["user"] == "alice"
+    r = run_cli("jobs", "logs", str(job["id"]), "--follow", env=env)
+    assert r.returncode == 0 and "[succeeded]" in r.stdout
+    listed = json.loads(run_cli("jobs", "list", "-o", "json", env=env).stdout)
+    assert job["id"] in [j["id"] for j in listed]
+    r = run_cli("jobs", "show", str(job["id"]), env=env)
+    assert r.returncode == 0 and "SUCCEEDED" in r.stdout
+    status = json.loads(run_cli("cluster", "status", "-o", "json", env=env).stdout)
+    assert status["total"]["CPU"] == 2 and len(status["nodes"]) == 1
+    r = run_cli("jobs", "pause", str(job["id"]), env=env)
+    assert r.returncode == 2 and "409" in r.stderr  # finished jobs cannot pause
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [{rbm: {hidden: -3}}, softmax]\ndata: {dataset: digits}\n")
+    r = run_cli("submit", str(bad), env={**env, "XSHARP_URL": "http://127.0.0.1:9"})  # checked before any connection
+    assert r.returncode == 2 and "model[0].rbm.hidden: must be > 0, got -3" in r.stderr
+    r = run_cli("jobs", "list", env={**env, "XSHARP_TOKEN": "nope"})
+    assert r.returncode == 2 and "401" in r.stderr

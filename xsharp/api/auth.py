@@ -1,0 +1,33 @@
+"""Bearer tokens (stored hashed) map to users; every call but health and metrics needs one."""
+
+from __future__ import annotations
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from xsharp.cluster.store import Job, Store, User
+
+bearer = HTTPBearer(auto_error=False, description="a token from `xsharp users add NAME`")
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def current_user(creds: HTTPAuthorizationCredentials | None = Depends(bearer), store: Store = Depends(get_store)) -> User:
+    if creds is None or not creds.credentials:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    user = store.user_for_token(creds.credentials)
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+def visible_job(job_id: int, user: User, store: Store) -> Job:
+    """The job, if it exists and ``user`` may see it (its owner or an admin)."""
+    job = store.get(job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
+    if job.user != user.name and not user.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"job {job_id} belongs to another user")
+    return job

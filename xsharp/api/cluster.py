@@ -1,0 +1,29 @@
+"""/v1/cluster: nodes, GPUs, total and free resources, and the queue."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from xsharp.cluster.store import WAITING, Store, User
+
+from .auth import current_user, get_store
+from .schemas import ClusterOut, JobOut
+
+router = APIRouter(prefix="/v1", tags=["cluster"])
+
+
+@router.get("/cluster", response_model=ClusterOut, summary="Nodes, resources and the queue")
+def cluster(user: User = Depends(current_user), store: Store = Depends(get_store)) -> ClusterOut:
+    import ray
+
+    nodes, total, free = [], {}, {}
+    if ray.is_initialized():
+        for n in ray.nodes():
+            if n.get("Alive"):
+                res = n.get("Resources", {})
+                nodes.append({"node_id": n["NodeID"], "address": n.get("NodeManagerAddress"), "cpus": res.get("CPU", 0.0), "gpus": res.get("GPU", 0.0)})
+        total = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")}
+        free = {k: v for k, v in ray.available_resources().items() if k in ("CPU", "GPU", "memory")}
+    queue = store.jobs(states=WAITING)
+    queue.sort(key=lambda j: (-j.priority, j.queued_at, j.id))
+    return ClusterOut(nodes=nodes, total=total, free=free, jobs_by_state=store.jobs_by_state(), queue=[JobOut(**j.public()) for j in queue[:100]])

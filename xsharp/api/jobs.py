@@ -1,0 +1,165 @@
+"""/v1/jobs: submit, list, inspect, pause / resume / stop, delete, logs, metrics, artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, StreamingResponse
+
+from xsharp.cluster.store import FINISHED, PAUSED, PREEMPTED, QUEUED, RUNNING, STOPPED, Store, TransitionError, User
+from xsharp.spec import JobSpec
+
+from .auth import current_user, get_store, visible_job
+from .schemas import Artifact, JobDetail, JobOut, MetricRow
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="the job's id")]  # SQLite's integer range
+
+
+def _out(job) -> JobOut:
+    return JobOut(**job.public())
+
+
+def _never_fits(spec: JobSpec) -> str | None:
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    total = ray.cluster_resources()
+    res = spec.resources
+    need_cpu, need_gpu = res.workers * res.cpus_per_worker, res.workers * res.gpus_per_worker
+    if need_cpu > total.get("CPU", 0) + 1e-9 or need_gpu > total.get("GPU", 0) + 1e-9:
+        have = f"{total.get('CPU', 0):g} CPU" + (f" + {total.get('GPU', 0):g} GPU" if total.get("GPU") else "")
+        return f"resources: {res.workers} workers need {need_cpu:g} CPU" + (f" + {need_gpu:g} GPU" if need_gpu else "") + f"; the cluster has {have} in all"
+    return None
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobOut, summary="Submit a job")
+def submit(spec: JobSpec, user: User = Depends(current_user), store: Store = Depends(get_store)) -> JobOut:
+    """Queue a job. The body is a JobSpec (see `xsharp spec schema`); a job that can never fit the cluster is refused."""
+    reason = _never_fits(spec)
+    if reason:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [reason])
+    res = spec.resources
+    job = store.submit(user.name, spec.to_dict(), spec.priority, res.workers * res.cpus_per_worker, res.workers * res.gpus_per_worker)
+    return _out(job)
+
+
+@router.get("", response_model=list[JobOut], summary="List jobs")
+def list_jobs(
+    state: list[str] | None = Query(None, description="only these states"),
+    user_name: str | None = Query(None, alias="user", description="admins: only this user's jobs"),
+    limit: int = Query(100, ge=1, le=10_000),
+    offset: int = Query(0, ge=0, le=2**62),
+    user: User = Depends(current_user),
+    store: Store = Depends(get_store),
+) -> list[JobOut]:
+    """Your jobs (an admin sees everyone's), oldest first."""
+    owner = user_name if user.admin else user.name  # an admin without a filter sees everyone's
+    return [_out(j) for j in store.jobs(user=owner, states=state, limit=limit, offset=offset)]
+
+
+@router.get("/{job_id}", response_model=JobDetail, summary="One job, with its spec and events")
+def get_job(job_id: JobId, user: User = Depends(current_user), store: Store = Depends(get_store)) -> JobDetail:
+    job = visible_job(job_id, user, store)
+    return JobDetail(**job.public(), spec=job.spec, events=store.events(job_id))
+
+
+def _act(job_id: JobId, user: User, store: Store, action: str) -> JobOut:
+    job = visible_job(job_id, user, store)
+    try:
+        if action == "resume":
+            store.transition(job_id, [PAUSED], QUEUED, f"resumed by {user.name}")
+        elif job.state == RUNNING:
+            if not store.set_request(job_id, action):
+                raise TransitionError(f"job {job_id} is no longer running")
+        elif action == "pause":
+            store.transition(job_id, [QUEUED, PREEMPTED], PAUSED, f"paused by {user.name}")
+        elif action == "stop":
+            import time
+
+            store.transition(job_id, [QUEUED, PREEMPTED, PAUSED], STOPPED, f"stopped by {user.name}", finished=time.time())
+    except TransitionError as e:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
+    return _out(store.get(job_id))
+
+
+@router.post("/{job_id}/pause", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED, summary="Pause a job")
+def pause(job_id: JobId, user: User = Depends(current_user), store: Store = Depends(get_store)) -> JobOut:
+    """A running job checkpoints at its next step and releases its workers; a queued one leaves the queue."""
+    return _act(job_id, user, store, "pause")
+
+
+@router.post("/{job_id}/resume", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED, summary="Resume a paused job")
+def resume(job_id: JobId, user: User = Depends(current_user), store: Store = Depends(get_store)) -> JobOut:
+    """Back into the queue; it goes on from its last checkpoint."""
+    return _act(job_id, user, store, "resume")
+
+
+@router.post("/{job_id}/stop", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED, summary="Stop a job for good")
+def stop(job_id: JobId, user: User = Depends(current_user), store: Store = Depends(get_store)) -> JobOut:
+    return _act(job_id, user, store, "stop")
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a finished job and its artifacts")
+def delete(job_id: JobId, user: User = Depends(current_user), store: Store = Depends(get_store)) -> Response:
+    visible_job(job_id, user, store)
+    try:
+        store.delete(job_id)
+    except TransitionError as e:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{job_id}/logs", summary="The job's log (follow=true streams until it finishes)", response_class=StreamingResponse)
+async def logs(job_id: JobId, follow: bool = False, user: User = Depends(current_user), store: Store = Depends(get_store)):
+    visible_job(job_id, user, store)
+    path = store.job_dir(job_id) / "job.log"
+
+    async def lines():
+        pos = 0
+        while True:
+            if path.exists():
+                with open(path, "rb") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+                    pos += len(chunk)
+                if chunk:
+                    yield chunk
+            job = store.get(job_id)
+            if not follow or job is None or (job.state in FINISHED and path.exists() and path.stat().st_size <= pos):
+                return
+            await asyncio.sleep(0.5)
+
+    return StreamingResponse(lines(), media_type="text/plain")
+
+
+@router.get("/{job_id}/metrics", response_model=list[MetricRow], summary="The job's metric series")
+def metrics(job_id: JobId, user: User = Depends(current_user), store: Store = Depends(get_store)) -> list[MetricRow]:
+    visible_job(job_id, user, store)
+    return [MetricRow(**row) for row in store.metrics(job_id)]
+
+
+@router.get("/{job_id}/artifacts", response_model=list[Artifact], summary="The job's artifacts")
+def artifacts(job_id: JobId, user: User = Depends(current_user), store: Store = Depends(get_store)) -> list[Artifact]:
+    visible_job(job_id, user, store)
+    root = store.job_dir(job_id) / "artifacts"
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    return [Artifact(path=str(p.relative_to(root)), size=p.stat().st_size) for p in files]
+
+
+@router.get("/{job_id}/artifacts/{path:path}", summary="Download one artifact", response_class=FileResponse)
+def artifact(job_id: JobId, path: str, user: User = Depends(current_user), store: Store = Depends(get_store)):
+    visible_job(job_id, user, store)
+    root = (store.job_dir(job_id) / "artifacts").resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or Path(path).is_absolute():
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "artifact paths stay inside the job's artifact folder")
+    if not target.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no artifact {path!r}")
+    return FileResponse(target)

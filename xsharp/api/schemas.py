@@ -1,0 +1,59 @@
+"""Response models: the only schema the API speaks besides JobSpec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class JobOut(BaseModel):
+    id: int
+    name: str
+    user: str
+    state: str
+    request: str | None = None
+    priority: int
+    mode: str
+    resources: dict[str, Any]
+    cpus: float
+    gpus: float
+    submitted: float
+    queued_at: float
+    started: float | None = None
+    run_started: float | None = None
+    finished: float | None = None
+    runs: int
+    failures: int
+    progress: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class JobDetail(JobOut):
+    spec: dict[str, Any]
+    events: list[dict[str, Any]]
+
+
+class MetricRow(BaseModel):
+    ts: float
+    phase: str
+    layer: int | None = None
+    epoch: int | None = None
+    step: int | None = None
+    loss: float | None = None
+    val_accuracy: float | None = None
+    samples_per_second: float | None = None
+
+
+class Artifact(BaseModel):
+    path: str
+    size: int
+
+
+class ClusterOut(BaseModel):
+    nodes: list[dict[str, Any]]
+    total: dict[str, float]
+    free: dict[str, float]
+    jobs_by_state: dict[str, int]
+    queue: list[JobOut]

@@ -1,0 +1,94 @@
+"""The CLI's HTTP client. URL and token come from flags, then XSHARP_URL / XSHARP_TOKEN, then the
+config file ``$XSHARP_HOME/config`` (default ``~/.xsharp/config``) that `xsharp server` writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from .common import EXIT_FAILED, fail
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+UrlOption = typer.Option(None, "--url", envvar="XSHARP_URL", help="The xsharp server (default: from ~/.xsharp/config, else http://127.0.0.1:8080).")
+TokenOption = typer.Option(None, "--token", envvar="XSHARP_TOKEN", help="Your API token (default: from ~/.xsharp/config).")
+
+
+def config_path() -> Path:
+    from xsharp.cluster.store import home
+
+    return home() / "config"
+
+
+def read_config() -> dict:
+    path = config_path()
+    try:
+        data = yaml.safe_load(path.read_text()) if path.exists() else {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_config(url: str, token: str) -> Path:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"url": url, "token": token}))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class Client:
+    url: str
+    token: str | None
+
+    @classmethod
+    def from_options(cls, url: str | None, token: str | None) -> "Client":
+        cfg = read_config()
+        return cls((url or cfg.get("url") or DEFAULT_URL).rstrip("/"), token or cfg.get("token"))
+
+    def _http(self):
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        import httpx
+
+        try:
+            with self._http() as http:
+                r = http.request(method, path, **kw)
+        except httpx.HTTPError as e:
+            raise fail(f"cannot reach the xsharp server at {self.url}: {e}", EXIT_FAILED) from None
+        return self._check(r)
+
+    def _check(self, r) -> Any:
+        if r.status_code >= 400:
+            try:
+                detail = r.json().get("detail", r.text)
+            except ValueError:
+                detail = r.text
+            lines = detail if isinstance(detail, list) else [detail]
+            code = EXIT_FAILED if r.status_code >= 500 else 2
+            raise fail(f"{r.status_code}: " + "\n  ".join(str(x) for x in lines), code)
+        if r.status_code == 204 or not r.content:
+            return None
+        return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+
+    def stream(self, path: str, **params: Any):
+        import httpx
+
+        try:
+            with self._http() as http, http.stream("GET", path, params=params, timeout=None) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    self._check(r)
+                yield from r.iter_text()
+        except httpx.HTTPError as e:
+            raise fail(f"cannot reach the xsharp server at {self.url}: {e}", EXIT_FAILED) from None
+

@@ -1,0 +1,152 @@
+"""`xsharp submit`, `xsharp jobs ...` and `xsharp cluster status`: clients of the REST endpoint."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .client import Client, TokenOption, UrlOption
+from .common import out, user_errors
+from .run import Output
+
+jobs_app = typer.Typer(help="Your jobs on the xsharp server: list, show, logs, pause, resume, stop, delete.", no_args_is_help=True)
+cluster_app = typer.Typer(help="The cluster behind the xsharp server.", no_args_is_help=True)
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    s = time.time() - ts
+    return f"{s:.0f}s ago" if s < 120 else f"{s / 60:.0f}m ago" if s < 7200 else f"{s / 3600:.1f}h ago"
+
+
+def _progress(job: dict) -> str:
+    p = job.get("progress")
+    if job.get("result"):
+        return f"test acc {100 * job['result']['test_accuracy']:.2f}%"
+    if not p:
+        return ""
+    what = f"pretrain L{p['layer'] + 1}" if p["phase"] == "pretrain" else "fine-tune"
+    return f"{what} {p['epoch']}/{p['epochs']} ({100 * p['step'] / max(p['steps'], 1):.0f}%) loss {p['loss']:.3f}"
+
+
+def _table(jobs: list[dict], title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("id", "name", "user", "state", "prio", "mode", "submitted", "progress"):
+        t.add_column(col)
+    for j in jobs:
+        state = j["state"] + (f" ({j['request']}ing)" if j.get("request") else "")
+        t.add_row(str(j["id"]), escape(j["name"]), escape(j["user"]), state, str(j["priority"]), j["mode"], _ago(j["submitted"]), _progress(j))
+    return t
+
+
+def submit(
+    spec_file: Path = typer.Argument(..., metavar="SPEC.yaml", help="The job spec."),
+    priority: Optional[int] = typer.Option(None, "--priority", "-p", min=-100, max=100, help="Overrides the spec's priority; higher runs first."),
+    url: Optional[str] = UrlOption,
+    token: Optional[str] = TokenOption,
+    output: Output = typer.Option(Output.text, "--output", "-o"),
+) -> None:
+    """Submit SPEC.yaml to the xsharp server's queue and print the job id.
+
+    The spec is checked here first; a bad field exits 2 without contacting the server.
+    """
+    from xsharp.spec import load_spec
+
+    with user_errors():
+        spec = load_spec(spec_file, {"priority": priority} if priority is not None else None)
+    job = Client.from_options(url, token).request("POST", "/v1/jobs", json=spec.to_dict())
+    if output is Output.json:
+        out.print_json(json.dumps(job))
+    else:
+        out.print(f"submitted job {job['id']} ({escape(job['name'])}), {job['state']}, priority {job['priority']}")
+
+
+@jobs_app.command("list")
+def jobs_list(
+    state: Optional[list[str]] = typer.Option(None, "--state", "-s", help="Only these states (repeatable)."),
+    url: Optional[str] = UrlOption,
+    token: Optional[str] = TokenOption,
+    output: Output = typer.Option(Output.text, "--output", "-o"),
+) -> None:
+    """List your jobs (an admin sees everyone's)."""
+    params = {"state": [s.upper() for s in state]} if state else {}
+    jobs = Client.from_options(url, token).request("GET", "/v1/jobs", params=params)
+    if output is Output.json:
+        out.print_json(json.dumps(jobs))
+    else:
+        out.print(_table(jobs, f"{len(jobs)} job(s)"))
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: int, url: Optional[str] = UrlOption, token: Optional[str] = TokenOption, output: Output = typer.Option(Output.text, "--output", "-o")) -> None:
+    """A job's state, progress, result and events."""
+    job = Client.from_options(url, token).request("GET", f"/v1/jobs/{job_id}")
+    if output is Output.json:
+        out.print_json(json.dumps(job))
+        return
+    out.print(_table([job], f"job {job_id}"))
+    if job.get("error"):
+        out.print(f"error: {escape(job['error'])}")
+    for e in job["events"]:
+        out.print(f"  {time.strftime('%H:%M:%S', time.localtime(e['ts']))} {e['kind']:<10} {escape(e['message'])}")
+
+
+@jobs_app.command("logs")
+def jobs_logs(job_id: int, follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job finishes."), url: Optional[str] = UrlOption, token: Optional[str] = TokenOption) -> None:
+    """Print a job's log."""
+    for chunk in Client.from_options(url, token).stream(f"/v1/jobs/{job_id}/logs", follow=str(follow).lower()):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+
+
+def _action(name: str, help_text: str):
+    def command(job_id: int, url: Optional[str] = UrlOption, token: Optional[str] = TokenOption, output: Output = typer.Option(Output.text, "--output", "-o")) -> None:
+        job = Client.from_options(url, token).request("POST", f"/v1/jobs/{job_id}/{name}")
+        if output is Output.json:
+            out.print_json(json.dumps(job))
+        else:
+            pending = f", {job['request']} requested" if job.get("request") else ""
+            out.print(f"job {job_id}: {job['state']}{pending}")
+
+    command.__doc__ = help_text
+    jobs_app.command(name)(command)
+
+
+_action("pause", "Pause a job: a running one checkpoints and releases its workers.")
+_action("resume", "Put a paused job back in the queue; it goes on from its checkpoint.")
+_action("stop", "Stop a job for good (a running one checkpoints first).")
+
+
+@jobs_app.command("delete")
+def jobs_delete(job_id: int, url: Optional[str] = UrlOption, token: Optional[str] = TokenOption) -> None:
+    """Delete a finished job with its logs, checkpoints and artifacts."""
+    Client.from_options(url, token).request("DELETE", f"/v1/jobs/{job_id}")
+    out.print(f"job {job_id} deleted")
+
+
+@cluster_app.command("status")
+def cluster_status(url: Optional[str] = UrlOption, token: Optional[str] = TokenOption, output: Output = typer.Option(Output.text, "--output", "-o")) -> None:
+    """Nodes, free and total resources, jobs by state and the queue."""
+    c = Client.from_options(url, token).request("GET", "/v1/cluster")
+    if output is Output.json:
+        out.print_json(json.dumps(c))
+        return
+    t = Table(title=f"{len(c['nodes'])} node(s)", title_justify="left")
+    for col in ("node", "address", "CPU", "GPU"):
+        t.add_column(col)
+    for n in c["nodes"]:
+        t.add_row(n["node_id"][:12], str(n["address"]), f"{n['cpus']:g}", f"{n['gpus']:g}")
+    out.print(t)
+    tot, free = c["total"], c["free"]
+    out.print(f"free: {free.get('CPU', 0):g} of {tot.get('CPU', 0):g} CPU, {free.get('GPU', 0):g} of {tot.get('GPU', 0):g} GPU")
+    out.print("jobs: " + ", ".join(f"{k.lower()} {v}" for k, v in c["jobs_by_state"].items() if v) or "jobs: none")
+    if c["queue"]:
+        out.print(_table(c["queue"], "queue (next first)"))

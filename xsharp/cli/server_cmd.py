@@ -1,0 +1,81 @@
+"""`xsharp server` (the REST endpoint and the scheduler in one process) and `xsharp users`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import err, out
+
+users_app = typer.Typer(help="Users and API tokens (run on the server host; writes the job store directly).", no_args_is_help=True)
+
+
+def server(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 serves the whole network."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535),
+    address: Optional[str] = typer.Option(None, "--address", envvar="XSHARP_RAY_ADDRESS", help="Ray cluster to run jobs on; default: an embedded local Ray."),
+    home_dir: Optional[Path] = typer.Option(None, "--home", envvar="XSHARP_HOME", help="Job store, logs, checkpoints, artifacts (default ~/.xsharp)."),
+    slice_seconds: float = typer.Option(600.0, "--slice-seconds", min=0.1, help="Time slice: a running job yields to a waiting job of the same priority after this long."),
+    checkpoint_seconds: float = typer.Option(30.0, "--checkpoint-seconds", min=0.1, help="Running jobs checkpoint at least this often."),
+    tick: float = typer.Option(0.5, "--tick", min=0.05, help="Seconds between scheduling decisions."),
+    max_failures: int = typer.Option(3, "--max-failures", min=0, help="Restarts from checkpoint after a worker dies, before a job fails."),
+    webhook: Optional[str] = typer.Option(None, "--webhook", help="POST each finished job here as JSON."),
+) -> None:
+    """Serve the REST API (docs at /docs) and schedule jobs on Ray until Ctrl-C.
+
+    On first start it creates the user `admin`, prints its token once and writes ~/.xsharp/config so the CLI on this host works at once. Running jobs are checkpointed and requeued on shutdown; after a crash they resume from their last checkpoint.
+    """
+    import os
+
+    import uvicorn
+
+    from xsharp.api import create_app
+    from xsharp.cluster import runtime
+    from xsharp.cluster.scheduler import Scheduler
+    from xsharp.cluster.store import HOME_ENV, Store
+
+    from .client import read_config, write_config
+
+    if home_dir is not None:
+        os.environ[HOME_ENV] = str(home_dir)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = Store()
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    if not store.users():
+        token = store.add_user("admin", admin=True)
+        err.print(f"created user [bold]admin[/]; token (shown once): {token}", soft_wrap=True)
+        if not read_config().get("token"):
+            err.print(f"wrote {write_config(url, token)}")
+    with runtime.connect(address) as info:
+        err.print(f"Ray {'embedded' if info.embedded else 'cluster at'} {info.address}: {info.cpus:g} CPU, {info.gpus:g} GPU; store {store.root}")
+        scheduler = Scheduler(store, slice_seconds=slice_seconds, tick=tick, checkpoint_every=checkpoint_seconds, max_failures=max_failures, webhook=webhook)
+        scheduler.start()
+        try:
+            uvicorn.run(create_app(store, scheduler), host=host, port=port, log_level="warning")
+        finally:
+            err.print("shutting down: checkpointing running jobs")
+            scheduler.close()
+
+
+@users_app.command("add")
+def users_add(
+    name: str = typer.Argument(..., help="User name."),
+    admin: bool = typer.Option(False, "--admin", help="May see and manage every user's jobs."),
+    home_dir: Optional[Path] = typer.Option(None, "--home", envvar="XSHARP_HOME", help="The server's store (default ~/.xsharp)."),
+) -> None:
+    """Create a user (or add a token to an existing one) and print a new token."""
+    from xsharp.cluster.store import Store
+
+    out.print(Store(home_dir).add_user(name, admin=admin), markup=False)
+
+
+@users_app.command("list")
+def users_list(home_dir: Optional[Path] = typer.Option(None, "--home", envvar="XSHARP_HOME", help="The server's store.")) -> None:
+    """List users."""
+    from xsharp.cluster.store import Store
+
+    for u in Store(home_dir).users():
+        out.print(f"{u.name}{' (admin)' if u.admin else ''}", markup=False)

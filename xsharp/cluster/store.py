@@ -1,0 +1,300 @@
+"""Durable job state: users and tokens, jobs and their transitions, events, metric series.
+
+SQLite in WAL mode under ``$XSHARP_HOME`` (default ``~/.xsharp``). Every transition is one
+transaction that checks the state it leaves, so two actors (the API and the scheduler) can
+never both move a job, and a process killed at any moment leaves each job in a state it was
+really in. Each job also has a folder for its log, checkpoints and artifacts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+QUEUED, RUNNING, PAUSED, PREEMPTED = "QUEUED", "RUNNING", "PAUSED", "PREEMPTED"
+SUCCEEDED, FAILED, STOPPED = "SUCCEEDED", "FAILED", "STOPPED"
+STATES = (QUEUED, RUNNING, PAUSED, PREEMPTED, SUCCEEDED, FAILED, STOPPED)
+WAITING = (QUEUED, PREEMPTED)  # in the queue, to be scheduled
+FINISHED = (SUCCEEDED, FAILED, STOPPED)
+
+HOME_ENV = "XSHARP_HOME"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, admin INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    label TEXT, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL, priority INTEGER NOT NULL,
+    cpus REAL NOT NULL, gpus REAL NOT NULL,
+    state TEXT NOT NULL, request TEXT,          -- request: pause | stop | preempt | yield, pending on a running job
+    submitted REAL NOT NULL, queued_at REAL NOT NULL, started REAL, run_started REAL, finished REAL,
+    runs INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
+    progress TEXT, result TEXT, error TEXT);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL, ts REAL NOT NULL,
+    kind TEXT NOT NULL, message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_job ON events(job_id);
+CREATE TABLE IF NOT EXISTS metrics (
+    job_id INTEGER NOT NULL, ts REAL NOT NULL, phase TEXT NOT NULL, layer INTEGER, epoch INTEGER,
+    step INTEGER, loss REAL, val_accuracy REAL, samples_per_second REAL);
+CREATE INDEX IF NOT EXISTS metrics_job ON metrics(job_id);
+"""
+
+
+class TransitionError(RuntimeError):
+    """The job is not in a state that allows this."""
+
+
+def home(path: str | Path | None = None) -> Path:
+    return Path(path or os.environ.get(HOME_ENV) or Path.home() / ".xsharp").expanduser()
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256 random bits, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class User:
+    name: str
+    admin: bool
+
+
+@dataclass
+class Job:
+    id: int
+    user: str
+    name: str
+    spec: dict
+    priority: int
+    cpus: float
+    gpus: float
+    state: str
+    request: str | None
+    submitted: float
+    queued_at: float
+    started: float | None
+    run_started: float | None
+    finished: float | None
+    runs: int
+    failures: int
+    progress: dict | None
+    result: dict | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "Job":
+        d = dict(row)
+        for key in ("spec", "progress", "result"):
+            d[key] = json.loads(d[key]) if d[key] else (None if key != "spec" else {})
+        return cls(**d)
+
+    def public(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "spec"}
+        d["resources"] = self.spec.get("resources", {})
+        d["mode"] = self.spec.get("mode", "local")
+        return d
+
+
+class Store:
+    def __init__(self, root: str | Path | None = None):
+        self.root = home(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self.db.executescript(SCHEMA)  # idempotent; executescript manages its own transaction
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.root / "xsharp.db", timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    class _Tx:
+        def __init__(self, db):
+            self.db = db
+
+        def __enter__(self):
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, exc_type, *_):
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def tx(self) -> "_Tx":
+        return self._Tx(self.db)
+
+    def job_dir(self, job_id: int) -> Path:
+        return self.root / "jobs" / str(int(job_id))
+
+    # ------------------------------------------------------------------ users
+    def add_user(self, name: str, admin: bool = False) -> str:
+        """Create a user (or keep an existing one) and return a new token for them."""
+        with self.tx() as db:
+            db.execute("INSERT OR IGNORE INTO users(name, admin, created) VALUES (?, ?, ?)", (name, int(admin), time.time()))
+            if admin:
+                db.execute("UPDATE users SET admin = 1 WHERE name = ?", (name,))
+        return self.issue_token(name)
+
+    def issue_token(self, user: str, label: str = "") -> str:
+        token = "xs_" + secrets.token_urlsafe(32)
+        with self.tx() as db:
+            db.execute("INSERT INTO tokens(hash, user, label, created) VALUES (?, ?, ?, ?)", (hash_token(token), user, label, time.time()))
+        return token
+
+    def user_for_token(self, token: str) -> User | None:
+        row = self.db.execute(
+            "SELECT u.name, u.admin FROM tokens t JOIN users u ON u.name = t.user WHERE t.hash = ?", (hash_token(token),)
+        ).fetchone()
+        return User(row["name"], bool(row["admin"])) if row else None
+
+    def users(self) -> list[User]:
+        return [User(r["name"], bool(r["admin"])) for r in self.db.execute("SELECT name, admin FROM users ORDER BY name")]
+
+    # ------------------------------------------------------------------ jobs
+    def submit(self, user: str, spec: dict, priority: int, cpus: float, gpus: float) -> Job:
+        now = time.time()
+        with self.tx() as db:
+            cur = db.execute(
+                "INSERT INTO jobs(user, name, spec, priority, cpus, gpus, state, submitted, queued_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (user, spec.get("name", "job"), json.dumps(spec), priority, cpus, gpus, QUEUED, now, now),
+            )
+            job_id = cur.lastrowid
+            self._event(db, job_id, "submitted", f"submitted by {user} (priority {priority})")
+        return self.get(job_id)
+
+    def get(self, job_id: int) -> Job | None:
+        row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return Job.from_row(row) if row else None
+
+    def jobs(self, user: str | None = None, states: Iterable[str] | None = None, limit: int = 1000, offset: int = 0) -> list[Job]:
+        sql, args = "SELECT * FROM jobs WHERE 1=1", []
+        if user is not None:
+            sql += " AND user = ?"
+            args.append(user)
+        if states:
+            states = list(states)
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            args += states
+        sql += " ORDER BY id LIMIT ? OFFSET ?"
+        args += [limit, offset]
+        return [Job.from_row(r) for r in self.db.execute(sql, args)]
+
+    def transition(self, job_id: int, from_states: Iterable[str], to_state: str, message: str, **fields: Any) -> Job:
+        """Move a job from one of ``from_states`` to ``to_state`` (and set ``fields``) atomically."""
+        from_states = list(from_states)
+        sets = {"state": to_state, **fields}
+        for key in ("progress", "result"):
+            if key in sets and sets[key] is not None and not isinstance(sets[key], str):
+                sets[key] = json.dumps(sets[key])
+        assign = ", ".join(f"{k} = ?" for k in sets)
+        with self.tx() as db:
+            cur = db.execute(
+                f"UPDATE jobs SET {assign} WHERE id = ? AND state IN ({','.join('?' * len(from_states))})",
+                [*sets.values(), job_id, *from_states],
+            )
+            if cur.rowcount != 1:
+                row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None:
+                    raise KeyError(job_id)
+                raise TransitionError(f"job {job_id} is {row['state']}; cannot go to {to_state}")
+            self._event(db, job_id, to_state.lower(), message)
+        return self.get(job_id)
+
+    def set_request(self, job_id: int, request: str | None, only_states: Iterable[str] = (RUNNING,)) -> bool:
+        only = list(only_states)
+        with self.tx() as db:
+            cur = db.execute(
+                f"UPDATE jobs SET request = ? WHERE id = ? AND state IN ({','.join('?' * len(only))})", (request, job_id, *only)
+            )
+            if cur.rowcount and request:
+                self._event(db, job_id, "request", f"{request} requested")
+            return cur.rowcount == 1
+
+    def update_progress(self, job_id: int, progress: dict) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE jobs SET progress = ? WHERE id = ?", (json.dumps(progress), job_id))
+
+    def delete(self, job_id: int) -> None:
+        with self.tx() as db:
+            cur = db.execute(f"DELETE FROM jobs WHERE id = ? AND state IN ({','.join('?' * len(FINISHED))})", (job_id, *FINISHED))
+            if cur.rowcount != 1:
+                job = self.get(job_id)
+                if job is None:
+                    raise KeyError(job_id)
+                raise TransitionError(f"job {job_id} is {job.state}; stop it before deleting")
+            db.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM metrics WHERE job_id = ?", (job_id,))
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    # ------------------------------------------------------------------ events, logs, metrics
+    def _event(self, db: sqlite3.Connection, job_id: int, kind: str, message: str) -> None:
+        now = time.time()
+        db.execute("INSERT INTO events(job_id, ts, kind, message) VALUES (?, ?, ?, ?)", (job_id, now, kind, message))
+        self.log(job_id, f"[{kind}] {message}", now)
+
+    def event(self, job_id: int, kind: str, message: str) -> None:
+        with self.tx() as db:
+            self._event(db, job_id, kind, message)
+
+    def events(self, job_id: int, after: int = 0) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM events WHERE job_id = ? AND id > ? ORDER BY id", (job_id, after))
+        return [dict(r) for r in rows]
+
+    def log(self, job_id: int, line: str, ts: float | None = None) -> None:
+        path = self.job_dir(job_id) / "job.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts or time.time()))
+        with open(path, "a") as f:
+            f.write(f"{stamp} {line}\n")
+
+    def add_metrics(self, job_id: int, rows: list[dict]) -> None:
+        if not rows:
+            return
+        cols = ("phase", "layer", "epoch", "step", "loss", "val_accuracy", "samples_per_second")
+        with self.tx() as db:
+            db.executemany(
+                f"INSERT INTO metrics(job_id, ts, {', '.join(cols)}) VALUES (?, ?, {', '.join('?' * len(cols))})",
+                [(job_id, r.get("ts", time.time()), *(r.get(c) for c in cols)) for r in rows],
+            )
+
+    def metrics(self, job_id: int) -> list[dict]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM metrics WHERE job_id = ? ORDER BY rowid", (job_id,))]
+
+    # ------------------------------------------------------------------ recovery and the read side
+    def recover(self) -> list[int]:
+        """After a restart no worker of ours is alive: RUNNING jobs go back to the queue."""
+        ids = [j.id for j in self.jobs(states=[RUNNING])]
+        for job_id in ids:
+            self.transition(job_id, [RUNNING], QUEUED, "server restarted; will resume from the last checkpoint", request=None)
+        return ids
+
+    def jobs_by_state(self) -> dict[str, int]:
+        counts = {s: 0 for s in STATES}
+        for row in self.db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
+            counts[row["state"]] = row["n"]
+        return counts
+
+    def queue_wait_seconds(self) -> list[float]:
+        now = time.time()
+        return [now - r["queued_at"] for r in self.db.execute("SELECT queued_at FROM jobs WHERE state IN (?, ?)", WAITING)]
