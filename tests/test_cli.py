@@ -30,7 +30,7 @@ def test_run_local_writes_artifacts_and_predict_reads_them(tmp_path, tiny):
     assert metrics["mode"] == "local" and 0.85 < metrics["test_accuracy"] <= 1
     assert metrics["samples_per_second"] > 0 and metrics["seconds_to_first_step"] > 0
     assert json.loads((out / "metrics.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
-    assert yaml.safe_load((out / "spec.yaml").read_text())["model"][0] == {"rbm": {"hidden": 32, "k": 1, "visible": "bernoulli"}}
+    assert yaml.safe_load((out / "spec.yaml").read_text())["model"][0] == {"rbm": {"hidden": 32, "k": 1, "visible": "bernoulli", "persistent": False}}
     assert "fine-tune: epoch 20/20" in r.stderr  # a line per epoch when stderr is not a terminal
 
     r = run_cli("predict", str(out), "--data", "digits", "--out", str(tmp_path / "p.csv"), "-o", "json")
@@ -146,3 +146,9 @@ def test_predict_maps_named_labels_and_refuses_unknown_ones(tmp_path, tiny):
     assert r.returncode == 2 and "not among the model's classes" in r.stderr
     r = run_cli("predict", str(out), "--data", "digits", "--out", str(tmp_path / "no" / "p.csv"))
     assert r.returncode == 2 and "No such file" in r.stderr
+
+
+def test_a_layer_that_does_not_fit_its_input_exits_2(tmp_path, tiny):
+    tiny["model"] = [{"conv2d": {"filters": 4, "kernel": 9}}, "softmax"]
+    r = run_cli("run", str(write(tmp_path, tiny)))
+    assert r.returncode == 2 and "model[0].conv2d:" in r.stderr and "does not fit" in r.stderr and "Traceback" not in r.stderr

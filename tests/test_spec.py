@@ -15,7 +15,7 @@ def problems(data) -> list[str]:
 def test_valid_spec_fills_defaults_and_round_trips(tiny):
     spec = parse_spec(tiny)
     assert spec.pretrain.momentum == 0.5 and spec.train.epochs == 20
-    assert spec.layers[0] == {"rbm": {"hidden": 32, "k": 1, "visible": "bernoulli"}}
+    assert spec.layers[0] == {"rbm": {"hidden": 32, "k": 1, "visible": "bernoulli", "persistent": False}}
     again = parse_spec(yaml.safe_load(spec.to_yaml()))
     assert again == spec
 

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from .autoencoder import AutoEncoder
+from .avgpool import AvgPool
 from .base import Module, Options
+from .batchnorm import BatchNorm
+from .conv2d import Conv2D
+from .crbm import CRBM
 from .dense import Dense
+from .dropout import Dropout
+from .maxpool import MaxPool
 from .rbm import RBM
 from .softmax import Softmax, log_softmax, nll_loss
+from .sparse_coding import SparseCoding
 
-MODULES: dict[str, type[Module]] = {cls.kind: cls for cls in (Dense, Softmax, RBM, AutoEncoder)}
+MODULES: dict[str, type[Module]] = {
+    cls.kind: cls
+    for cls in (Dense, Softmax, Dropout, BatchNorm, RBM, AutoEncoder, SparseCoding, Conv2D, MaxPool, AvgPool, CRBM)
+}
 
 
 def build(kind: str, options: dict | Options | None = None) -> Module:
@@ -20,4 +30,22 @@ def build(kind: str, options: dict | Options | None = None) -> Module:
     return cls(options)
 
 
-__all__ = ["MODULES", "Module", "Options", "build", "Dense", "Softmax", "RBM", "AutoEncoder", "log_softmax", "nll_loss"]
+__all__ = [
+    "MODULES",
+    "Module",
+    "Options",
+    "build",
+    "Dense",
+    "Softmax",
+    "Dropout",
+    "BatchNorm",
+    "RBM",
+    "AutoEncoder",
+    "SparseCoding",
+    "Conv2D",
+    "MaxPool",
+    "AvgPool",
+    "CRBM",
+    "log_softmax",
+    "nll_loss",
+]

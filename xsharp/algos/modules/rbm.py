@@ -1,15 +1,26 @@
-"""Restricted Boltzmann machine with Bernoulli visible and hidden units, trained by CD-k.
+"""Restricted Boltzmann machine trained by contrastive divergence (CD-k) or persistent CD.
+
+Hidden units are Bernoulli. Visible units are Bernoulli (inputs in [0, 1]) or Gaussian with
+unit variance (real inputs, best standardised to zero mean and unit variance), whose
+reconstruction is linear, v = h W^T + b_v, instead of a sigmoid.
 
 In a stack it acts as a sigmoid layer p(h=1 | v) = sigmoid(v W + b_h); pretraining runs
-contrastive divergence (Hinton 2002) on the layer's input.
+contrastive divergence (Hinton 2002) on the layer's input. With ``persistent: true`` the
+negative phase continues one Gibbs chain from update to update instead of restarting at the
+data (PCD, Tieleman 2008). The chain's state ("fantasy particles", one per row of the batch)
+is kept on the module instance, not in the parameters: it starts from the first batch's data
+and starts again from the data whenever the batch size changes (e.g. the short last batch of an
+epoch), and a resumed run starts a fresh chain.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
+
+from xsharp.backend import xp_of
 
 from .activations import sigmoid
 from .base import Module, Options, flat_size
@@ -19,13 +30,21 @@ from .dense import affine_backward, affine_forward
 class RBMOptions(Options):
     hidden: int = Field(gt=0, description="number of hidden units")
     k: int = Field(1, ge=1, le=100, description="Gibbs steps per contrastive-divergence update (CD-k)")
-    visible: Literal["bernoulli"] = Field("bernoulli", description="visible unit type")
+    visible: Literal["bernoulli", "gaussian"] = Field(
+        "bernoulli", description="visible units: bernoulli (inputs in [0, 1]) or gaussian (unit variance, linear reconstruction)"
+    )
+    # None rather than False so that specs which leave it out read back unchanged
+    persistent: bool = Field(False, description="true: persistent CD, the negative Gibbs chain goes on from one update to the next; false: CD-k")
 
 
 class RBM(Module):
     kind = "rbm"
-    summary = "restricted Boltzmann machine (Bernoulli units), CD-k pretraining; a sigmoid layer when stacked"
+    summary = "restricted Boltzmann machine (Bernoulli or Gaussian visible units), CD-k or persistent CD; a sigmoid layer when stacked"
     Options = RBMOptions
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        self.chain: Any = None  # persistent CD: the visible state of the negative chain
 
     def output_shape(self, in_shape):
         return (self.options.hidden,)
@@ -46,20 +65,52 @@ class RBM(Module):
         dW, db, dx = affine_backward(cache, dy, params["W"], "sigmoid")
         return {"W": dW, "b_h": db}, dx
 
+    # ----------------------------------------------------------------- sampling
+    def visible_mean(self, params, h):
+        """E[v | h]: sigmoid for Bernoulli units, linear for Gaussian ones."""
+        a = h @ params["W"].T + params["b_v"]
+        return a if self.options.visible == "gaussian" else sigmoid(a)
+
+    def sample_visible(self, mean, rng):
+        if self.options.visible == "gaussian":
+            return mean + rng.standard_normal(mean.shape, dtype=mean.dtype)
+        return (rng.random(mean.shape, dtype=mean.dtype) < mean).astype(mean.dtype)
+
+    @staticmethod
+    def sample_hidden(ph, rng):
+        return (rng.random(ph.shape, dtype=ph.dtype) < ph).astype(ph.dtype)
+
+    def hidden_prob(self, params, v):
+        return sigmoid(v @ params["W"] + params["b_h"])
+
+    def _persistent_chain(self, v0):
+        chain = self.chain
+        if chain is None or chain.shape != v0.shape or chain.dtype != v0.dtype or xp_of(chain) is not xp_of(v0):
+            chain = v0.copy()  # (re)start the fantasy particles at the data
+        return chain
+
+    # ----------------------------------------------------------------- pretraining
     def pretrain_step(self, params, x, rng):
-        W, b_h, b_v = params["W"], params["b_h"], params["b_v"]
         v0 = x.reshape(x.shape[0], -1)
         n = v0.shape[0]
-        ph0 = sigmoid(v0 @ W + b_h)
-        ph = ph0
-        for _ in range(self.options.k):
-            h = (rng.random(ph.shape, dtype=ph.dtype) < ph).astype(ph.dtype)
-            pv = sigmoid(h @ W.T + b_v)  # mean-field visible reconstruction, the usual CD practice
-            ph = sigmoid(pv @ W + b_h)
+        ph0 = self.hidden_prob(params, v0)
+        if self.options.persistent:
+            v = self._persistent_chain(v0)
+            for _ in range(self.options.k):
+                v = self.sample_visible(self.visible_mean(params, self.sample_hidden(self.hidden_prob(params, v), rng)), rng)
+            self.chain = v
+            v_neg, ph_neg = v, self.hidden_prob(params, v)
+            recon = self.visible_mean(params, self.sample_hidden(ph0, rng))  # the error still measures the data's reconstruction
+        else:
+            ph = ph0
+            for _ in range(self.options.k):
+                pv = self.visible_mean(params, self.sample_hidden(ph, rng))  # mean-field visible reconstruction, the usual CD practice
+                ph = self.hidden_prob(params, pv)
+            v_neg, ph_neg, recon = pv, ph, pv
         grads = {
-            "W": -(v0.T @ ph0 - pv.T @ ph) / n,
-            "b_h": -(ph0 - ph).sum(axis=0) / n,
-            "b_v": -(v0 - pv).sum(axis=0) / n,
+            "W": -(v0.T @ ph0 - v_neg.T @ ph_neg) / n,
+            "b_h": -(ph0 - ph_neg).sum(axis=0) / n,
+            "b_v": -(v0 - v_neg).sum(axis=0) / n,
         }
-        error = float(((v0 - pv) ** 2).sum()) / n
+        error = float(((v0 - recon) ** 2).sum()) / n
         return grads, error

@@ -1,0 +1,45 @@
+"""Average pooling: the mean of each size x size window, per channel.
+
+Inputs are (C, H, W), or (H, W) treated as one channel (the output keeps the input's rank).
+"""
+
+from __future__ import annotations
+
+from xsharp.backend import xp_of
+
+from .base import Module
+from .maxpool import PoolOptions, pooled_shape
+from .windows import as_images, windows
+
+
+class AvgPool(Module):
+    kind = "avgpool"
+    summary = "average pooling over size x size windows, per channel"
+    Options = PoolOptions
+
+    @property
+    def stride(self) -> int:
+        return self.options.stride or self.options.size
+
+    def output_shape(self, in_shape):
+        return pooled_shape(self.kind, in_shape, self.options.size, self.stride)
+
+    def init(self, rng, in_shape):
+        self.output_shape(in_shape)  # refuse a window that does not fit, at build time
+        return {}
+
+    def forward(self, params, x, train=False, rng=None):
+        images = as_images(x)
+        total = None
+        for _, _, view in windows(images, self.options.size, self.stride):
+            total = view.copy() if total is None else total + view
+        y = total / self.options.size**2
+        return (y[:, 0] if x.ndim == 3 else y), (x.shape, images.shape)
+
+    def backward(self, params, cache, dy):
+        x_shape, images_shape = cache
+        share = dy.reshape(images_shape[0], images_shape[1], *dy.shape[-2:]) / self.options.size**2
+        dx = xp_of(dy).zeros(images_shape, dtype=dy.dtype)
+        for _, _, view in windows(dx, self.options.size, self.stride):
+            view += share
+        return {}, dx.reshape(x_shape)

@@ -1,0 +1,83 @@
+"""2-D convolution: y = f(W * x + b), computed as im2col + one GEMM.
+
+Inputs are images (C, H, W); a 2-D (H, W) input is one channel. Filters W have shape
+(filters, C, kernel, kernel); the output is (filters, OH, OW). Like every deep-learning
+"convolution" this is a cross-correlation (the kernel is not flipped).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from . import activations
+from .base import Module, Options
+from .windows import as_images, col2im, im2col, image_shape, out_size, window_grid
+
+
+class Conv2DOptions(Options):
+    filters: int = Field(gt=0, le=65536, description="number of output channels (feature maps)")
+    kernel: int = Field(3, gt=0, le=64, description="side of the square kernel, in pixels")
+    stride: int = Field(1, gt=0, le=64, description="step between windows, in pixels")
+    padding: int = Field(0, ge=0, le=64, description="zeros added on every side of the input")
+    activation: activations.Activation = Field("relu", description="sigmoid, relu, tanh or linear")
+
+
+class Conv2D(Module):
+    kind = "conv2d"
+    summary = "2-D convolution (stride, padding) with an element-wise activation; im2col + GEMM"
+    Options = Conv2DOptions
+
+    def output_shape(self, in_shape):
+        o = self.options
+        return (o.filters, *window_grid(self.kind, in_shape, o.kernel, o.stride, o.padding))
+
+    def init(self, rng, in_shape):
+        o = self.options
+        channels = image_shape(self.kind, in_shape)[0]
+        fan_in, fan_out = channels * o.kernel**2, o.filters * o.kernel**2
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        W = rng.uniform(-limit, limit, size=(o.filters, channels, o.kernel, o.kernel)).astype(np.float32)
+        return {"W": W, "b": np.zeros(o.filters, np.float32)}
+
+    def forward(self, params, x, train=False, rng=None):
+        o = self.options
+        z, cache = conv_forward(x, params["W"], params["b"], o.stride, o.padding)
+        y = activations.apply(o.activation, z)
+        return y, (cache, y)
+
+    def backward(self, params, cache, dy):
+        conv_cache, y = cache
+        dz = dy * activations.grad_from_output(self.options.activation, y)
+        dW, db, dx = conv_backward(conv_cache, dz, params["W"])
+        return {"W": dW, "b": db}, dx
+
+
+def conv_forward(x, W, b, stride: int, padding: int):
+    """Pre-activations (n, F, OH, OW) of ``W * x + b``; the cache serves :func:`conv_backward`."""
+    n = x.shape[0]
+    images = as_images(x)
+    f, _, k, _ = W.shape
+    cols = im2col(images, k, stride, padding)
+    z = cols @ W.reshape(f, -1).T + b
+    _, _, h, w = images.shape
+    z = z.reshape(n, out_size(h, k, stride, padding), out_size(w, k, stride, padding), f).transpose(0, 3, 1, 2)
+    return z, (x.shape, images.shape, cols, stride, padding)
+
+
+def conv_backward(cache, dz, W):
+    """(dW, db, dx) from the cache of :func:`conv_forward` and the gradient of its output."""
+    x_shape, images_shape, cols, stride, padding = cache
+    f, _, k, _ = W.shape
+    dz2 = dz.transpose(0, 2, 3, 1).reshape(-1, f)
+    dW = (dz2.T @ cols).reshape(W.shape)
+    dcols = dz2 @ W.reshape(f, -1)
+    dx = col2im(dcols, images_shape, k, stride, padding)
+    return dW, dz2.sum(axis=0), dx.reshape(x_shape)
+
+
+def conv_transpose(h, W, images_shape, stride: int, padding: int):
+    """The adjoint of the convolution: maps (n, F, OH, OW) back onto (n, C, H, W) (no bias)."""
+    f = W.shape[0]
+    cols = h.transpose(0, 2, 3, 1).reshape(-1, f) @ W.reshape(f, -1)
+    return col2im(cols, images_shape, W.shape[2], stride, padding)

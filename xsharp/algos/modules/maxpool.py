@@ -1,0 +1,62 @@
+"""Max pooling: the largest value in each size x size window, per channel.
+
+Inputs are (C, H, W), or (H, W) treated as one channel (the output keeps the input's rank).
+The gradient flows to the first maximum of each window only.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from xsharp.backend import xp_of
+
+from .base import Module, Options
+from .windows import as_images, window_grid, windows
+
+
+class PoolOptions(Options):
+    size: int = Field(2, gt=0, le=64, description="side of the square pooling window, in pixels")
+    stride: int | None = Field(None, gt=0, le=64, description="step between windows; default: size (windows do not overlap)")
+
+
+def pooled_shape(kind: str, in_shape: tuple[int, ...], size: int, stride: int) -> tuple[int, ...]:
+    oh, ow = window_grid(kind, in_shape, size, stride)
+    return (oh, ow) if len(in_shape) == 2 else (in_shape[0], oh, ow)
+
+
+class MaxPool(Module):
+    kind = "maxpool"
+    summary = "max pooling over size x size windows, per channel"
+    Options = PoolOptions
+
+    @property
+    def stride(self) -> int:
+        return self.options.stride or self.options.size
+
+    def output_shape(self, in_shape):
+        return pooled_shape(self.kind, in_shape, self.options.size, self.stride)
+
+    def init(self, rng, in_shape):
+        self.output_shape(in_shape)  # refuse a window that does not fit, at build time
+        return {}
+
+    def forward(self, params, x, train=False, rng=None):
+        xp = xp_of(x)
+        images = as_images(x)
+        best = None
+        for _, _, view in windows(images, self.options.size, self.stride):
+            best = view.copy() if best is None else xp.maximum(best, view)
+        # which offset won is found again in backward: tracking it here costs more than the max
+        return (best[:, 0] if x.ndim == 3 else best), (x.shape, images, best)
+
+    def backward(self, params, cache, dy):
+        x_shape, images, best = cache
+        xp = xp_of(dy)
+        dy = dy.reshape(best.shape)
+        dx = xp.zeros(images.shape, dtype=dy.dtype)
+        taken = xp.zeros(best.shape, dtype=bool)
+        for (_, _, view), (_, _, grad) in zip(windows(images, self.options.size, self.stride), windows(dx, self.options.size, self.stride)):
+            hit = (view == best) & ~taken  # the first maximum of each window takes the gradient
+            grad += xp.where(hit, dy, 0)
+            taken |= hit
+        return {}, dx.reshape(x_shape)
