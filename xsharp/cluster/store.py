@@ -115,6 +115,7 @@ class Store:
         self.root = home(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._write_lock = threading.Lock()
         self.db.executescript(SCHEMA)  # idempotent; executescript manages its own transaction
 
     # ------------------------------------------------------------------ connection
@@ -131,18 +132,28 @@ class Store:
         return conn
 
     class _Tx:
-        def __init__(self, db):
-            self.db = db
+        def __init__(self, db, lock):
+            self.db, self.lock = db, lock
 
         def __enter__(self):
-            self.db.execute("BEGIN IMMEDIATE")
+            self.lock.acquire()
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.lock.release()
+                raise
             return self.db
 
         def __exit__(self, exc_type, *_):
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+            try:
+                self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+            finally:
+                self.lock.release()
 
     def tx(self) -> "_Tx":
-        return self._Tx(self.db)
+        """A write transaction. Writers of this process queue on a lock rather than in SQLite's
+        busy handler, whose sleeps put a one-second tail on latency under concurrent writes."""
+        return self._Tx(self.db, self._write_lock)
 
     def job_dir(self, job_id: int) -> Path:
         return self.root / "jobs" / str(int(job_id))
