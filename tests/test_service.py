@@ -132,6 +132,15 @@ def test_a_job_runs_and_leaves_logs_metrics_artifacts_then_is_deleted(server, al
     assert not (server.home / "jobs" / str(job["id"])).exists()
 
 
+def test_a_data_parallel_job_runs_in_its_reservation(server, alice):
+    spec = short_spec("dp") | {"mode": "data_parallel", "resources": {"workers": 2, "cpus_per_worker": 1}}
+    job = alice.post("/v1/jobs", json=spec).json()
+    assert job["cpus"] == 2
+    done = wait_state(alice, job["id"], "SUCCEEDED")
+    assert done["result"]["workers"] == 2 and done["result"]["test_accuracy"] > 0.85
+    assert "placing 2 workers" in alice.get(f"/v1/jobs/{job['id']}/logs").text
+
+
 def test_pause_resume_stop_and_delete(server, alice):
     job = alice.post("/v1/jobs", json=long_spec("pausable", epochs=20000)).json()
     wait_state(alice, job["id"], "RUNNING")
