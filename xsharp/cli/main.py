@@ -6,7 +6,7 @@ import typer
 
 from xsharp import __version__
 
-from . import algos_cmd, jobs_cmd, server_cmd, spec_cmd
+from . import algos_cmd, appliance_cmd, jobs_cmd, server_cmd, spec_cmd
 from .predict import predict
 from .run import run
 
@@ -21,6 +21,8 @@ app = typer.Typer(
 app.command()(run)
 app.command()(predict)
 app.add_typer(spec_cmd.app, name="spec")
+app.command()(appliance_cmd.exporter)
+app.add_typer(appliance_cmd.app, name="appliance")
 app.add_typer(algos_cmd.app, name="algos")
 app.command()(server_cmd.server)
 app.add_typer(server_cmd.users_app, name="users")
