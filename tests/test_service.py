@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import os
 import signal
 import threading
 
@@ -67,8 +68,6 @@ def reference():
 
 
 def model_params(api, job_id) -> np.ndarray:
-    from xsharp.algos import Model
-
     r = api.get(f"/v1/jobs/{job_id}/artifacts/model.npz")
     assert r.status_code == 200
     path = io.BytesIO(r.content)
@@ -141,11 +140,20 @@ def test_a_data_parallel_job_runs_in_its_reservation(server, alice):
     assert "placing 2 workers" in alice.get(f"/v1/jobs/{job['id']}/logs").text
 
 
-def test_pause_resume_stop_and_delete(server, alice):
+def test_pause_resume_stop_and_delete(server, alice, monkeypatch):
     job = alice.post("/v1/jobs", json=long_spec("pausable", epochs=20000)).json()
     wait_state(alice, job["id"], "RUNNING")
     wait_for(lambda: alice.get(f"/v1/jobs/{job['id']}").json()["progress"], 30, what="progress")
     assert alice.delete(f"/v1/jobs/{job['id']}").status_code == 409  # not finished
+    from xsharp.cluster.store import Store
+
+    view = {j["job_id"]: j for j in Store(server.home).running_jobs()}  # what the exporter reads
+    assert view[job["id"]]["user"] == "alice" and view[job["id"]]["step"] > 0
+    os.kill(view[job["id"]]["pids"][0], 0)  # a live process: the job's runner
+    from xsharp.appliance.jobs import load_job_view
+
+    monkeypatch.setenv("XSHARP_HOME", str(server.home))
+    assert job["id"] in [j["job_id"] for j in load_job_view("xsharp.cluster.store:job_view").running_jobs()]
     assert alice.post(f"/v1/jobs/{job['id']}/pause").status_code == 202
     paused = wait_state(alice, job["id"], "PAUSED")
     assert any("checkpointed at" in e["message"] for e in paused["events"])

@@ -9,6 +9,7 @@ next step boundary with the state to resume from.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from collections import deque
 
@@ -35,6 +36,7 @@ class JobRunner:
 
     def run(self, spec_dict: dict, resume: TrainState | None, checkpoint_every: float, placement_group=None):
         """("done", flat, model_meta, metrics) or ("stopped", state)."""
+        self._events.append(("pids", [os.getpid()]))
         spec = parse_spec(spec_dict)
         data = load_data(spec)
         check_against_data(spec, data)

@@ -296,6 +296,8 @@ class Scheduler:
                 self.store.log(job_id, f"[checkpoint] {path.name} at {item.position}")
             elif kind == "log":
                 self.store.log(job_id, str(item))
+            elif kind == "pids":
+                self.store.set_pids(job_id, item)
         if rows:
             self.store.add_metrics(job_id, rows)
             self.store.update_progress(job_id, rows[-1])

@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT NOT NULL, request TEXT,          -- request: pause | stop | preempt | yield, pending on a running job
     submitted REAL NOT NULL, queued_at REAL NOT NULL, started REAL, run_started REAL, finished REAL,
     runs INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
-    progress TEXT, result TEXT, error TEXT);
+    progress TEXT, result TEXT, error TEXT,
+    pids TEXT);                                 -- the job's processes while it runs (for GPU attribution)
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user);
 CREATE TABLE IF NOT EXISTS events (
@@ -95,16 +96,17 @@ class Job:
     progress: dict | None
     result: dict | None
     error: str | None
+    pids: list[int] | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Job":
         d = dict(row)
-        for key in ("spec", "progress", "result"):
+        for key in ("spec", "progress", "result", "pids"):
             d[key] = json.loads(d[key]) if d[key] else (None if key != "spec" else {})
         return cls(**d)
 
     def public(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items() if k != "spec"}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("spec", "pids")}
         d["resources"] = self.spec.get("resources", {})
         d["mode"] = self.spec.get("mode", "local")
         return d
@@ -306,6 +308,24 @@ class Store:
             counts[row["state"]] = row["n"]
         return counts
 
+    def set_pids(self, job_id: int, pids: list[int]) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE jobs SET pids = ? WHERE id = ?", (json.dumps(sorted(set(pids))), job_id))
+
+    def running_jobs(self) -> list[dict]:
+        """RUNNING jobs as the exporter's JobView reads them: owner, processes, latest progress."""
+        out = []
+        for job in self.jobs(states=[RUNNING], limit=1_000_000):
+            p = job.progress or {}
+            out.append({"job_id": job.id, "user": job.user, "pids": job.pids or [], "gpus": [], "samples_per_second": p.get("samples_per_second"),
+                        "loss": p.get("loss"), "step": p.get("step"), "failures": job.failures})
+        return out
+
     def queue_wait_seconds(self) -> list[float]:
         now = time.time()
         return [now - r["queued_at"] for r in self.db.execute("SELECT queued_at FROM jobs WHERE state IN (?, ?)", WAITING)]
+
+
+def job_view() -> Store:
+    """The store as the exporter's JobView: `xsharp exporter --jobs xsharp.cluster.store:job_view`."""
+    return Store()
