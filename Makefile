@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test clean
+.PHONY: setup system demo test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,10 @@ setup: $(STAMP)
 demo: setup  ## train examples/digits-dbn.yaml data-parallel on an embedded Ray
 	$(BIN)/xsharp run examples/digits-dbn.yaml --out runs/digits-dbn
 
-test: setup  ## the test suite: unit tests plus a real local Ray
+system:  ## Debian packages the tests use (prometheus, espeak-ng, sox, dataset-fashion-mnist)
+	scripts/system-deps.sh
+
+test: setup system  ## the test suite: unit tests, a real local Ray, a real Prometheus
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Debian packages xsharp's tests and examples use; installs only what is missing.
+#   prometheus (with promtool)  - the monitoring tests run a real Prometheus
+#   espeak-ng, sox              - synthesising the spoken-digit data set
+#   dataset-fashion-mnist       - Fashion-MNIST as IDX files under /usr/share/datasets
+set -euo pipefail
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v sox >/dev/null 2>&1 || missing+=(sox)
+[ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "xsharp needs these Debian packages: ${missing[*]} (no apt-get here; install them yourself)" >&2
+  exit 1
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing Debian packages: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
