@@ -113,24 +113,26 @@ def _make_room(job: Waiting, running: list[Running], free: Resources, now: float
     if free.fits(job.need):
         return
     lower = sorted((r for r in running if not r.stopping and r.priority < job.priority), key=lambda r: (r.priority, -r.run_started))
-    chosen, room = [], free
-    for r in lower:
-        chosen.append(r.id)
-        room = room + r.need
-        if room.fits(job.need):
-            out.preempt.extend(chosen)
-            return
+    if (chosen := _enough(lower, free, job.need)) is not None:
+        out.preempt.extend(chosen)
+        return
     expired = sorted(
         (r for r in running if not r.stopping and r.priority == job.priority and now - r.run_started >= slice_seconds),
         key=lambda r: r.run_started,
     )
+    if (chosen := _enough(expired, free, job.need)) is not None:
+        out.yield_.extend(chosen)
+
+
+def _enough(candidates: list[Running], free: Resources, need: Resources) -> list[int] | None:
+    """The shortest prefix of ``candidates`` whose release makes ``need`` fit, or None."""
     chosen, room = [], free
-    for r in expired:
+    for r in candidates:
         chosen.append(r.id)
         room = room + r.need
-        if room.fits(job.need):
-            out.yield_.extend(chosen)
-            return
+        if room.fits(need):
+            return chosen
+    return None
 
 
 # --------------------------------------------------------------------------- carrying it out

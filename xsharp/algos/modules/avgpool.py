@@ -7,26 +7,13 @@ from __future__ import annotations
 
 from xsharp.backend import xp_of
 
-from .base import Module
-from .maxpool import PoolOptions, pooled_shape
+from .maxpool import Pool
 from .windows import as_images, windows
 
 
-class AvgPool(Module):
+class AvgPool(Pool):
     kind = "avgpool"
     summary = "average pooling over size x size windows, per channel"
-    Options = PoolOptions
-
-    @property
-    def stride(self) -> int:
-        return self.options.stride or self.options.size
-
-    def output_shape(self, in_shape):
-        return pooled_shape(self.kind, in_shape, self.options.size, self.stride)
-
-    def init(self, rng, in_shape):
-        self.output_shape(in_shape)  # refuse a window that does not fit, at build time
-        return {}
 
     def forward(self, params, x, train=False, rng=None):
         images = as_images(x)

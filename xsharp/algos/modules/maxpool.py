@@ -24,9 +24,9 @@ def pooled_shape(kind: str, in_shape: tuple[int, ...], size: int, stride: int) -
     return (oh, ow) if len(in_shape) == 2 else (in_shape[0], oh, ow)
 
 
-class MaxPool(Module):
-    kind = "maxpool"
-    summary = "max pooling over size x size windows, per channel"
+class Pool(Module):
+    """What max and average pooling share: options, window grid, no parameters."""
+
     Options = PoolOptions
 
     @property
@@ -39,6 +39,11 @@ class MaxPool(Module):
     def init(self, rng, in_shape):
         self.output_shape(in_shape)  # refuse a window that does not fit, at build time
         return {}
+
+
+class MaxPool(Pool):
+    kind = "maxpool"
+    summary = "max pooling over size x size windows, per channel"
 
     def forward(self, params, x, train=False, rng=None):
         xp = xp_of(x)
