@@ -321,6 +321,12 @@ def parse_spec(data: Any, source: str = "spec") -> JobSpec:
 
 def load_spec(path: str | Path, overrides: dict | None = None) -> JobSpec:
     """Read a YAML job spec; ``overrides`` (dotted keys, e.g. ``resources.workers``) win over the file."""
+    return parse_spec(read_spec_file(path, overrides), str(path))
+
+
+def read_spec_file(path: str | Path, overrides: dict | None = None) -> Any:
+    """The YAML of a spec file with ``overrides`` applied, not yet validated (a search spec
+    holds ranges where a job spec holds numbers)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -342,7 +348,7 @@ def load_spec(path: str | Path, overrides: dict | None = None) -> JobSpec:
                     node[p] = {}  # the override wins over a missing or malformed section
                 node = node[p]
             node[leaf] = value
-    return parse_spec(data, str(path))
+    return data
 
 
 def _name_from(path: Path) -> str:

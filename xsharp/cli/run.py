@@ -44,13 +44,15 @@ def run(
 ) -> None:
     """Train a model from SPEC.yaml and report test accuracy and throughput.
 
+    A spec with ranges, grids or `auto` in place of numbers is a hyper-parameter search: its trials run in parallel on Ray and the results (search.json, search.png, the best model) go to --out (default runs/NAME); rerun it to finish an interrupted search without redoing finished trials.
+
     Local mode trains in this process. data_parallel starts (or joins, with --address) a Ray cluster, gang-places the workers, and averages gradients every step. Progress goes to stderr; the summary (or JSON with -o json) to stdout. Exit code 2 means bad input (spec, data, resources), 1 a failed run.
 
     Example: xsharp run examples/digits-dbn.yaml --mode data_parallel --workers 2 --out runs/dbn
     """
     started = time.time()
     from xsharp.cluster.runner import run_job
-    from xsharp.spec import load_spec
+    from xsharp.spec import parse_spec
 
     from .progress import TrainingProgress
 
@@ -64,8 +66,16 @@ def run(
     if device is not None:
         overrides["resources.device"] = device.value
 
+    from xsharp.cluster.search import is_search
+    from xsharp.spec import read_spec_file
+
     with user_errors():
-        spec = load_spec(spec_file, overrides)
+        raw = read_spec_file(spec_file, overrides)
+        if is_search(raw):
+            from .search_cmd import run_search_cli
+
+            return run_search_cli(raw, out_dir, address, output, started)
+        spec = parse_spec(raw, str(spec_file))
         from xsharp import backend
 
         try:

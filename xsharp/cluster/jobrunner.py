@@ -9,6 +9,7 @@ next step boundary with the state to resume from.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 from collections import deque
@@ -27,6 +28,8 @@ class JobRunner:
     def __init__(self) -> None:
         self._events: deque = deque()
         self._stop = threading.Event()
+        self._decided = threading.Event()
+        self._data: dict[str, object] = {}  # a runner that serves many trials loads each data set once
 
     def poll(self) -> list[tuple[str, object]]:
         return [self._events.popleft() for _ in range(len(self._events))]
@@ -34,16 +37,40 @@ class JobRunner:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def run(self, spec_dict: dict, resume: TrainState | None, checkpoint_every: float, placement_group=None):
-        """("done", flat, model_meta, metrics) or ("stopped", state)."""
+    def decide(self, keep: bool) -> None:
+        """Answer a gate (see ``run``): go on, or stop at the next step."""
+        if not keep:
+            self._stop.set()
+        self._decided.set()
+
+    def run(self, spec_dict: dict, resume: TrainState | None, checkpoint_every: float, placement_group=None, gate_epochs=()):
+        """("done", flat, model_meta, metrics) or ("stopped", state).
+
+        At the end of each fine-tuning epoch in ``gate_epochs`` training waits (as Ray Tune's
+        report does) until ``decide`` says whether it goes on: a search's early stopping then
+        acts at the rung itself, however fast the epochs are.
+        """
+        self._stop.clear()
         self._events.append(("pids", [os.getpid()]))
         spec = parse_spec(spec_dict)
-        data = load_data(spec)
+        key = json.dumps([spec.data.model_dump(), spec.seed], sort_keys=True)
+        if key not in self._data:
+            self._data = {key: load_data(spec)}  # keep one: trials of a search share their data
+        data = self._data[key]
         check_against_data(spec, data)
         events = self._events
+        gates = set(gate_epochs)
+
+        def report(e) -> None:
+            events.append(("progress", dataclasses.asdict(e)))
+            if e.phase == "finetune" and e.epoch_end and e.epoch in gates and e.epoch < e.epochs:
+                self._decided.clear()
+                events.append(("gate", e.epoch))
+                self._decided.wait(timeout=600)
+
         ctx = RunContext(
             data=data,
-            report=lambda e: events.append(("progress", dataclasses.asdict(e))),
+            report=report,
             status=lambda message: events.append(("log", message)),
             should_stop=self._stop.is_set,
             resume=resume,

@@ -1,0 +1,456 @@
+"""Parallel hyper-parameter search.
+
+Any numeric option of a job spec can be a fixed value, a range with a step
+(``{range: [0.01, 0.1], step: 0.03}``), a list (``{grid: [64, 128]}``) or ``auto`` (a prior chosen
+from the option's name: log-uniform for learning rates, and so on). A spec with any non-fixed
+value is a search; its ``search:`` section picks the strategy:
+
+    search: {strategy: grid | random | asha, samples: 16, max_parallel: 2, reduction_factor: 3}
+
+Trials are ordinary job specs, validated like any other, and run in parallel *slots*: each
+slot reserves one trial's resources (a gang placement group) and keeps one ``JobRunner`` actor
+that trains trial after trial, in any execution mode. ASHA (asynchronous successive halving, as
+in Li et al. 2018 and Ray Tune's stopping variant) stops a trial at a rung (epochs r, r*eta,
+r*eta^2 ...) when its validation accuracy is below the top 1/eta of those recorded there. A
+failed trial is recorded, not fatal. Results go to ``search.json`` after every trial, so a
+rerun with the same output folder never reruns a finished trial.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from xsharp.spec import JobSpec, SpecError, format_errors, parse_spec
+
+# option name -> (low, high, log scale, integer) for `auto`
+AUTO_PRIORS: dict[str, tuple[float, float, bool, bool]] = {
+    "learning_rate": (1e-3, 0.5, True, False),
+    "momentum": (0.5, 0.95, False, False),
+    "weight_decay": (1e-6, 1e-2, True, False),
+    "hidden": (16, 512, True, True),
+    "units": (16, 512, True, True),
+    "filters": (4, 64, True, True),
+    "epochs": (5, 100, False, True),
+    "batch_size": (16, 256, True, True),
+    "k": (1, 5, False, True),
+    "corruption": (0.0, 0.5, False, False),
+    "rate": (0.0, 0.5, False, False),
+    "sparsity_target": (0.01, 0.2, True, False),
+    "l1_weight": (1e-3, 1.0, True, False),
+}
+AUTO_GRID_POINTS = 4
+
+
+class SearchSettings(BaseModel):
+    """How to search. Everything has a default, so a spec with ranges alone is a grid search."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    strategy: Literal["grid", "random", "asha"] = Field("grid", description="grid: every combination; random and asha: `samples` draws")
+    samples: int = Field(16, ge=1, le=100_000, description="trials drawn by random and asha")
+    max_parallel: int | None = Field(None, ge=1, le=4096, description="trials at once; default: as many as the cluster holds")
+    reduction_factor: int = Field(3, ge=2, le=16, description="asha: keep the top 1/reduction_factor at each rung")
+    min_epochs: int = Field(1, ge=1, description="asha: the first rung, in fine-tuning epochs")
+    seed: int = Field(0, ge=0, description="seeds the random draws")
+
+
+@dataclass
+class Param:
+    path: tuple  # keys and list indices into the spec
+    name: str  # model[0].rbm.hidden
+    values: list | None = None  # a grid
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+
+    def grid(self) -> list:
+        if self.values is not None:
+            return list(self.values)
+        if self.log:
+            pts = np.geomspace(self.low, self.high, AUTO_GRID_POINTS)
+        else:
+            pts = np.linspace(self.low, self.high, AUTO_GRID_POINTS)
+        return sorted({int(round(p)) for p in pts}) if self.integer else [float(p) for p in pts]
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        if self.values is not None:
+            return self.values[rng.integers(len(self.values))]
+        u = rng.random()
+        v = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))) if self.log else self.low + u * (self.high - self.low)
+        return int(round(v)) if self.integer else float(v)
+
+
+def _name(path: tuple) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _param(path: tuple, value: Any) -> Param | None:
+    """A search parameter if ``value`` is one; SpecError if it is a malformed one."""
+    name = _name(path)
+    if value == "auto":
+        key = next((p for p in reversed(path) if isinstance(p, str)), "")
+        if key not in AUTO_PRIORS:
+            raise SpecError([f"{name}: auto has no prior for {key!r}; give a range or a grid"])
+        low, high, log, integer = AUTO_PRIORS[key]
+        return Param(path, name, low=low, high=high, log=log, integer=integer)
+    if not isinstance(value, dict):
+        return None
+    if set(value) == {"grid"}:
+        grid = value["grid"]
+        if not isinstance(grid, list) or not grid:
+            raise SpecError([f"{name}.grid: must be a non-empty list, got {grid!r}"])
+        return Param(path, name, values=grid)
+    if "range" in value and set(value) <= {"range", "step", "log"}:
+        r = value["range"]
+        if not (isinstance(r, list) and len(r) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r) and r[0] < r[1]):
+            raise SpecError([f"{name}.range: must be [low, high] numbers with low < high, got {r!r}"])
+        log = bool(value.get("log", False))
+        if log and r[0] <= 0:
+            raise SpecError([f"{name}.range: a log range needs low > 0, got {r!r}"])
+        integer = all(isinstance(v, int) for v in r) and isinstance(value.get("step", 1), int)
+        step = value.get("step")
+        if step is not None:
+            if not isinstance(step, (int, float)) or isinstance(step, bool) or step <= 0:
+                raise SpecError([f"{name}.step: must be > 0, got {step!r}"])
+            n = int(math.floor((r[1] - r[0]) / step + 1e-9)) + 1
+            values = [r[0] + i * step for i in range(n)]
+            values = [int(v) for v in values] if integer else [round(float(v), 12) for v in values]
+            return Param(path, name, values=values)
+        return Param(path, name, low=r[0], high=r[1], log=log, integer=integer)
+    return None
+
+
+def split_space(raw: dict) -> tuple[dict, list[Param]]:
+    """The spec without its search values (the first grid value or the low end in their place),
+    and the search parameters in document order."""
+    params: list[Param] = []
+
+    def walk(node: Any, path: tuple) -> Any:
+        p = _param(path, node) if path else None
+        if p is not None:
+            params.append(p)
+            return p.grid()[0] if p.values is not None else (p.low if not p.integer else int(p.low))
+        if isinstance(node, dict):
+            return {k: walk(v, path + (k,)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, path + (i,)) for i, v in enumerate(node)]
+        return node
+
+    base = walk({k: v for k, v in raw.items() if k != "search"}, ())
+    if any(p.path[0] == "resources" for p in params):
+        raise SpecError([f"{next(p.name for p in params if p.path[0] == 'resources')}: resources cannot be searched"])
+    return base, params
+
+
+def is_search(raw: Any) -> bool:
+    if not isinstance(raw, dict):
+        return False
+    if "search" in raw:
+        return True
+    return bool(split_space(raw)[1])
+
+
+def settings_of(raw: dict) -> SearchSettings:
+    try:
+        return SearchSettings.model_validate(raw.get("search") or {})
+    except ValidationError as e:
+        raise SpecError([f"search.{p}" for p in format_errors(e)]) from None
+
+
+def _with(base: dict, params: list[Param], values: tuple) -> dict:
+    spec = copy.deepcopy(base)
+    for p, v in zip(params, values):
+        node = spec
+        for key in p.path[:-1]:
+            node = node[key]
+        node[p.path[-1]] = v
+    return spec
+
+
+def trial_specs(raw: dict) -> tuple[SearchSettings, list[Param], list[tuple[dict, JobSpec]]]:
+    """Every trial as (its parameter values by name, a validated JobSpec)."""
+    settings = settings_of(raw)
+    base, params = split_space(raw)
+    parse_spec(base, "search base")  # errors in fixed fields name the field, as for any job
+    if settings.strategy == "grid":
+        combos = list(itertools.product(*(p.grid() for p in params)))
+    else:
+        rng = np.random.default_rng(settings.seed)
+        combos = [tuple(p.sample(rng) for p in params) for _ in range(settings.samples)]
+    trials = []
+    for i, combo in enumerate(combos):
+        try:
+            spec = parse_spec(_with(base, params, combo), f"trial {i}")
+        except SpecError as e:
+            raise SpecError([f"trial {i} ({', '.join(f'{p.name}={v}' for p, v in zip(params, combo))}): {m}" for m in e.problems]) from None
+        spec = spec.model_copy(update={"name": f"{spec.name}-t{i}"})
+        trials.append(({p.name: v for p, v in zip(params, combo)}, spec))
+    return settings, params, trials
+
+
+# --------------------------------------------------------------------------- running
+@dataclass
+class Trial:
+    id: int
+    params: dict
+    state: str = "PENDING"  # PENDING RUNNING SUCCEEDED STOPPED (early) FAILED
+    metric: float | None = None  # validation accuracy at the last epoch run
+    test_accuracy: float | None = None
+    epochs: int = 0  # fine-tuning epochs run
+    seconds: float = 0.0
+    error: str | None = None
+    curve: list = field(default_factory=list)  # validation accuracy per epoch
+
+
+class ASHA:
+    """Rungs at min_epochs * eta^k; a trial continues past a rung only in the top 1/eta there."""
+
+    def __init__(self, max_epochs: int, reduction_factor: int, min_epochs: int):
+        self.eta = reduction_factor
+        self.rungs: dict[int, list[float]] = {}
+        r = min_epochs
+        while r < max_epochs:
+            self.rungs[r] = []
+            r *= reduction_factor
+
+    def keep(self, epoch: int, metric: float) -> bool:
+        if epoch not in self.rungs:
+            return True
+        seen = self.rungs[epoch]
+        seen.append(metric)
+        if len(seen) < self.eta:
+            return True  # too few to judge
+        return metric >= float(np.percentile(seen, 100 * (1 - 1 / self.eta)))
+
+
+@dataclass
+class SearchResult:
+    trials: list[Trial]
+    params: list[str]
+    best: Trial | None
+    seconds: float
+    trial_epochs: int
+
+    def table(self) -> list[dict]:
+        return [asdict(t) | {"curve": None} for t in self.trials]
+
+
+class _Slot:
+    def __init__(self, spec: JobSpec):
+        import ray
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        from xsharp.parallel.group import bundles
+
+        from .jobrunner import JobRunner
+
+        res = spec.resources
+        self.local = spec.mode == "local"
+        self.pg = placement_group(bundles(res.workers, res.cpus_per_worker, res.gpus_per_worker), strategy="PACK")
+        ray.get(self.pg.ready())
+        self.runner = JobRunner.options(
+            num_cpus=res.cpus_per_worker if self.local else 0,
+            num_gpus=res.gpus_per_worker if self.local else 0,
+            max_concurrency=4,
+            scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=0),
+        ).remote()
+        self.trial: Trial | None = None
+        self.keep: dict[int, bool] = {}  # rung epoch -> asha's verdict for the running trial
+        self.ref = None
+        self.started = 0.0
+        self.stop_sent = False
+
+    def close(self) -> None:
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
+        ray.kill(self.runner, no_restart=True)
+        remove_placement_group(self.pg)
+
+
+def run_search(
+    raw: dict,
+    out_dir: Path | None = None,
+    on_update: Callable[[list[Trial]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SearchResult:
+    """Run every trial of the search ``raw`` on the connected Ray cluster."""
+    import ray
+
+    from xsharp.algos import Model
+
+    from .runner import write_artifacts
+
+    settings, params, specs = trial_specs(raw)
+    trials = [Trial(i, p) for i, (p, _) in enumerate(specs)]
+    done_file = out_dir / "search.json" if out_dir else None
+    if done_file is not None and done_file.exists():  # a rerun: finished trials are never rerun
+        previous = {json.dumps(t["params"], sort_keys=True): t for t in json.loads(done_file.read_text())["trials"]}
+        for t in trials:
+            old = previous.get(json.dumps(t.params, sort_keys=True))
+            if old and old["state"] in ("SUCCEEDED", "STOPPED", "FAILED"):
+                trials[t.id] = Trial(**(old | {"id": t.id}))
+    asha = ASHA(specs[0][1].train.epochs, settings.reduction_factor, settings.min_epochs) if settings.strategy == "asha" else None
+    if asha is not None:
+        for t in trials:  # rung results of finished trials still count
+            for epoch, metric in enumerate(t.curve, 1):
+                if epoch in asha.rungs:
+                    asha.rungs[epoch].append(metric)
+    need = specs[0][1].resources
+    per_trial = need.workers * need.cpus_per_worker
+    fit = int(ray.cluster_resources().get("CPU", 1) // per_trial) if per_trial else 1
+    n_slots = max(1, min(settings.max_parallel or fit, fit, len(trials)))
+    best_score = -1.0
+    for t in trials:
+        if t.state == "SUCCEEDED" and t.metric is not None:
+            best_score = max(best_score, t.metric)
+    t0 = time.time()
+    pending = [t for t in trials if t.state == "PENDING"]
+    slots = [_Slot(specs[0][1]) for _ in range(min(n_slots, len(pending)))]
+    try:
+        while pending or any(s.trial for s in slots):
+            for s in slots:
+                if s.trial is None and pending:
+                    t = pending.pop(0)
+                    spec = specs[t.id][1]
+                    s.trial, s.started, s.stop_sent = t, time.time(), False
+                    gates = sorted(asha.rungs) if asha is not None else ()
+                    s.ref = s.runner.run.remote(spec.to_dict(), None, 3600.0, None if s.local else s.pg, gates)
+                    s.keep = {}
+                    t.state = "RUNNING"
+            ready = ray.wait([s.ref for s in slots if s.trial], num_returns=1, timeout=0.1)[0]
+            for s in slots:
+                if s.trial is None:
+                    continue
+                t = s.trial
+                for kind, item in ray.get(s.runner.poll.remote()):
+                    if kind == "progress" and item["phase"] == "finetune" and item["epoch_end"] and item["val_accuracy"] is not None:
+                        t.epochs, t.metric = item["epoch"], item["val_accuracy"]
+                        t.curve.append(item["val_accuracy"])
+                        if asha is not None and not s.stop_sent:
+                            s.keep[item["epoch"]] = asha.keep(item["epoch"], item["val_accuracy"])
+                            if not s.keep[item["epoch"]]:
+                                s.runner.request_stop.remote()
+                                s.stop_sent = True
+                    elif kind == "gate":  # a local trial waits at its rung for our answer
+                        s.runner.decide.remote(s.keep.get(item, True) and not s.stop_sent)
+                if s.ref in ready:
+                    t.seconds = time.time() - s.started
+                    try:
+                        outcome = ray.get(s.ref)
+                    except Exception as e:  # a failed trial is recorded, not fatal
+                        cause = getattr(e, "cause", None) or e
+                        t.state, t.error = "FAILED", f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+                        if isinstance(e, ray.exceptions.RayActorError):  # the runner died: give the slot a new one
+                            s.close()
+                            s.__init__(specs[t.id][1])
+                    else:
+                        if outcome[0] == "stopped":
+                            t.state = "STOPPED"
+                        else:
+                            _, flat, meta, metrics = outcome
+                            t.state, t.test_accuracy = "SUCCEEDED", metrics["test_accuracy"]
+                            t.metric = metrics["val_accuracy"] if metrics["val_accuracy"] is not None else t.metric
+                            t.epochs = len(metrics["finetune"])
+                            if out_dir is not None and t.metric is not None and t.metric > best_score:
+                                best_score = t.metric
+                                spec = specs[t.id][1]
+                                model = Model(spec.layers, tuple(meta["in_shape"]), meta["n_classes"], seed=spec.seed, classes=meta["classes"])
+                                model.set_flat(flat)
+                                write_artifacts(out_dir / "best", spec, model, metrics | {"trial": t.id, "params": t.params})
+                    s.trial = None
+                    _save(done_file, trials, params, settings, time.time() - t0)
+            if on_update is not None:
+                on_update(trials)
+            if should_stop is not None and should_stop():
+                for s in slots:
+                    if s.trial is not None:
+                        s.runner.request_stop.remote()
+                        s.trial.state, s.trial.curve, s.trial.epochs = "PENDING", [], 0
+                        s.trial = None
+                _save(done_file, trials, params, settings, time.time() - t0)
+                raise SearchStopped()
+    finally:
+        for s in slots:
+            s.close()
+    finished = [t for t in trials if t.state == "SUCCEEDED" and t.metric is not None]
+    best = max(finished, key=lambda t: t.metric) if finished else None
+    result = SearchResult(trials, [p.name for p in params], best, time.time() - t0, sum(t.epochs for t in trials))
+    _save(done_file, trials, params, settings, result.seconds, best)
+    if out_dir is not None:
+        plot(result, out_dir / "search.png")
+    return result
+
+
+class SearchStopped(Exception):
+    """The search was asked to stop; finished trials are kept in search.json, the rest rerun."""
+
+
+def _save(path: Path | None, trials: list[Trial], params: list[Param], settings: SearchSettings, seconds: float, best: Trial | None = None) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "settings": settings.model_dump(),
+        "params": [p.name for p in params],
+        "seconds": seconds,
+        "best": best.id if best else None,
+        "trials": [asdict(t) for t in trials],
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def plot(result: SearchResult, path: Path) -> Path | None:
+    """The metric over the searched parameters: a curve for one, a coloured map for two or more
+    (the first two), like the DLPF paper's error surface over learning rate x hidden units."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [t for t in result.trials if t.metric is not None]
+    if not done or not result.params:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    xs = [t.params[result.params[0]] for t in done]
+    ys = [100 * t.metric for t in done]
+    numeric = all(isinstance(v, (int, float)) for v in xs)
+    if len(result.params) == 1 or not numeric:
+        order = sorted(range(len(done)), key=lambda i: xs[i]) if numeric else range(len(done))
+        ax.plot([xs[i] for i in order], [ys[i] for i in order], "o-")
+        ax.set_xlabel(result.params[0])
+        ax.set_ylabel("validation accuracy (%)")
+    else:
+        zs = [t.params[result.params[1]] for t in done]
+        sc = ax.scatter(xs, zs, c=ys, s=160, cmap="viridis", edgecolors="k")
+        for x, z, y in zip(xs, zs, ys):
+            ax.annotate(f"{y:.1f}", (x, z), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=7)
+        fig.colorbar(sc, ax=ax, label="validation accuracy (%)")
+        ax.set_xlabel(result.params[0])
+        ax.set_ylabel(result.params[1])
+        if min(zs) > 0 and max(zs) / min(zs) >= 8:
+            ax.set_yscale("log")
+    if numeric and min(xs) > 0 and max(xs) / min(xs) >= 8:
+        ax.set_xscale("log")
+    stopped = sum(t.state == "STOPPED" for t in result.trials)
+    ax.set_title(f"{len(done)} trials" + (f", {stopped} stopped early" if stopped else "") + (f"; best trial {result.best.id}" if result.best else ""))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
