@@ -129,3 +129,10 @@ def test_cli_runs_a_search_and_shows_it(tmp_path, ray_address):
     bad.write_text(yaml.safe_dump(spec() | {"search": {"samples": 0}}))
     r = run_cli("run", str(bad))
     assert r.returncode == 2 and "search.samples: must be >= 1, got 0" in r.stderr
+
+
+def test_asha_over_grids_alone_takes_every_combination():
+    raw = spec(strategy="asha")
+    assert len(trial_specs(raw)[2]) == 4
+    raw["search"]["samples"] = 3
+    assert len(trial_specs(raw)[2]) == 3

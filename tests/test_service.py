@@ -269,3 +269,30 @@ def test_cli_submits_lists_follows_and_reports_the_cluster(server, tmp_path):
     assert r.returncode == 2 and "model[0].rbm.hidden: must be > 0, got -3" in r.stderr
     r = run_cli("jobs", "list", env={**env, "XSHARP_TOKEN": "nope"})
     assert r.returncode == 2 and "401" in r.stderr
+
+
+def test_a_search_is_one_job_that_pauses_and_never_reruns_a_finished_trial(server, alice):
+    raw = long_spec("lr-search", epochs=600, cpus=1)
+    raw["train"]["learning_rate"] = {"grid": [0.05, 0.1, 0.2, 0.3]}
+    raw["search"] = {"strategy": "grid", "max_parallel": 2}
+    r = alice.post("/v1/jobs", json=raw)
+    assert r.status_code == 422 and any("train.learning_rate" in p for p in r.json()["detail"])  # a plain job is no search
+    job = alice.post("/v1/searches", json=raw).json()
+    assert job["cpus"] == 2 and job["name"] == "lr-search"
+    wait_for(lambda: (alice.get(f"/v1/jobs/{job['id']}").json()["progress"] or {}).get("step", 0) >= 1, 60, what="a finished trial")
+    assert alice.post(f"/v1/jobs/{job['id']}/pause").status_code == 202
+    wait_state(alice, job["id"], "PAUSED")
+    before = {t["id"]: t for t in json.loads((server.home / "jobs" / str(job["id"]) / "search.json").read_text())["trials"] if t["state"] == "SUCCEEDED"}
+    assert before
+    assert alice.post(f"/v1/jobs/{job['id']}/resume").status_code == 202
+    done = wait_state(alice, job["id"], "SUCCEEDED", 120)
+    assert done["result"]["trials"] == 4 and done["result"]["best_trial"] is not None
+    after = {t["id"]: t for t in json.loads(alice.get(f"/v1/jobs/{job['id']}/artifacts/search.json").content)["trials"]}
+    assert all(t["state"] == "SUCCEEDED" for t in after.values())
+    for i, t in before.items():  # finished before the pause: kept, not trained again
+        assert (after[i]["seconds"], after[i]["metric"]) == (t["seconds"], t["metric"])
+    names = {a["path"] for a in alice.get(f"/v1/jobs/{job['id']}/artifacts").json()}
+    assert {"search.json", "search.png", "best/model.npz"} <= names
+    bad = raw | {"search": {"strategy": "bayes"}}
+    r = alice.post("/v1/searches", json=bad)
+    assert r.status_code == 422 and r.json()["detail"][0].startswith("search.strategy")

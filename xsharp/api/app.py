@@ -10,7 +10,7 @@ from xsharp import __version__
 from xsharp.cluster.store import Store
 from xsharp.spec import format_error_list
 
-from . import cluster, jobs, system
+from . import cluster, jobs, searches, system
 
 MAX_BODY = 1024 * 1024  # a job spec is a few kB; nothing legitimate comes near this
 
@@ -59,6 +59,7 @@ def create_app(store: Store, scheduler=None, max_body: int = MAX_BODY) -> FastAP
     app.state.store = store
     app.state.scheduler = scheduler
     app.include_router(jobs.router)
+    app.include_router(searches.router)
     app.include_router(cluster.router)
     app.include_router(system.router)
 

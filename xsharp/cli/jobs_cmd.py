@@ -29,10 +29,14 @@ def _ago(ts: float | None) -> str:
 
 def _progress(job: dict) -> str:
     p = job.get("progress")
-    if job.get("result"):
-        return f"test acc {100 * job['result']['test_accuracy']:.2f}%"
+    result = job.get("result") or {}
+    if result.get("test_accuracy") is not None:
+        return f"test acc {100 * result['test_accuracy']:.2f}%"
     if not p:
         return ""
+    if p["phase"] == "search":
+        best = f", best val {100 * p['val_accuracy']:.2f}%" if p.get("val_accuracy") is not None else ""
+        return f"{p['step']}/{p['steps']} trials{best}"
     what = f"pretrain L{p['layer'] + 1}" if p["phase"] == "pretrain" else "fine-tune"
     return f"{what} {p['epoch']}/{p['epochs']} ({100 * p['step'] / max(p['steps'], 1):.0f}%) loss {p['loss']:.3f}"
 
@@ -56,13 +60,19 @@ def submit(
 ) -> None:
     """Submit SPEC.yaml to the xsharp server's queue and print the job id.
 
-    The spec is checked here first; a bad field exits 2 without contacting the server.
+    The spec is checked here first; a bad field exits 2 without contacting the server. A spec with ranges, grids or `auto` is submitted as one search job: its trials run in parallel inside the job's reservation, and pausing it keeps every finished trial.
     """
-    from xsharp.spec import load_spec
+    from xsharp.cluster.search import is_search, trial_specs
+    from xsharp.spec import parse_spec, read_spec_file
 
     with user_errors():
-        spec = load_spec(spec_file, {"priority": priority} if priority is not None else None)
-    job = Client.from_options(url, token).request("POST", "/v1/jobs", json=spec.to_dict())
+        raw = read_spec_file(spec_file, {"priority": priority} if priority is not None else None)
+        if is_search(raw):
+            trial_specs(raw)  # every trial is checked here first, as a job spec is
+            path, body = "/v1/searches", raw
+        else:
+            path, body = "/v1/jobs", parse_spec(raw, str(spec_file)).to_dict()
+    job = Client.from_options(url, token).request("POST", path, json=body)
     if output is Output.json:
         out.print_json(json.dumps(job))
     else:

@@ -85,3 +85,41 @@ class JobRunner:
         model, metrics = summarize(spec, data, result)
         meta = {"in_shape": list(data.in_shape), "n_classes": data.n_classes, "classes": data.classes}
         return ("done", result.flat, meta, metrics)
+
+    def search(self, raw: dict, previous: str | None, placement_group) -> tuple:
+        """Run a search job's trials in its reservation (one bundle a slot).
+
+        ("search_done", {artifact path: bytes}, summary) or ("search_stopped", search.json text):
+        the stopped state carries every finished trial, so resuming never reruns one.
+        """
+        import tempfile
+        from pathlib import Path
+
+        from .search import SearchStopped, run_search
+
+        self._stop.clear()
+        self._events.append(("pids", [os.getpid()]))
+        out = Path(tempfile.mkdtemp(prefix="xsharp-search-"))
+        if previous:
+            (out / "search.json").write_text(previous)
+        seen = {"done": -1}
+
+        def update(trials) -> None:
+            done = sum(t.state in ("SUCCEEDED", "STOPPED", "FAILED") for t in trials)
+            if done != seen["done"]:
+                seen["done"] = done
+                scores = [t.metric for t in trials if t.state == "SUCCEEDED" and t.metric is not None]
+                self._events.append(("progress", {"phase": "search", "layer": None, "layer_kind": None, "epoch": done, "epochs": len(trials),
+                                                  "step": done, "steps": len(trials), "loss": None, "samples_per_second": None,
+                                                  "val_accuracy": max(scores) if scores else None, "epoch_end": False}))
+
+        try:
+            result = run_search(raw, out, on_update=update, should_stop=self._stop.is_set, placement_group=placement_group)
+        except SearchStopped:
+            return ("search_stopped", (out / "search.json").read_text())
+        files = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        best = result.best
+        summary = {"trials": len(result.trials), "trial_epochs": result.trial_epochs, "seconds": result.seconds,
+                   "best_trial": best.id if best else None, "best_params": best.params if best else None,
+                   "val_accuracy": best.metric if best else None, "test_accuracy": best.test_accuracy if best else None}
+        return ("search_done", files, summary)

@@ -235,23 +235,36 @@ class Scheduler:
         from . import checkpoint
         from .jobrunner import JobRunner
 
-        spec = parse_spec(job.spec)
+        from .search import is_search, trial_specs
+
+        searching = is_search(job.spec)
+        spec = trial_specs(job.spec)[2][0][1] if searching else parse_spec(job.spec)
         res = spec.resources
-        pg = placement_group(bundles(res.workers, res.cpus_per_worker, res.gpus_per_worker), strategy="PACK")
+        if searching:  # one bundle per trial slot, as many slots as the job reserved at submission
+            slots = max(1, round(job.cpus / (res.workers * res.cpus_per_worker)))
+            pg = placement_group(bundles(slots, res.cpus_per_worker, res.gpus_per_worker), strategy="PACK")
+        else:
+            pg = placement_group(bundles(res.workers, res.cpus_per_worker, res.gpus_per_worker), strategy="PACK")
         if not pg.wait(timeout_seconds=self.placement_timeout):
             remove_placement_group(pg)  # fragmented or taken by someone else: try again next tick
             return
-        found = checkpoint.load_latest(self.store.job_dir(job.id) / "checkpoints")
-        resume = found[0] if found else None
-        local = spec.mode == "local"
+        local = spec.mode == "local" and not searching
         runner = JobRunner.options(
             num_cpus=res.cpus_per_worker if local else 0,
             num_gpus=res.gpus_per_worker if local else 0,
             max_concurrency=4,
             scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0),
         ).remote()
-        ref = runner.run.remote(job.spec, resume, self.checkpoint_every, None if local else pg)
-        where = f"from checkpoint {found[1].name} at {resume.position}" if resume else "from the start"
+        if searching:
+            state_file = self.store.job_dir(job.id) / "search.json"
+            previous = state_file.read_text() if state_file.exists() else None
+            ref = runner.search.remote(job.spec, previous, pg)
+            where = "keeping the trials finished before" if previous else "from the start"
+        else:
+            found = checkpoint.load_latest(self.store.job_dir(job.id) / "checkpoints")
+            resume = found[0] if found else None
+            ref = runner.run.remote(job.spec, resume, self.checkpoint_every, None if local else pg)
+            where = f"from checkpoint {found[1].name} at {resume.position}" if resume else "from the start"
         try:
             self.store.transition(
                 job.id, ["QUEUED", "PREEMPTED"], "RUNNING", f"started (run {job.runs + 1}) {where}",
@@ -327,9 +340,21 @@ class Scheduler:
         except ray.exceptions.RayActorError as e:
             return self._retry(job_id, f"worker died: {str(e).splitlines()[0]}")
         self._release(job_id)
-        if outcome[0] == "stopped":
+        if outcome[0] == "search_done":
+            _, files, summary = outcome
+            root = self.store.job_dir(job_id) / "artifacts"
+            for name, content in files.items():
+                (root / name).parent.mkdir(parents=True, exist_ok=True)
+                (root / name).write_bytes(content)
+            best = f"best trial {summary['best_trial']}: val {summary['val_accuracy']:.4f}" if summary["best_trial"] is not None else "no trial finished"
+            self.store.transition(job_id, ["RUNNING"], "SUCCEEDED", f"{summary['trials']} trials; {best}", result=summary, finished=time.time(), request=None)
+            return self._notify(job_id)
+        if outcome[0] in ("stopped", "search_stopped"):
             state = outcome[1]
-            if state is not None:
+            if outcome[0] == "search_stopped":
+                (self.store.job_dir(job_id) / "search.json").write_text(state)  # finished trials, kept for the resume
+                state = None
+            elif state is not None:
                 checkpoint.save(self.store.job_dir(job_id) / "checkpoints", state)
             job = self.store.get(job_id)
             lands, to_back = _LANDS.get(job.request or "shutdown", ("QUEUED", False))

@@ -56,7 +56,7 @@ class SearchSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     strategy: Literal["grid", "random", "asha"] = Field("grid", description="grid: every combination; random and asha: `samples` draws")
-    samples: int = Field(16, ge=1, le=100_000, description="trials drawn by random and asha")
+    samples: int = Field(16, ge=1, le=100_000, description="trials drawn by random and asha (asha over grids alone, unless set: every combination)")
     max_parallel: int | None = Field(None, ge=1, le=4096, description="trials at once; default: as many as the cluster holds")
     reduction_factor: int = Field(3, ge=2, le=16, description="asha: keep the top 1/reduction_factor at each rung")
     min_epochs: int = Field(1, ge=1, description="asha: the first rung, in fine-tuning epochs")
@@ -185,8 +185,9 @@ def trial_specs(raw: dict) -> tuple[SearchSettings, list[Param], list[tuple[dict
     settings = settings_of(raw)
     base, params = split_space(raw)
     parse_spec(base, "search base")  # errors in fixed fields name the field, as for any job
-    if settings.strategy == "grid":
-        combos = list(itertools.product(*(p.grid() for p in params)))
+    all_grids = all(p.values is not None for p in params)
+    if settings.strategy == "grid" or (settings.strategy == "asha" and all_grids and "samples" not in settings.model_fields_set):
+        combos = list(itertools.product(*(p.grid() for p in params)))  # asha over a grid: every combination
     else:
         rng = np.random.default_rng(settings.seed)
         combos = [tuple(p.sample(rng) for p in params) for _ in range(settings.samples)]
@@ -249,7 +250,10 @@ class SearchResult:
 
 
 class _Slot:
-    def __init__(self, spec: JobSpec):
+    """Room for one trial at a time: its own reservation, or bundle ``bundle`` of the search
+    job's reservation ``pg`` (local-mode trials), and one runner that trains trial after trial."""
+
+    def __init__(self, spec: JobSpec, pg=None, bundle: int = 0):
         import ray
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -259,14 +263,19 @@ class _Slot:
         from .jobrunner import JobRunner
 
         res = spec.resources
+        self.spec, self.bundle = spec, bundle
         self.local = spec.mode == "local"
-        self.pg = placement_group(bundles(res.workers, res.cpus_per_worker, res.gpus_per_worker), strategy="PACK")
-        ray.get(self.pg.ready())
+        self.owns_pg = pg is None
+        if pg is None:
+            pg = placement_group(bundles(res.workers, res.cpus_per_worker, res.gpus_per_worker), strategy="PACK")
+            ray.get(pg.ready())
+            bundle = self.bundle = 0
+        self.pg = pg
         self.runner = JobRunner.options(
             num_cpus=res.cpus_per_worker if self.local else 0,
             num_gpus=res.gpus_per_worker if self.local else 0,
             max_concurrency=4,
-            scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=0),
+            scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=bundle),
         ).remote()
         self.trial: Trial | None = None
         self.keep: dict[int, bool] = {}  # rung epoch -> asha's verdict for the running trial
@@ -279,7 +288,17 @@ class _Slot:
         from ray.util.placement_group import remove_placement_group
 
         ray.kill(self.runner, no_restart=True)
-        remove_placement_group(self.pg)
+        if self.owns_pg:
+            remove_placement_group(self.pg)
+
+
+def slots_for(raw: dict, cpus: float, gpus: float) -> int:
+    """How many trials at once fit ``cpus`` and ``gpus`` (at least one; no more than there are trials)."""
+    settings, _, specs = trial_specs(raw)
+    res = specs[0][1].resources
+    need_cpu, need_gpu = res.workers * res.cpus_per_worker, res.workers * res.gpus_per_worker
+    fit = min(cpus // need_cpu if need_cpu else len(specs), gpus // need_gpu if need_gpu else len(specs))
+    return int(max(1, min(settings.max_parallel or fit, fit, len(specs))))
 
 
 def run_search(
@@ -287,8 +306,10 @@ def run_search(
     out_dir: Path | None = None,
     on_update: Callable[[list[Trial]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    placement_group=None,
 ) -> SearchResult:
-    """Run every trial of the search ``raw`` on the connected Ray cluster."""
+    """Run every trial of the search ``raw`` on the connected Ray cluster; with
+    ``placement_group`` (a search job's reservation, one bundle per slot) inside it."""
     import ray
 
     from xsharp.algos import Model
@@ -310,17 +331,16 @@ def run_search(
             for epoch, metric in enumerate(t.curve, 1):
                 if epoch in asha.rungs:
                     asha.rungs[epoch].append(metric)
-    need = specs[0][1].resources
-    per_trial = need.workers * need.cpus_per_worker
-    fit = int(ray.cluster_resources().get("CPU", 1) // per_trial) if per_trial else 1
-    n_slots = max(1, min(settings.max_parallel or fit, fit, len(trials)))
-    best_score = -1.0
-    for t in trials:
-        if t.state == "SUCCEEDED" and t.metric is not None:
-            best_score = max(best_score, t.metric)
+    if placement_group is not None:
+        n_slots = len(placement_group.bundle_specs)
+    else:
+        total = ray.cluster_resources()
+        n_slots = slots_for(raw, total.get("CPU", 0.0), total.get("GPU", 0.0))
+    rank = lambda t: (t.metric, -t.id)  # noqa: E731  the best trial: highest metric, then the earliest
+    best_key = max((rank(t) for t in trials if t.state == "SUCCEEDED" and t.metric is not None), default=(-1.0, 0))
     t0 = time.time()
     pending = [t for t in trials if t.state == "PENDING"]
-    slots = [_Slot(specs[0][1]) for _ in range(min(n_slots, len(pending)))]
+    slots = [_Slot(specs[0][1], placement_group, i) for i in range(min(n_slots, len(pending)))]
     try:
         while pending or any(s.trial for s in slots):
             for s in slots:
@@ -332,7 +352,7 @@ def run_search(
                     s.ref = s.runner.run.remote(spec.to_dict(), None, 3600.0, None if s.local else s.pg, gates)
                     s.keep = {}
                     t.state = "RUNNING"
-            ready = ray.wait([s.ref for s in slots if s.trial], num_returns=1, timeout=0.1)[0]
+            ready = ray.wait([s.ref for s in slots if s.trial], num_returns=1, timeout=0.02)[0]
             for s in slots:
                 if s.trial is None:
                     continue
@@ -357,7 +377,7 @@ def run_search(
                         t.state, t.error = "FAILED", f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
                         if isinstance(e, ray.exceptions.RayActorError):  # the runner died: give the slot a new one
                             s.close()
-                            s.__init__(specs[t.id][1])
+                            s.__init__(specs[t.id][1], None if s.owns_pg else s.pg, s.bundle)
                     else:
                         if outcome[0] == "stopped":
                             t.state = "STOPPED"
@@ -366,8 +386,8 @@ def run_search(
                             t.state, t.test_accuracy = "SUCCEEDED", metrics["test_accuracy"]
                             t.metric = metrics["val_accuracy"] if metrics["val_accuracy"] is not None else t.metric
                             t.epochs = len(metrics["finetune"])
-                            if out_dir is not None and t.metric is not None and t.metric > best_score:
-                                best_score = t.metric
+                            if out_dir is not None and t.metric is not None and rank(t) > best_key:
+                                best_key = rank(t)
                                 spec = specs[t.id][1]
                                 model = Model(spec.layers, tuple(meta["in_shape"]), meta["n_classes"], seed=spec.seed, classes=meta["classes"])
                                 model.set_flat(flat)
@@ -388,7 +408,7 @@ def run_search(
         for s in slots:
             s.close()
     finished = [t for t in trials if t.state == "SUCCEEDED" and t.metric is not None]
-    best = max(finished, key=lambda t: t.metric) if finished else None
+    best = max(finished, key=rank) if finished else None
     result = SearchResult(trials, [p.name for p in params], best, time.time() - t0, sum(t.epochs for t in trials))
     _save(done_file, trials, params, settings, result.seconds, best)
     if out_dir is not None:

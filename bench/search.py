@@ -1,0 +1,111 @@
+"""Hyper-parameter search against its peers, measured in one run on this machine.
+
+    .venv/bin/python bench/search.py          # needs Ray Tune for the peer: pip install "ray[tune]==2.60.0"
+
+A 16-trial grid (4 learning rates x 4 RBM sizes, short digits trials) run three ways on the same
+embedded Ray with 2 CPUs: one after another in this process; by xsharp (2 parallel slots);
+and by Ray Tune 2.60 (the same training function, 1 CPU a trial, actors reused). Then ASHA over
+the same grid against the full grid: best validation accuracy and trial-epochs used.
+Goals (issue 6): parallel >= 1.8x sequential; xsharp <= 0.8x Ray Tune's wall time; ASHA within
+1 point of the grid's best using <= 50 % of its trial-epochs.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+RAW = {
+    "name": "bench-search",
+    "data": {"dataset": "digits"},
+    "model": [{"rbm": {"hidden": {"grid": [64, 128, 256, 512]}}}, {"softmax": {}}],
+    "pretrain": {"epochs": 5},
+    "train": {"epochs": 100, "learning_rate": {"grid": [0.01, 0.03, 0.1, 0.3]}, "momentum": 0.9},
+    "search": {"strategy": "grid"},
+}
+
+
+def tune_trial(config: dict) -> None:
+    """Ray Tune's trainable: the same spec, the same data, the same fit, reporting every epoch."""
+    from ray import tune
+
+    from xsharp.cluster.runner import load_data
+    from xsharp.parallel.execution import train_worker
+    from xsharp.spec import parse_spec
+
+    spec = parse_spec(config["spec"])
+    data = load_data(spec)
+
+    def report(e):
+        if e.phase == "finetune" and e.epoch_end:
+            tune.report({"val_accuracy": e.val_accuracy, "epoch": e.epoch})
+
+    train_worker(spec, data, report=report)
+
+
+def main() -> None:
+    import ray
+
+    from xsharp.cluster import runtime
+    from xsharp.cluster.runner import load_data
+    from xsharp.cluster.search import run_search, trial_specs
+    from xsharp.parallel.execution import train_worker
+
+    _, _, trials = trial_specs(RAW)
+    print(f"{len(trials)} trials: rbm hidden x learning rate, {RAW['train']['epochs']} fine-tuning epochs each on digits")
+
+    data = load_data(trials[0][1])
+    t = time.perf_counter()
+    for _, spec in trials:
+        train_worker(spec, data)
+    sequential = time.perf_counter() - t
+
+    with runtime.connect(num_cpus=2):
+        t = time.perf_counter()
+        grid = run_search(RAW, Path(tempfile.mkdtemp()))
+        parallel = time.perf_counter() - t
+
+        asha_raw = copy.deepcopy(RAW)
+        asha_raw["search"] = {"strategy": "asha", "reduction_factor": 4, "min_epochs": 4}
+        t = time.perf_counter()
+        asha = run_search(asha_raw, Path(tempfile.mkdtemp()))
+        asha_seconds = time.perf_counter() - t
+
+        tune_seconds = None
+        try:
+            from ray import tune
+
+            tuner = tune.Tuner(
+                tune.with_resources(tune_trial, {"cpu": 1}),
+                param_space={"spec": tune.grid_search([spec.to_dict() for _, spec in trials])},
+                tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
+                run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(), verbose=0),
+            )
+            t = time.perf_counter()
+            results = tuner.fit()
+            tune_seconds = time.perf_counter() - t
+            tune_best = max(r.metrics["val_accuracy"] for r in results if r.metrics)
+        except ImportError:
+            print("Ray Tune is not installed: pip install 'ray[tune]==2.60.0' for the peer")
+        assert ray.is_initialized()
+
+    full_epochs = sum(t.epochs for t in grid.trials)
+    print()
+    print(f"{'run':<34} {'wall s':>8} {'best val acc':>13} {'trial-epochs':>13}")
+    print(f"{'sequential, in-process':<34} {sequential:>8.2f} {'':>13} {'':>13}")
+    print(f"{'xsharp grid, 2 slots':<34} {parallel:>8.2f} {100 * grid.best.metric:>12.2f}% {full_epochs:>13}")
+    if tune_seconds is not None:
+        print(f"{'Ray Tune 2.60 grid, 2 x 1 CPU':<34} {tune_seconds:>8.2f} {100 * tune_best:>12.2f}% {full_epochs:>13}")
+    print(f"{'xsharp ASHA over the grid':<34} {asha_seconds:>8.2f} {100 * asha.best.metric:>12.2f}% {asha.trial_epochs:>13}")
+    print()
+    print(f"parallel speed-up over sequential: {sequential / parallel:.2f}x (goal >= 1.8x)")
+    if tune_seconds is not None:
+        print(f"xsharp / Ray Tune wall time:       {parallel / tune_seconds:.2f} (goal <= 0.8)")
+    print(f"ASHA vs grid: best {100 * (asha.best.metric - grid.best.metric):+.2f} points (goal within 1), "
+          f"{100 * asha.trial_epochs / full_epochs:.0f} % of the trial-epochs (goal <= 50 %)")
+
+
+if __name__ == "__main__":
+    main()
