@@ -136,3 +136,18 @@ def test_asha_over_grids_alone_takes_every_combination():
     assert len(trial_specs(raw)[2]) == 4
     raw["search"]["samples"] = 3
     assert len(trial_specs(raw)[2]) == 3
+
+
+def test_k_fold_cross_validation_scores_each_trial_by_its_mean_fold_accuracy(tmp_path, ray_address):
+    raw = spec(folds=3)
+    raw["model"][0]["rbm"]["hidden"] = 32
+    result = run_search(raw, tmp_path / "cv")
+    assert [t.state for t in result.trials] == ["SUCCEEDED", "SUCCEEDED"]
+    for t in result.trials:
+        assert len(t.fold_metrics) == 3 and t.metric == pytest.approx(sum(t.fold_metrics) / 3) and t.epochs == 3 * 20
+    assert len({tuple(t.fold_metrics) for t in result.trials}) == 2
+    best = json.loads((tmp_path / "cv" / "best" / "metrics.json").read_text())
+    assert best["trial"] == result.best.id and best["cv_accuracy"] == result.best.metric  # refit after the choice
+    assert result.best.test_accuracy == best["test_accuracy"]
+    with pytest.raises(SpecError, match="folds"):
+        trial_specs(spec(strategy="asha", folds=3))

@@ -43,7 +43,7 @@ class JobRunner:
             self._stop.set()
         self._decided.set()
 
-    def run(self, spec_dict: dict, resume: TrainState | None, checkpoint_every: float, placement_group=None, gate_epochs=()):
+    def run(self, spec_dict: dict, resume: TrainState | None, checkpoint_every: float, placement_group=None, gate_epochs=(), fold=None):
         """("done", flat, model_meta, metrics) or ("stopped", state).
 
         At the end of each fine-tuning epoch in ``gate_epochs`` training waits (as Ray Tune's
@@ -57,6 +57,10 @@ class JobRunner:
         if key not in self._data:
             self._data = {key: load_data(spec)}  # keep one: trials of a search share their data
         data = self._data[key]
+        if fold is not None:  # cross-validation: (fold, folds) of the training rows validate
+            from .search import cv_fold
+
+            data = cv_fold(data, fold[0], fold[1], spec.seed)
         check_against_data(spec, data)
         events = self._events
         gates = set(gate_epochs)

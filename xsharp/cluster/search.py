@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from xsharp.spec import JobSpec, SpecError, format_errors, parse_spec
 
@@ -61,6 +62,13 @@ class SearchSettings(BaseModel):
     reduction_factor: int = Field(3, ge=2, le=16, description="asha: keep the top 1/reduction_factor at each rung")
     min_epochs: int = Field(1, ge=1, description="asha: the first rung, in fine-tuning epochs")
     seed: int = Field(0, ge=0, description="seeds the random draws")
+    folds: int | None = Field(None, ge=2, le=20, description="k-fold cross-validation per trial on the training rows; the best is chosen by mean fold accuracy and refit")
+
+    @model_validator(mode="after")
+    def _folds_without_asha(self):
+        if self.folds and self.strategy == "asha":
+            raise PydanticCustomError("rule", "folds: cross-validation runs every fold to the end; use grid or random with folds")
+        return self
 
 
 @dataclass
@@ -214,6 +222,7 @@ class Trial:
     seconds: float = 0.0
     error: str | None = None
     curve: list = field(default_factory=list)  # validation accuracy per epoch
+    fold_metrics: list = field(default_factory=list)  # with folds: validation accuracy of each finished fold
 
 
 class ASHA:
@@ -278,6 +287,7 @@ class _Slot:
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=bundle),
         ).remote()
         self.trial: Trial | None = None
+        self.fold: int | None = None
         self.keep: dict[int, bool] = {}  # rung epoch -> asha's verdict for the running trial
         self.ref = None
         self.started = 0.0
@@ -290,6 +300,19 @@ class _Slot:
         ray.kill(self.runner, no_restart=True)
         if self.owns_pg:
             remove_placement_group(self.pg)
+
+
+def cv_fold(data, fold: int, folds: int, seed: int):
+    """The data set with fold ``fold`` of ``folds`` (stratified) of its training and validation
+    rows as the validation rows, and the rest for training; the test rows are untouched."""
+    import dataclasses
+
+    from sklearn.model_selection import StratifiedKFold
+
+    x = np.concatenate([data.x_train, data.x_val])
+    y = np.concatenate([data.y_train, data.y_val])
+    train, val = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y))[fold]
+    return dataclasses.replace(data, x_train=x[train], y_train=y[train], x_val=x[val], y_val=y[val])
 
 
 def slots_for(raw: dict, cpus: float, gpus: float) -> int:
@@ -339,17 +362,23 @@ def run_search(
     rank = lambda t: (t.metric, -t.id)  # noqa: E731  the best trial: highest metric, then the earliest
     best_key = max((rank(t) for t in trials if t.state == "SUCCEEDED" and t.metric is not None), default=(-1.0, 0))
     t0 = time.time()
-    pending = [t for t in trials if t.state == "PENDING"]
+    k = settings.folds
+    for t in trials:
+        if t.state != "SUCCEEDED":
+            t.fold_metrics = []  # a trial cut short re-runs all of its folds
+    pending = [(t, f) for t in trials if t.state == "PENDING" for f in (range(k) if k else [None])]
     slots = [_Slot(specs[0][1], placement_group, i) for i in range(min(n_slots, len(pending)))]
     try:
         while pending or any(s.trial for s in slots):
             for s in slots:
-                if s.trial is None and pending:
-                    t = pending.pop(0)
+                while s.trial is None and pending:
+                    t, fold = pending.pop(0)
+                    if t.state == "FAILED":
+                        continue  # another fold of it failed
                     spec = specs[t.id][1]
-                    s.trial, s.started, s.stop_sent = t, time.time(), False
+                    s.trial, s.fold, s.started, s.stop_sent = t, fold, time.time(), False
                     gates = sorted(asha.rungs) if asha is not None else ()
-                    s.ref = s.runner.run.remote(spec.to_dict(), None, 3600.0, None if s.local else s.pg, gates)
+                    s.ref = s.runner.run.remote(spec.to_dict(), None, 3600.0, None if s.local else s.pg, gates, (fold, k) if k else None)
                     s.keep = {}
                     t.state = "RUNNING"
             ready = ray.wait([s.ref for s in slots if s.trial], num_returns=1, timeout=0.02)[0]
@@ -358,6 +387,8 @@ def run_search(
                     continue
                 t = s.trial
                 for kind, item in ray.get(s.runner.poll.remote()):
+                    if s.fold is not None:
+                        continue  # a fold counts when it ends
                     if kind == "progress" and item["phase"] == "finetune" and item["epoch_end"] and item["val_accuracy"] is not None:
                         t.epochs, t.metric = item["epoch"], item["val_accuracy"]
                         t.curve.append(item["val_accuracy"])
@@ -369,7 +400,7 @@ def run_search(
                     elif kind == "gate":  # a local trial waits at its rung for our answer
                         s.runner.decide.remote(s.keep.get(item, True) and not s.stop_sent)
                 if s.ref in ready:
-                    t.seconds = time.time() - s.started
+                    t.seconds = (t.seconds if s.fold else 0.0) + time.time() - s.started
                     try:
                         outcome = ray.get(s.ref)
                     except Exception as e:  # a failed trial is recorded, not fatal
@@ -381,12 +412,18 @@ def run_search(
                     else:
                         if outcome[0] == "stopped":
                             t.state = "STOPPED"
+                        elif s.fold is not None:
+                            metrics = outcome[3]
+                            t.fold_metrics.append(metrics["val_accuracy"])
+                            t.epochs += len(metrics["finetune"])
+                            if len(t.fold_metrics) == k and t.state != "FAILED":
+                                t.state, t.metric = "SUCCEEDED", float(np.mean(t.fold_metrics))
                         else:
                             _, flat, meta, metrics = outcome
                             t.state, t.test_accuracy = "SUCCEEDED", metrics["test_accuracy"]
                             t.metric = metrics["val_accuracy"] if metrics["val_accuracy"] is not None else t.metric
                             t.epochs = len(metrics["finetune"])
-                            if out_dir is not None and t.metric is not None and rank(t) > best_key:
+                            if out_dir is not None and t.metric is not None and rank(t) > best_key and not k:
                                 best_key = rank(t)
                                 spec = specs[t.id][1]
                                 model = Model(spec.layers, tuple(meta["in_shape"]), meta["n_classes"], seed=spec.seed, classes=meta["classes"])
@@ -400,10 +437,23 @@ def run_search(
                 for s in slots:
                     if s.trial is not None:
                         s.runner.request_stop.remote()
-                        s.trial.state, s.trial.curve, s.trial.epochs = "PENDING", [], 0
+                        s.trial.state, s.trial.curve, s.trial.epochs, s.trial.fold_metrics = "PENDING", [], 0, []
                         s.trial = None
+                for t, _ in pending:
+                    if t.state == "RUNNING":  # some folds ran, others did not: all rerun
+                        t.state, t.epochs, t.fold_metrics = "PENDING", 0, []
                 _save(done_file, trials, params, settings, time.time() - t0)
                 raise SearchStopped()
+        finished = [t for t in trials if t.state == "SUCCEEDED" and t.metric is not None]
+        if k and finished:  # refit the configuration chosen by cross-validation on the usual split
+            best = max(finished, key=rank)
+            spec = specs[best.id][1]
+            _, flat, meta, metrics = ray.get(slots[0].runner.run.remote(spec.to_dict(), None, 3600.0, None if slots[0].local else slots[0].pg))
+            best.test_accuracy = metrics["test_accuracy"]
+            if out_dir is not None:
+                model = Model(spec.layers, tuple(meta["in_shape"]), meta["n_classes"], seed=spec.seed, classes=meta["classes"])
+                model.set_flat(flat)
+                write_artifacts(out_dir / "best", spec, model, metrics | {"trial": best.id, "params": best.params, "cv_accuracy": best.metric})
     finally:
         for s in slots:
             s.close()
