@@ -60,3 +60,24 @@ def test_ten_thousand_queued_jobs_start_the_top_priority_spread_over_users():
     assert len(p.start) == 64 and all(i % 3 == 2 for i in p.start)
     users = [i % 50 for i in p.start]
     assert len(set(users)) == 50 and max(users.count(u) for u in set(users)) == 2  # 64 slots over 50 users
+
+
+def test_a_job_that_cannot_start_fails_and_the_queue_moves_on(tmp_path, ray_address):
+    from xsharp.cluster.scheduler import Scheduler
+    from xsharp.cluster.store import Store
+    from tests.conftest import TINY
+
+    store = Store(tmp_path)
+    broken = store.submit("u", {"name": "broken", "model": "not a list"}, 0, 1, 0)  # as if the store held a bad spec
+    good = store.submit("u", TINY, 0, 1, 0)
+    s = Scheduler(store, tick=0.1)
+    try:
+        for _ in range(200):
+            s.tick()
+            if store.get(good.id).state == "SUCCEEDED":
+                break
+            __import__("time").sleep(0.1)
+        assert store.get(broken.id).state == "FAILED" and "could not start" in store.events(broken.id)[-1]["message"]
+        assert store.get(good.id).state == "SUCCEEDED"
+    finally:
+        s.close(timeout=5)

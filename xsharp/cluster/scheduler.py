@@ -222,7 +222,12 @@ class Scheduler:
         for job_id in p.yield_:
             self.store.set_request(job_id, "yield")
         for job_id in p.start:
-            self._launch(jobs[job_id])
+            try:
+                self._launch(jobs[job_id])
+            except Exception as e:  # one job that cannot start must not stall the queue behind it
+                log.exception("cannot start job %s", job_id)
+                self.store.transition(job_id, ["QUEUED", "PREEMPTED"], "FAILED", f"could not start: {e}", error=str(e), finished=time.time())
+                self._notify(job_id)
 
     def _launch(self, job) -> None:
         import ray
@@ -234,7 +239,6 @@ class Scheduler:
 
         from . import checkpoint
         from .jobrunner import JobRunner
-
         from .search import is_search, trial_specs
 
         searching = is_search(job.spec)
