@@ -55,7 +55,7 @@ def test_random_draws_stay_in_range_and_respect_log_scale():
         (("train", "learning_rate"), {"range": [0.1, 0.3], "step": -1}, "train.learning_rate.step: must be > 0"),
         (("train", "learning_rate"), {"grid": []}, "train.learning_rate.grid: must be a non-empty list"),
         (("train", "batch_size"), {"grid": [32, -3]}, "trial 1 (model[0].rbm.hidden=16, train.batch_size=-3): train.batch_size: must be > 0, got -3"),
-        (("seed",), "auto", "seed: auto has no prior for 'seed'"),
+        (("seed",), "auto", "seed: must be an integer, got 'auto'"),
         (("resources", "workers"), {"grid": [1, 2]}, "resources.workers: resources cannot be searched"),
     ],
 )
@@ -151,3 +151,10 @@ def test_k_fold_cross_validation_scores_each_trial_by_its_mean_fold_accuracy(tmp
     assert result.best.test_accuracy == best["test_accuracy"]
     with pytest.raises(SpecError, match="folds"):
         trial_specs(spec(strategy="asha", folds=3))
+
+
+def test_a_plain_spec_with_device_auto_is_no_search():
+    from xsharp.cluster.search import is_search
+    from xsharp.spec import parse_spec
+
+    assert not is_search(parse_spec(TINY).to_dict())  # resources.device: auto is a device, not a prior

@@ -111,7 +111,7 @@ def _param(path: tuple, value: Any) -> Param | None:
     if value == "auto":
         key = next((p for p in reversed(path) if isinstance(p, str)), "")
         if key not in AUTO_PRIORS:
-            raise SpecError([f"{name}: auto has no prior for {key!r}; give a range or a grid"])
+            return None  # an ordinary value (resources.device: auto); the spec's own validation judges it
         low, high, log, integer = AUTO_PRIORS[key]
         return Param(path, name, low=low, high=high, log=log, integer=integer)
     if not isinstance(value, dict):
