@@ -27,30 +27,35 @@ from .runner import check_against_data, load_data, summarize
 class JobRunner:
     def __init__(self) -> None:
         self._events: deque = deque()
-        self._stop = threading.Event()
+        self._stops: dict[int, threading.Event] = {}
         self._decided = threading.Event()
         self._data: dict[str, object] = {}  # a runner that serves many trials loads each data set once
 
     def poll(self) -> list[tuple[str, object]]:
         return [self._events.popleft() for _ in range(len(self._events))]
 
-    def request_stop(self) -> None:
-        self._stop.set()
+    def _stop_of(self, run_id: int) -> threading.Event:
+        # One event per run, never cleared: a stop sent before its run starts still holds, and a
+        # late stop for a finished trial cannot reach the next trial on this runner.
+        return self._stops.setdefault(run_id, threading.Event())
 
-    def decide(self, keep: bool) -> None:
+    def request_stop(self, run_id: int = 0) -> None:
+        self._stop_of(run_id).set()
+
+    def decide(self, keep: bool, run_id: int = 0) -> None:
         """Answer a gate (see ``run``): go on, or stop at the next step."""
         if not keep:
-            self._stop.set()
+            self._stop_of(run_id).set()
         self._decided.set()
 
-    def run(self, spec_dict: dict, resume: TrainState | None, checkpoint_every: float, placement_group=None, gate_epochs=(), fold=None):
+    def run(self, spec_dict: dict, resume: TrainState | None, checkpoint_every: float, placement_group=None, gate_epochs=(), fold=None, run_id: int = 0):
         """("done", flat, model_meta, metrics) or ("stopped", state).
 
         At the end of each fine-tuning epoch in ``gate_epochs`` training waits (as Ray Tune's
         report does) until ``decide`` says whether it goes on: a search's early stopping then
         acts at the rung itself, however fast the epochs are.
         """
-        self._stop.clear()
+        stop = self._stop_of(run_id)
         self._events.append(("pids", [os.getpid()]))
         spec = parse_spec(spec_dict)
         key = json.dumps([spec.data.model_dump(), spec.seed], sort_keys=True)
@@ -76,7 +81,7 @@ class JobRunner:
             data=data,
             report=report,
             status=lambda message: events.append(("log", message)),
-            should_stop=self._stop.is_set,
+            should_stop=stop.is_set,
             resume=resume,
             on_checkpoint=lambda state: events.append(("checkpoint", state)),
             checkpoint_every=checkpoint_every,
@@ -101,7 +106,7 @@ class JobRunner:
 
         from .search import SearchStopped, run_search
 
-        self._stop.clear()
+        stop = self._stop_of(0)
         self._events.append(("pids", [os.getpid()]))
         out = Path(tempfile.mkdtemp(prefix="xsharp-search-"))
         if previous:
@@ -118,7 +123,7 @@ class JobRunner:
                                                   "val_accuracy": max(scores) if scores else None, "epoch_end": False}))
 
         try:
-            result = run_search(raw, out, on_update=update, should_stop=self._stop.is_set, placement_group=placement_group)
+            result = run_search(raw, out, on_update=update, should_stop=stop.is_set, placement_group=placement_group)
         except SearchStopped:
             return ("search_stopped", (out / "search.json").read_text())
         files = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}

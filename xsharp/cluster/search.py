@@ -288,6 +288,7 @@ class _Slot:
         ).remote()
         self.trial: Trial | None = None
         self.fold: int | None = None
+        self.run_id = 0  # one per trial run on this slot's runner
         self.keep: dict[int, bool] = {}  # rung epoch -> asha's verdict for the running trial
         self.ref = None
         self.started = 0.0
@@ -378,7 +379,8 @@ def run_search(
                     spec = specs[t.id][1]
                     s.trial, s.fold, s.started, s.stop_sent = t, fold, time.time(), False
                     gates = sorted(asha.rungs) if asha is not None else ()
-                    s.ref = s.runner.run.remote(spec.to_dict(), None, 3600.0, None if s.local else s.pg, gates, (fold, k) if k else None)
+                    s.run_id += 1
+                    s.ref = s.runner.run.remote(spec.to_dict(), None, 3600.0, None if s.local else s.pg, gates, (fold, k) if k else None, s.run_id)
                     s.keep = {}
                     t.state = "RUNNING"
             ready = ray.wait([s.ref for s in slots if s.trial], num_returns=1, timeout=0.02)[0]
@@ -395,10 +397,10 @@ def run_search(
                         if asha is not None and not s.stop_sent:
                             s.keep[item["epoch"]] = asha.keep(item["epoch"], item["val_accuracy"])
                             if not s.keep[item["epoch"]]:
-                                s.runner.request_stop.remote()
+                                s.runner.request_stop.remote(s.run_id)
                                 s.stop_sent = True
                     elif kind == "gate":  # a local trial waits at its rung for our answer
-                        s.runner.decide.remote(s.keep.get(item, True) and not s.stop_sent)
+                        s.runner.decide.remote(s.keep.get(item, True) and not s.stop_sent, s.run_id)
                 if s.ref in ready:
                     t.seconds = (t.seconds if s.fold else 0.0) + time.time() - s.started
                     try:
@@ -436,7 +438,7 @@ def run_search(
             if should_stop is not None and should_stop():
                 for s in slots:
                     if s.trial is not None:
-                        s.runner.request_stop.remote()
+                        s.runner.request_stop.remote(s.run_id)
                         s.trial.state, s.trial.curve, s.trial.epochs, s.trial.fold_metrics = "PENDING", [], 0, []
                         s.trial = None
                 for t, _ in pending:
