@@ -3,12 +3,14 @@
 #   prometheus (with promtool)  - the monitoring tests run a real Prometheus
 #   espeak-ng, sox              - synthesising the spoken-digit data set
 #   dataset-fashion-mnist       - Fashion-MNIST as IDX files under /usr/share/datasets
+#   chromium                    - the web console's browser tests (Playwright drives /usr/bin/chromium)
 set -euo pipefail
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
 [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "xsharp needs these Debian packages: ${missing[*]} (no apt-get here; install them yourself)" >&2

@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from xsharp import __version__
 from xsharp.cluster.store import Store
 from xsharp.spec import format_error_list
 
-from . import cluster, jobs, searches, system
+from . import cluster, jobs, searches, system, ui
 
 MAX_BODY = 1024 * 1024  # a job spec is a few kB; nothing legitimate comes near this
 
@@ -50,7 +51,9 @@ class _TooLarge(Exception):
     pass
 
 
-def create_app(store: Store, scheduler=None, max_body: int = MAX_BODY) -> FastAPI:
+def create_app(
+    store: Store, scheduler=None, max_body: int = MAX_BODY, *, exporter_urls: list[str] = (), grafana_url: str | None = None, recipes_dir=None
+) -> FastAPI:
     app = FastAPI(
         title="xsharp",
         version=__version__,
@@ -62,6 +65,10 @@ def create_app(store: Store, scheduler=None, max_body: int = MAX_BODY) -> FastAP
     app.include_router(searches.router)
     app.include_router(cluster.router)
     app.include_router(system.router)
+    app.include_router(ui.router)  # the console's read-only extras: /v1/me, /v1/modules, /v1/recipes, ...
+    app.include_router(ui.pages)
+    app.mount("/ui/static", StaticFiles(directory=ui.STATIC), name="ui-static")
+    ui.configure(app, exporter_urls, grafana_url, recipes_dir)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

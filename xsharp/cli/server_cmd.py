@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
-from .common import err, out
+from .common import err, fail, out
 
 users_app = typer.Typer(help="Users and API tokens (run on the server host; writes the job store directly).", no_args_is_help=True)
 
@@ -23,6 +23,8 @@ def server(
     tick: float = typer.Option(0.5, "--tick", min=0.05, help="Seconds between scheduling decisions."),
     max_failures: int = typer.Option(3, "--max-failures", min=0, help="Restarts from checkpoint after a worker dies, before a job fails."),
     webhook: Optional[str] = typer.Option(None, "--webhook", help="POST each finished job here as JSON."),
+    exporter_url: List[str] = typer.Option([], "--exporter-url", help="A node exporter (URL or HOST:PORT) whose GPUs the console's cluster page shows; repeatable."),
+    grafana_url: Optional[str] = typer.Option(None, "--grafana-url", help="Grafana's address; the console links to xsharp's dashboards there."),
 ) -> None:
     """Serve the REST API (docs at /docs) and schedule jobs on Ray until Ctrl-C.
 
@@ -33,12 +35,16 @@ def server(
     import uvicorn
 
     from xsharp.api import create_app
+    from xsharp.api.ui import check_url
     from xsharp.cluster import runtime
     from xsharp.cluster.scheduler import Scheduler
     from xsharp.cluster.store import HOME_ENV, Store
 
     from .client import read_config, write_config
 
+    bad = [u for u in [*exporter_url, *([grafana_url] if grafana_url else [])] if not check_url(u)]
+    if bad:
+        raise fail(f"not a URL or HOST:PORT: {bad[0]!r}")
     if home_dir is not None:
         os.environ[HOME_ENV] = str(home_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -54,7 +60,9 @@ def server(
         scheduler = Scheduler(store, slice_seconds=slice_seconds, tick=tick, checkpoint_every=checkpoint_seconds, max_failures=max_failures, webhook=webhook)
         scheduler.start()
         try:
-            uvicorn.run(create_app(store, scheduler), host=host, port=port, log_level="warning")
+            err.print(f"console: {url}/ui")
+            app = create_app(store, scheduler, exporter_urls=exporter_url, grafana_url=grafana_url)
+            uvicorn.run(app, host=host, port=port, log_level="warning")
         finally:
             err.print("shutting down: checkpointing running jobs")
             scheduler.close()

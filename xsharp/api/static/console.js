@@ -1,0 +1,877 @@
+// xsharp console: every page calls the REST API with the token pasted at login (kept in this
+// tab's sessionStorage). No framework: a small element builder, one function per page.
+"use strict";
+
+const TOKEN_KEY = "xsharp.token";
+const FLASH_KEY = "xsharp.flash";
+const WAITING = ["QUEUED", "PREEMPTED"];
+const ACTIVE = ["RUNNING", "QUEUED", "PREEMPTED", "PAUSED"];
+const FINISHED = ["SUCCEEDED", "FAILED", "STOPPED"];
+const COLORS = ["#2f5bea", "#e8590c", "#2b8a3e", "#ae3ec9", "#1098ad", "#c92a2a", "#5c940d", "#862e9c"];
+
+// ------------------------------------------------------------------------------------------ basics
+function h(tag, attrs, ...children) {
+  const el = tag.startsWith("svg:") ? document.createElementNS("http://www.w3.org/2000/svg", tag.slice(4)) : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k === "text") el.textContent = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+const token = () => sessionStorage.getItem(TOKEN_KEY);
+
+class ApiError extends Error {
+  constructor(status, detail) {
+    const lines = Array.isArray(detail) ? detail.map((d) => (typeof d === "string" ? d : JSON.stringify(d))) : [typeof detail === "string" ? detail : JSON.stringify(detail)];
+    super(`${status}: ${lines.join("; ")}`);
+    this.status = status;
+    this.lines = lines;
+  }
+}
+
+async function api(method, path, body, bearer = token()) {
+  const headers = { Authorization: `Bearer ${bearer || ""}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (r.status === 401 && document.body.dataset.page !== "login") {
+    sessionStorage.removeItem(TOKEN_KEY);
+    location.assign(`/ui/login?next=${encodeURIComponent(location.pathname)}`);
+    throw new ApiError(401, "log in again");
+  }
+  const type = r.headers.get("content-type") || "";
+  const data = r.status === 204 ? null : type.includes("json") ? await r.json() : await r.text();
+  if (!r.ok) throw new ApiError(r.status, data && data.detail !== undefined ? data.detail : data || r.statusText);
+  return data;
+}
+
+function flash(message) {
+  const el = $("#flash");
+  el.textContent = message;
+  el.hidden = !message;
+}
+
+function every(ms, fn) {
+  // Run fn now and then ms (a number, or a function giving one) after each run ends; fn returns false to stop.
+  let stopped = false;
+  const tick = async () => {
+    if (stopped) return;
+    let again = true;
+    try { again = (await fn()) !== false; } catch (e) { console.error(e); }
+    if (again && !stopped) setTimeout(tick, typeof ms === "function" ? ms() : ms);
+  };
+  tick();
+  return () => { stopped = true; };
+}
+
+const fmt = {
+  duration(s) {
+    if (s === null || s === undefined || !isFinite(s)) return "—";
+    s = Math.max(0, Math.round(s));
+    if (s < 60) return `${s}s`;
+    if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+    if (s < 86400) return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+    return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+  },
+  time(ts) { return ts ? new Date(ts * 1000).toLocaleString() : "—"; },
+  num(x, digits = 4) {
+    if (x === null || x === undefined) return "—";
+    const s = Number(x).toPrecision(digits);
+    return s.includes("e") ? s.replace(/\.?0+e/, "e") : s.includes(".") ? s.replace(/\.?0+$/, "") : s;
+  },
+  pct(x) { return x === null || x === undefined ? "—" : `${(100 * x).toFixed(1)}%`; },
+  mib(x) { return x === null || x === undefined ? "—" : x >= 1024 ? `${(x / 1024).toFixed(1)} GiB` : `${Math.round(x)} MiB`; },
+  res(job) {
+    const r = job.resources || {};
+    const workers = r.workers || 1;
+    return `${workers} × ${r.cpus_per_worker ?? 1} CPU` + (r.gpus_per_worker ? ` + ${r.gpus_per_worker} GPU` : "");
+  },
+};
+
+function stateBadge(state) { return h("span", { class: `state state-${state}`, text: state }); }
+
+function bar(fraction, hot) {
+  const inner = h("span");
+  inner.style.width = `${Math.max(0, Math.min(1, fraction || 0)) * 100}%`;
+  return h("div", { class: `bar${hot ? " hot" : ""}` }, inner);
+}
+
+// ------------------------------------------------------------------------------------------ progress and ETA
+// A job's phases in order: one pretraining phase per pretrainable module (when pretrain.epochs > 0),
+// then fine-tuning. The work of a phase is its epochs x the training rows, which the current
+// phase's step count tells (steps / epochs x batch size).
+function phasesOf(spec, modules) {
+  const pre = spec.pretrain || {}, tr = spec.train || {};
+  const phases = [];
+  if ((pre.epochs ?? 20) > 0) {
+    (spec.model || []).forEach((layer, i) => {
+      const kind = typeof layer === "string" ? layer : Object.keys(layer)[0];
+      if (modules[kind] && modules[kind].pretrainable) phases.push({ phase: "pretrain", layer: i, epochs: pre.epochs ?? 20, batch: pre.batch_size ?? 32 });
+    });
+  }
+  if ((tr.epochs ?? 50) > 0) phases.push({ phase: "finetune", layer: null, epochs: tr.epochs ?? 50, batch: tr.batch_size ?? 32 });
+  return phases;
+}
+
+function progressOf(job, spec, modules) {
+  // {fraction, at(step), label, total}: the share of the job's samples done, and the share done at
+  // another step of the current phase (total: the job's samples; null without the spec).
+  const p = job.progress;
+  if (!p) return null;
+  const label = p.phase === "search" ? `${p.step}/${p.steps} trials done` + (p.val_accuracy != null ? ` · best ${fmt.pct(p.val_accuracy)}` : "")
+    : p.phase === "pretrain" ? `pretrain layer ${p.layer + 1} · epoch ${p.epoch}/${p.epochs}` : `fine-tune · epoch ${p.epoch}/${p.epochs}`;
+  const phases = spec && modules ? phasesOf(spec, modules) : [];
+  const k = phases.findIndex((ph) => ph.phase === p.phase && (p.phase === "finetune" || ph.layer === p.layer));
+  if (k < 0 || !p.steps || !p.epochs) {
+    const at = (step) => (p.steps ? step / p.steps : 0);
+    return { fraction: at(p.step), at, label, total: null };
+  }
+  const rows = (p.steps / p.epochs) * phases[k].batch;
+  const work = phases.map((ph) => ph.epochs * rows);
+  const total = work.reduce((a, b) => a + b, 0);
+  const before = work.slice(0, k).reduce((a, b) => a + b, 0);
+  const at = (step) => (before + (step / p.steps) * work[k]) / total;
+  return { fraction: at(p.step), at, label: `${label} (phase ${k + 1}/${phases.length})`, total };
+}
+
+function etaOf(job, progress, history) {
+  // Seconds left: the share still to do over the share done per second, measured over the last
+  // minute of [time, share done] samples; else over the run's elapsed time when it started from
+  // scratch; else at the samples/s the job last reported (its epochs only, so an underestimate).
+  if (job.state !== "RUNNING" || !progress) return null;
+  const f = progress.fraction;
+  const last = history.length ? history[history.length - 1][0] : 0;
+  const recent = history.filter(([t]) => t >= last - 60);
+  if (recent.length >= 2) {
+    const [[t0, f0], [t1, f1]] = [recent[0], recent[recent.length - 1]];
+    if (t1 - t0 >= 1 && f1 > f0) return ((1 - f) * (t1 - t0)) / (f1 - f0);
+  }
+  const elapsed = Date.now() / 1000 - (job.run_started || 0);
+  if (job.runs === 1 && job.run_started && f > 0 && elapsed > 0) return (elapsed * (1 - f)) / f;
+  const rate = job.progress.samples_per_second;
+  return progress.total && rate > 0 ? ((1 - f) * progress.total) / rate : null;
+}
+
+function isSearchJob(job) {
+  return !!((job.spec && job.spec.search) || (job.progress && job.progress.phase === "search") || (job.result && job.result.trials !== undefined));
+}
+
+let modulesCache = null;
+async function moduleIndex() {
+  if (!modulesCache) modulesCache = Object.fromEntries((await api("GET", "/v1/modules")).map((m) => [m.kind, m]));
+  return modulesCache;
+}
+
+// ------------------------------------------------------------------------------------------ charts
+// A line chart in inline SVG: series = [{name, points: [[x, y], ...]}]. The svg carries
+// data-points, the number of points drawn.
+function lineChart(series, { xLabel = "", yLabel = "", maxPoints = 2000, yMin } = {}) {
+  const W = 560, H = 240, L = 52, R = 12, T = 12, B = 34;
+  const svg = h("svg:svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img" });
+  const drawn = series.map((s) => ({ ...s, points: thin(s.points, maxPoints) })).filter((s) => s.points.length);
+  const all = drawn.flatMap((s) => s.points);
+  svg.dataset.points = String(all.length);
+  if (!all.length) {
+    svg.append(h("svg:text", { x: W / 2, y: H / 2, "text-anchor": "middle", text: "no data yet" }));
+    return svg;
+  }
+  let [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
+  let [y0, y1] = [yMin ?? Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
+  if (x1 === x0) x1 = x0 + 1;
+  if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
+  const X = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
+  const Y = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
+  for (let i = 0; i <= 4; i++) {
+    const yv = y0 + ((y1 - y0) * i) / 4, xv = x0 + ((x1 - x0) * i) / 4;
+    svg.append(h("svg:line", { class: "grid", x1: L, x2: W - R, y1: Y(yv), y2: Y(yv) }));
+    svg.append(h("svg:text", { x: L - 6, y: Y(yv) + 3, "text-anchor": "end", text: fmt.num(yv, 3) }));
+    svg.append(h("svg:text", { x: X(xv), y: H - B + 14, "text-anchor": "middle", text: fmt.num(xv, 4) }));
+  }
+  svg.append(h("svg:line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }));
+  svg.append(h("svg:line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
+  svg.append(h("svg:text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle", text: xLabel }));
+  svg.append(h("svg:text", { x: 12, y: (T + H - B) / 2, "text-anchor": "middle", transform: `rotate(-90 12 ${(T + H - B) / 2})`, text: yLabel }));
+  drawn.forEach((s, i) => {
+    const color = COLORS[i % COLORS.length];
+    const pts = s.points.map(([x, y]) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join(" ");
+    svg.append(h("svg:polyline", { points: pts, stroke: color, "data-series": s.name }));
+    if (s.points.length === 1) svg.append(h("svg:circle", { cx: X(s.points[0][0]), cy: Y(s.points[0][1]), r: 2.5, fill: color }));
+    if (drawn.length > 1 && i < 8) {
+      svg.append(h("svg:rect", { x: W - R - 150, y: T + 4 + i * 14, width: 10, height: 3, fill: color }));
+      svg.append(h("svg:text", { x: W - R - 136, y: T + 9 + i * 14, text: s.name }));
+    }
+  });
+  return svg;
+}
+
+function thin(points, max) {
+  if (points.length <= max) return points;
+  const stride = points.length / max;
+  const out = [];
+  for (let i = 0; i < max - 1; i++) out.push(points[Math.floor(i * stride)]);
+  out.push(points[points.length - 1]);
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------ YAML (what the form submits)
+function yamlScalar(v) {
+  if (v === null || v === undefined) return "null";
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  const s = String(v);
+  const plain = /^[A-Za-z_/.][A-Za-z0-9_./-]*$/.test(s) && !/^(true|false|null|yes|no|on|off|y|n|~)$/i.test(s);
+  return plain ? s : JSON.stringify(s);
+}
+const isScalar = (v) => v === null || typeof v !== "object";
+function flow(v) {
+  if (isScalar(v)) return yamlScalar(v);
+  if (Array.isArray(v)) return `[${v.map(flow).join(", ")}]`;
+  return `{${Object.entries(v).map(([k, x]) => `${k}: ${flow(x)}`).join(", ")}}`;
+}
+function toYAML(obj, pad = "") {
+  const out = [];
+  for (const [k, v] of Object.entries(obj)) {
+    if (isScalar(v) || (Array.isArray(v) && v.every(isScalar))) out.push(`${pad}${k}: ${flow(v)}`);
+    else if (Array.isArray(v)) {
+      out.push(`${pad}${k}:`);
+      for (const item of v) {
+        const keys = isScalar(item) ? [] : Object.keys(item);
+        out.push(keys.length === 1 && !Array.isArray(item) ? `${pad}  - ${keys[0]}: ${flow(item[keys[0]])}` : `${pad}  - ${flow(item)}`);
+      }
+    } else if (!Object.keys(v).length) out.push(`${pad}${k}: {}`);
+    else out.push(`${pad}${k}:`, toYAML(v, pad + "  "));
+  }
+  return out.join("\n");
+}
+
+// ------------------------------------------------------------------------------------------ pages
+const pages = {};
+
+pages.login = async (main) => {
+  const input = h("input", { id: "token", type: "password", autocomplete: "off", placeholder: "xs_…" });
+  const error = h("p", { class: "error", id: "login-error" });
+  const go = async () => {
+    error.textContent = "";
+    const t = input.value.trim();
+    try {
+      await api("GET", "/v1/me", undefined, t);
+      sessionStorage.setItem(TOKEN_KEY, t);
+      const next = new URLSearchParams(location.search).get("next");
+      location.assign(next && next.startsWith("/ui/") ? next : "/ui/jobs");
+    } catch (e) { error.textContent = e.message; }
+  };
+  input.addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
+  main.append(h("section", { class: "card login" },
+    h("h1", { text: "Log in to xsharp" }),
+    h("p", { class: "muted" }, "Paste your API token. ", h("code", { text: "xsharp users add NAME" }), " on the server host prints one."),
+    h("div", { class: "field" }, h("label", { for: "token", text: "Token" }), input),
+    h("p", {}, h("button", { class: "primary", id: "login-button", type: "button", onclick: go, text: "Log in" })),
+    error));
+  input.focus();
+};
+
+pages.jobs = async (main) => {
+  const active = h("tbody"), finished = h("tbody"), summary = h("p", { class: "muted", id: "jobs-summary" });
+  const error = h("div", { class: "error-box" });
+  main.append(
+    h("h1", { text: "Jobs" }), summary, error,
+    h("section", { class: "card" }, h("h2", { text: "Queue and running" }),
+      h("table", { id: "active-jobs" }, h("thead", {}, h("tr", {}, ["ID", "Name", "User", "State", "Priority", "Resources", "Progress", "ETA", "Time in state"].map((t) => h("th", { text: t })))), active)),
+    h("section", { class: "card" }, h("h2", { text: "Finished" }),
+      h("table", { id: "finished-jobs" }, h("thead", {}, h("tr", {}, ["ID", "Name", "User", "State", "Priority", "Finished", "Ran for", "Test accuracy"].map((t) => h("th", { text: t })))), finished)));
+  const specs = new Map(), histories = new Map();
+  const modules = await moduleIndex().catch(() => null);
+  every(2000, async () => {
+    let jobs;
+    try { jobs = await api("GET", "/v1/jobs?limit=10000"); error.textContent = ""; } catch (e) { error.textContent = e.message; return; }
+    const now = Date.now() / 1000;
+    const order = { RUNNING: 0, QUEUED: 1, PREEMPTED: 1, PAUSED: 2 };
+    const act = jobs.filter((j) => ACTIVE.includes(j.state))
+      .sort((a, b) => order[a.state] - order[b.state] || b.priority - a.priority || a.queued_at - b.queued_at || a.id - b.id);
+    for (const j of act) {
+      if (j.progress && !specs.has(j.id)) specs.set(j.id, (await api("GET", `/v1/jobs/${j.id}`).catch(() => ({}))).spec);
+    }
+    let queuePos = 0;
+    active.replaceChildren(...act.map((j) => {
+      const est = progressOf(j, specs.get(j.id), modules);
+      const history = j.state === "RUNNING" && est ? histories.get(j.id) || [] : [];
+      if (est && (!history.length || history[history.length - 1][1] !== est.fraction)) history.push([now, est.fraction]);
+      histories.set(j.id, history.filter(([t]) => t >= now - 120));
+      const eta = etaOf(j, est, history);
+      const since = j.state === "RUNNING" ? j.run_started : WAITING.includes(j.state) ? j.queued_at : null;
+      const where = WAITING.includes(j.state) ? ` · #${++queuePos} in queue` : "";
+      return h("tr", { dataset: { job: j.id, state: j.state } },
+        h("td", {}, h("a", { href: `/ui/jobs/${j.id}`, text: `#${j.id}` })),
+        h("td", { text: j.name }), h("td", { text: j.user }), h("td", {}, stateBadge(j.state), j.request ? h("span", { class: "muted", text: ` (${j.request} requested)` }) : null),
+        h("td", { class: "num", text: j.priority }), h("td", { text: fmt.res(j) }),
+        h("td", { class: "progress-cell" }, est ? [bar(est.fraction), h("div", { class: "muted", text: `${fmt.pct(est.fraction)} · ${est.label}` })] : h("span", { class: "muted", text: "—" })),
+        h("td", { class: "num eta", text: eta !== null ? fmt.duration(eta) : "—" }),
+        h("td", { text: since ? fmt.duration(now - since) + where : "" }));
+    }));
+    if (!act.length) active.append(h("tr", {}, h("td", { colspan: 9, class: "muted", text: "Nothing queued or running." })));
+    const fin = jobs.filter((j) => FINISHED.includes(j.state)).sort((a, b) => (b.finished || 0) - (a.finished || 0)).slice(0, 100);
+    finished.replaceChildren(...fin.map((j) => h("tr", { dataset: { job: j.id, state: j.state } },
+      h("td", {}, h("a", { href: `/ui/jobs/${j.id}`, text: `#${j.id}` })),
+      h("td", { text: j.name }), h("td", { text: j.user }), h("td", {}, stateBadge(j.state)), h("td", { class: "num", text: j.priority }),
+      h("td", { text: fmt.time(j.finished) }), h("td", { text: j.started && j.finished ? fmt.duration(j.finished - j.started) : "—" }),
+      h("td", { class: "num", text: j.result && j.result.test_accuracy !== undefined ? fmt.pct(j.result.test_accuracy) : j.error ? "error" : "—" }))));
+    if (!fin.length) finished.append(h("tr", {}, h("td", { colspan: 8, class: "muted", text: "No finished jobs." })));
+    const running = jobs.filter((j) => j.state === "RUNNING").length, waiting = jobs.filter((j) => WAITING.includes(j.state)).length;
+    summary.textContent = `${running} running · ${waiting} waiting · ${jobs.length} in all`;
+  });
+};
+
+pages.job = async (main) => {
+  const id = document.body.dataset.job;
+  const title = h("h1", {}, `Job #${id}`);
+  const error = h("div", { class: "error-box", id: "job-error" });
+  main.append(title, error);
+  let job;
+  try { job = await api("GET", `/v1/jobs/${id}`); } catch (e) { error.textContent = e.message; return; }
+  const modules = await moduleIndex().catch(() => null);
+  const facts = h("dl", { class: "facts" });
+  const actionError = h("div", { class: "error-box", id: "action-error" });
+  const button = (act, label, cls) => h("button", { type: "button", class: cls, id: `${act}-button`, dataset: { action: act }, text: label, onclick: () => doAction(act) });
+  const buttons = { pause: button("pause", "Pause"), resume: button("resume", "Resume"), stop: button("stop", "Stop", "danger"), delete: button("delete", "Delete", "danger") };
+  const charts = { pretrain: h("figure", { id: "pretrain-chart" }), finetune: h("figure", { id: "loss-chart" }), accuracy: h("figure", { id: "accuracy-chart" }) };
+  const searching = isSearchJob(job);
+  const trials = h("div", { id: "trials" }, h("p", { class: "muted", text: "The trial table appears when the search finishes (search.json)." }));
+  const metricsTable = h("tbody"), log = h("pre", { class: "log", id: "log" }), artifacts = h("ul", { id: "artifacts" }), events = h("ul", { class: "events" });
+  const spec = h("pre", { class: "spec", text: toYAML(job.spec) });
+  const grafana = h("span");
+  main.append(
+    h("section", { class: "card" }, h("div", { class: "actions" }, Object.values(buttons), grafana), actionError, facts),
+    searching ? h("section", { class: "card" }, h("h2", { text: "Trials" }), trials)
+      : h("section", { class: "card" }, h("h2", { text: "Training curves" }), h("div", { class: "charts" }, Object.values(charts))),
+    h("div", { class: "row" },
+      h("section", { class: "card grow" }, h("h2", { text: "Metrics" }),
+        h("table", {}, h("thead", {}, h("tr", {}, ["Phase", "Epoch", "Step", "Loss", "Val. accuracy", "Samples/s"].map((t) => h("th", { text: t })))), metricsTable)),
+      h("section", { class: "card grow" }, h("h2", { text: "Artifacts" }), artifacts, h("h2", { text: "Events" }), events)),
+    h("section", { class: "card" }, h("h2", { text: "Log" }), log),
+    h("section", { class: "card" }, h("h2", { text: "Spec" }), spec));
+  api("GET", "/v1/cluster/dashboards").then((boards) => {
+    const training = boards.find((b) => b.uid === "xsharp-training");
+    if (training) grafana.append(h("a", { href: `${training.url}?var-job_id=${id}`, target: "_blank", rel: "noopener", id: "grafana-link", text: "Open in Grafana" }));
+  }).catch(() => {});
+
+  async function doAction(act) {
+    actionError.textContent = "";
+    if (act === "delete" && !confirm(`Delete job #${id} and its artifacts?`)) return;
+    try {
+      if (act === "delete") {
+        await api("DELETE", `/v1/jobs/${id}`);
+        sessionStorage.setItem(FLASH_KEY, `Job #${id} deleted.`);
+        location.assign("/ui/jobs");
+        return;
+      }
+      job = { ...job, ...(await api("POST", `/v1/jobs/${id}/${act}`)) };
+      flash(job.state === "RUNNING" ? `${act} requested: the job checkpoints at its next step.` : `Job #${id} is ${job.state}.`);
+      render();
+    } catch (e) { actionError.textContent = e.message; }
+  }
+
+  let history = [];  // [time, share done] of the current run's phase, from the metric rows' timestamps
+  function render() {
+    const est = progressOf(job, job.spec, modules);
+    const eta = etaOf(job, est, history);
+    title.replaceChildren(`${job.name} `, h("small", { text: `#${job.id}` }), " ", stateBadge(job.state));
+    document.title = `#${job.id} ${job.name} · xsharp`;
+    const fin = FINISHED.includes(job.state);
+    buttons.pause.disabled = !["RUNNING", "QUEUED", "PREEMPTED"].includes(job.state) || !!job.request;
+    buttons.resume.disabled = job.state !== "PAUSED";
+    buttons.stop.disabled = fin || job.request === "stop";
+    const rows = [
+      ["State", [stateBadge(job.state), job.request ? ` ${job.request} requested` : ""]], ["User", job.user], ["Priority", job.priority], ["Mode", job.mode],
+      ["Resources", fmt.res(job)], ["Submitted", fmt.time(job.submitted)], ["Started", fmt.time(job.started)], ["Runs", job.runs],
+      ["Progress", est ? [bar(est.fraction), `${fmt.pct(est.fraction)} · ${est.label}`] : "—"],
+      ["ETA", eta !== null ? fmt.duration(eta) : "—"],
+      ["Loss", job.progress ? fmt.num(job.progress.loss) : "—"],
+      ["Samples/s", job.progress && job.progress.samples_per_second != null ? Math.round(job.progress.samples_per_second).toLocaleString() : "—"],
+    ];
+    if (job.finished) rows.push(["Finished", fmt.time(job.finished)]);
+    if (job.result && job.result.test_accuracy !== undefined) rows.push(["Test accuracy", fmt.pct(job.result.test_accuracy)]);
+    if (job.error) rows.push(["Error", h("span", { class: "error", text: job.error })]);
+    facts.replaceChildren(...rows.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { dataset: { fact: k.toLowerCase() } }, v)]));
+    events.replaceChildren(...(job.events || []).slice(-12).map((e) => h("li", {}, h("span", { class: "muted", text: new Date(e.ts * 1000).toLocaleTimeString() + " " }), e.message)));
+  }
+
+  function renderMetrics(rows) {
+    const kinds = (job.spec.model || []).map((l) => (typeof l === "string" ? l : Object.keys(l)[0]));
+    const pre = new Map();
+    const fine = [], acc = [];
+    for (const r of rows) {
+      if (r.loss === null) continue;
+      if (r.phase === "pretrain") {
+        const name = `layer ${r.layer + 1} (${kinds[r.layer] || "?"})`;
+        if (!pre.has(name)) pre.set(name, []);
+        pre.get(name).push([r.step, r.loss]);
+      } else {
+        fine.push([r.step, r.loss]);
+        if (r.val_accuracy !== null) acc.push([r.epoch, r.val_accuracy]);
+      }
+    }
+    charts.pretrain.replaceChildren(h("figcaption", { text: "Pretraining: reconstruction error" }),
+      lineChart([...pre].map(([name, points]) => ({ name, points })), { xLabel: "step", yLabel: "error" }));
+    charts.finetune.replaceChildren(h("figcaption", { text: "Fine-tuning: loss" }), lineChart([{ name: "loss", points: fine }], { xLabel: "step", yLabel: "loss" }));
+    charts.accuracy.replaceChildren(h("figcaption", { text: "Validation accuracy" }), lineChart([{ name: "accuracy", points: acc }], { xLabel: "epoch", yLabel: "accuracy" }));
+    metricsTable.replaceChildren(...rows.slice(-8).reverse().map((r) => h("tr", {},
+      h("td", { text: r.phase === "pretrain" ? `pretrain ${r.layer + 1}` : r.phase === "search" ? "search" : "fine-tune" }), h("td", { class: "num", text: r.epoch }), h("td", { class: "num", text: r.step }),
+      h("td", { class: "num", text: fmt.num(r.loss) }), h("td", { class: "num", text: r.val_accuracy === null ? "—" : fmt.pct(r.val_accuracy) }),
+      h("td", { class: "num", text: r.samples_per_second === null ? "—" : Math.round(r.samples_per_second).toLocaleString() }))));
+  }
+
+  async function renderArtifacts() {
+    const list = await api("GET", `/v1/jobs/${id}/artifacts`);
+    artifacts.replaceChildren(...list.map((a) => h("li", {},
+      h("a", { href: "#", dataset: { artifact: a.path }, text: a.path, onclick: (ev) => { ev.preventDefault(); download(a.path); } }),
+      h("span", { class: "muted", text: ` ${(a.size / 1024).toFixed(1)} KiB` }))));
+    if (!list.length) artifacts.append(h("li", { class: "muted", text: "none yet" }));
+    if (searching && list.some((a) => a.path === "search.json")) renderTrials(await api("GET", `/v1/jobs/${id}/artifacts/search.json`));
+  }
+
+  function renderTrials(result) {
+    // The trial table and two plots: each trial's validation curve, and the metric by trial
+    // (by the parameter's value when one parameter is searched).
+    const names = result.params || [];
+    const list = result.trials || [];
+    const one = names.length === 1 && list.every((t) => typeof t.params[names[0]] === "number");
+    const byX = list.filter((t) => t.metric != null).map((t) => [one ? t.params[names[0]] : t.id, t.metric]).sort((a, b) => a[0] - b[0]);
+    trials.replaceChildren(
+      h("p", { class: "muted", text: `${result.settings ? result.settings.strategy : "search"} · ${list.length} trials · ${fmt.duration(result.seconds)}` + (result.best != null ? ` · best: trial ${result.best}` : "") }),
+      h("table", { id: "trial-table" },
+        h("thead", {}, h("tr", {}, ["Trial", ...names, "State", "Val. accuracy", "Test accuracy", "Epochs", "Time"].map((t) => h("th", { text: t })))),
+        h("tbody", {}, list.map((t) => h("tr", { dataset: { trial: t.id }, class: t.id === result.best ? "best" : null },
+          h("td", { class: "num", text: t.id === result.best ? `${t.id} ★` : t.id }), names.map((n) => h("td", { class: "num mono", text: JSON.stringify(t.params[n]) })),
+          h("td", {}, stateBadge(t.state)), h("td", { class: "num", text: fmt.pct(t.metric) }), h("td", { class: "num", text: fmt.pct(t.test_accuracy) }),
+          h("td", { class: "num", text: t.epochs }), h("td", { class: "num", text: fmt.duration(t.seconds) }))))),
+      h("div", { class: "charts" },
+        h("figure", { id: "trial-curves" }, h("figcaption", { text: "Validation accuracy of each trial" }),
+          lineChart(list.map((t) => ({ name: `trial ${t.id}`, points: (t.curve || []).map((v, i) => [i + 1, v]) })), { xLabel: "epoch", yLabel: "accuracy" })),
+        h("figure", { id: "trial-metric" }, h("figcaption", { text: one ? `Validation accuracy by ${names[0]}` : "Validation accuracy by trial" }),
+          lineChart([{ name: "accuracy", points: byX }], { xLabel: one ? names[0] : "trial", yLabel: "accuracy" }))));
+  }
+
+  async function download(path) {
+    // A plain link cannot send the bearer token, so fetch the file and hand the browser a blob.
+    const r = await fetch(`/v1/jobs/${id}/artifacts/${path.split("/").map(encodeURIComponent).join("/")}`, { headers: { Authorization: `Bearer ${token()}` } });
+    if (!r.ok) { actionError.textContent = `${r.status}: ${(await r.json().catch(() => ({}))).detail || r.statusText}`; return; }
+    const url = URL.createObjectURL(await r.blob());
+    const a = h("a", { href: url, download: path.split("/").pop() });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  render();
+  let lastState = null, delay = 1000;
+  every(() => delay, async () => {
+    try {
+      const [fresh, rows, text] = await Promise.all([api("GET", `/v1/jobs/${id}`), api("GET", `/v1/jobs/${id}/metrics`), api("GET", `/v1/jobs/${id}/logs`)]);
+      job = fresh;
+      error.textContent = "";
+      const p = job.progress, est = progressOf(job, job.spec, modules);
+      history = p && est ? rows.filter((r) => r.ts >= (job.run_started || 0) && r.phase === p.phase && (r.phase === "finetune" || r.layer === p.layer)).map((r) => [r.ts, est.at(r.step)]) : [];
+      render();
+      renderMetrics(rows);
+      delay = rows.length > 5000 ? 5000 : rows.length > 1000 ? 2000 : 1000;  // the API sends every row each time
+      const lines = text.split("\n");
+      const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+      log.textContent = lines.slice(-400).join("\n");
+      if (atBottom) log.scrollTop = log.scrollHeight;
+      if (job.state !== lastState) { lastState = job.state; await renderArtifacts(); }
+    } catch (e) {
+      error.textContent = e.message;
+      if (e.status === 404 || e.status === 403) return false;
+    }
+    return !FINISHED.includes(job.state) || lastState !== job.state;
+  });
+};
+
+// ---------------------------------------------------------------- submit: a form generated from the JSON Schemas
+pages.submit = async (main) => {
+  const [schema, modules, recipes] = await Promise.all([api("GET", "/v1/spec/schema"), api("GET", "/v1/modules"), api("GET", "/v1/recipes")]);
+  const js = schema.jobspec, defs = js.$defs || {};
+  const byKind = Object.fromEntries(modules.map((m) => [m.kind, m]));
+  const resolve = (prop) => {
+    const ref = prop.$ref || (prop.allOf && prop.allOf[0] && prop.allOf[0].$ref);
+    return ref ? { ...defs[ref.split("/").pop()], ...prop } : prop;
+  };
+  const yaml = h("pre", { id: "yaml" });
+  const errors = h("div", { class: "error-box", id: "submit-errors" });
+  let counter = 0;
+
+  // One input for one schema property; data-path is the spec path errors name. The YAML holds
+  // only values that differ from the schema's default, so it reads like a hand-written spec.
+  function field(path, name, prop, required, { choices } = {}) {
+    let p = resolve(prop);
+    let nullable = false;
+    if (p.anyOf) {
+      const real = p.anyOf.filter((a) => a.type !== "null");
+      nullable = real.length < p.anyOf.length;
+      if (real.length !== 1) return input(path, name, prop, required, "json");
+      p = { ...prop, ...resolve(real[0]), description: prop.description || real[0].description };
+      delete p.anyOf;
+    }
+    if (p.properties) return group(path, name, p);
+    if (choices || p.enum || p.const !== undefined) return input(path, name, p, required, "enum", choices || p.enum || [p.const], nullable);
+    if (p.type === "boolean") return input(path, name, p, required, p.default === true || p.default === false ? "boolean" : "tristate", null, nullable);
+    if (p.type === "integer" || p.type === "number") return input(path, name, p, required, p.type, null, nullable);
+    if (p.type === "array") {
+      const item = resolve(p.items || {});
+      return ["string", "integer", "number"].includes(item.type) ? input(path, name, p, required, "list", null, nullable, item.type) : input(path, name, p, required, "json");
+    }
+    if (p.type === "string") return input(path, name, p, required, "string", null, nullable);
+    return input(path, name, p, required, "json");
+  }
+
+  function input(path, name, p, required, type, options, nullable, itemType) {
+    const id = `f${++counter}`;
+    const def = p.default;
+    let el;
+    if (type === "enum") {
+      el = h("select", { id }, nullable || def === undefined || def === null ? h("option", { value: "", text: "—" }) : null, options.map((o) => h("option", { value: o, text: o })));
+    } else if (type === "tristate") {
+      el = h("select", { id }, ["", "true", "false"].map((o) => h("option", { value: o, text: o || "—" })));
+    } else if (type === "boolean") {
+      el = h("input", { id, type: "checkbox" });
+    } else if (type === "json") {
+      el = h("textarea", { id, rows: 2, placeholder: "JSON, e.g. [{\"standardize\": {}}]" });
+    } else {
+      el = h("input", { id, type: type === "integer" || type === "number" ? "number" : "text", step: type === "integer" ? "1" : type === "number" ? "any" : null,
+        placeholder: type === "list" ? "comma-separated" : nullable ? "default" : "" });
+      const lo = p.minimum ?? p.exclusiveMinimum, hi = p.maximum ?? p.exclusiveMaximum;
+      el.title = [lo !== undefined ? `${p.exclusiveMinimum !== undefined ? ">" : "≥"} ${lo}` : "", hi !== undefined ? `${p.exclusiveMaximum !== undefined ? "<" : "≤"} ${hi}` : ""].filter(Boolean).join(", ");
+    }
+    Object.assign(el.dataset, { path, type, key: name });
+    if (itemType) el.dataset.items = itemType;
+    if (def !== undefined) el.dataset.default = JSON.stringify(def);
+    setValue(el, def);
+    const title = p.title || name;
+    const hint = p.description ? h("span", { class: "hint", text: p.description }) : null;
+    const label = type === "boolean" ? h("label", { for: id }, el, ` ${title}`, hint) : h("label", { for: id }, title, required ? " *" : "", hint);
+    return h("div", { class: "field", dataset: { field: path } }, label, type === "boolean" ? null : el, h("div", { class: "field-error" }));
+  }
+
+  function group(path, name, p) {
+    const required = p.required || [];
+    return h("details", { class: "group", dataset: { field: path } },
+      h("summary", {}, h("strong", { text: name }), p.description ? h("span", { class: "hint", text: ` ${p.description}` }) : null),
+      h("div", { class: "field-error section-error" }),
+      h("div", { class: "fields" }, Object.entries(p.properties).map(([k, sub]) => field(`${path}.${k}`, k, sub, required.includes(k)))));
+  }
+
+  function sectionFields(section, props, required = [], special = {}) {
+    return h("div", { class: "fields" }, Object.entries(props).map(([k, prop]) => special[k] ? special[k]() : field(section ? `${section}.${k}` : k, k, prop, required.includes(k))));
+  }
+  const sectionSchema = (name) => resolve(js.properties[name]);
+  function section(name, title, body, extra = {}) {
+    return h("section", { class: "card", dataset: { field: name }, ...extra }, h("h2", { text: title }), h("div", { class: "field-error section-error" }), body);
+  }
+
+  // ---- model stack
+  const stack = h("ol", { id: "stack" });
+  function addModule(kind, options = {}) {
+    const m = byKind[kind];
+    const props = m.options.properties || {}, required = m.options.required || [];
+    const card = h("li", { class: "module", dataset: { kind } },
+      h("div", { class: "module-head" }, h("strong", { text: kind }), m.pretrainable ? h("span", { class: "badge", text: "pretrained" }) : null, h("span", { class: "summary", text: m.summary }),
+        h("span", { class: "tools" },
+          h("button", { type: "button", class: "small", title: "move up", text: "↑", onclick: () => { card.previousElementSibling && stack.insertBefore(card, card.previousElementSibling); changed(); } }),
+          h("button", { type: "button", class: "small", title: "move down", text: "↓", onclick: () => { card.nextElementSibling && stack.insertBefore(card.nextElementSibling, card); changed(); } }),
+          h("button", { type: "button", class: "small danger", title: "remove", text: "✕", onclick: () => { card.remove(); changed(); } }))),
+      h("div", { class: "field-error section-error" }),
+      h("div", { class: "fields" }, Object.entries(props).map(([k, prop]) => field(`model[?].${kind}.${k}`, k, prop, required.includes(k)))));
+    stack.append(card);
+    for (const el of $$("[data-path]", card)) setValue(el, getPath(options, relative(el)));
+    changed();
+    return card;
+  }
+  function renumber() {
+    $$(".module", stack).forEach((card, i) => {
+      card.dataset.field = `model[${i}]`;
+      for (const el of $$("[data-field]", card)) el.dataset.field = el.dataset.field.replace(/^model\[[^\]]*\]/, `model[${i}]`);
+      for (const el of $$("[data-path]", card)) el.dataset.path = el.dataset.path.replace(/^model\[[^\]]*\]/, `model[${i}]`);
+    });
+  }
+  const kindSelect = h("select", { id: "module-kind" }, modules.map((m) => h("option", { value: m.kind, title: m.summary, text: m.pretrainable ? `${m.kind} (pretrained)` : m.kind })));
+
+  // ---- the other sections
+  const data = sectionSchema("data");
+  // The common data fields first; the format-specific ones (csv, wav, idx, features) folded away.
+  const common = ["dataset", "path", "format", "limit", "test_fraction", "validation_fraction"];
+  const pick = (keep) => Object.fromEntries(Object.entries(data.properties).filter(([k]) => common.includes(k) === keep));
+  const dataSpecial = {
+    dataset: () => field("data.dataset", "dataset", data.properties.dataset, false, { choices: schema.datasets }),
+    format: () => field("data.format", "format", data.properties.format, false, { choices: schema.formats }),
+  };
+  const dataBody = [sectionFields("data", pick(true), data.required, dataSpecial),
+    h("details", { class: "group more" }, h("summary", {}, h("strong", { text: "more" }), h("span", { class: "hint", text: " format-specific options: csv columns, wav audio, idx labels, feature steps, augmentation" })),
+      sectionFields("data", pick(false), data.required))];
+  const phase = (name) => sectionFields(name, sectionSchema(name).properties, sectionSchema(name).required);
+  const runProps = { mode: js.properties.mode, priority: js.properties.priority, seed: js.properties.seed };
+  const parallelSection = section("parallel", "Parallel layout", phase("parallel"));
+  const recipeSelect = h("select", { id: "recipe" }, h("option", { value: "", text: "— compose a model —" }), recipes.map((r) => h("option", { value: r.name, disabled: !r.spec,
+    text: r.kind === "search" ? `${r.name} (hyper-parameter search)` : r.error ? `${r.name} (invalid: ${r.error})` : r.name })));
+  const recipeInfo = h("p", { class: "muted", id: "recipe-info" });
+  const nameField = field("name", "name", js.properties.name, false);
+  const form = h("div", { class: "form", id: "spec-form" },
+    h("section", { class: "card start" }, h("h2", { text: "Start from" }), h("div", { class: "row" }, h("div", { class: "field grow" }, h("label", { for: "recipe", text: "Recipe" }), recipeSelect), h("div", { class: "grow" }, nameField)), recipeInfo),
+    section("data", "Data", dataBody),
+    section("model", "Model: modules in order, input first", [stack, h("div", { class: "add-module" }, kindSelect, h("button", { type: "button", id: "add-module", text: "Add module", onclick: () => addModule(kindSelect.value) }))]),
+    section("pretrain", "Pretraining (greedy, per unsupervised module)", phase("pretrain")),
+    section("train", "Fine-tuning", phase("train")),
+    section("run", "Run", sectionFields("", runProps, [])),
+    section("resources", "Resources", phase("resources")),
+    parallelSection,
+    h("div", { class: "submit-bar" }, h("button", { type: "button", class: "primary", id: "submit-button", text: "Submit job", onclick: submit }), errors));
+  main.append(h("h1", { text: "Submit a job" }), h("div", { class: "submit-grid" }, form, h("aside", { class: "card" }, h("h2", { text: "YAML it will submit" }), yaml)));
+
+  // ---- values
+  function readValue(el) {
+    const t = el.dataset.type;
+    if (t === "boolean") return el.checked;
+    const raw = el.value.trim();
+    if (raw === "") return undefined;
+    if (t === "tristate") return raw === "true";
+    if (t === "integer" || t === "number") return isNaN(Number(raw)) ? raw : Number(raw);
+    if (t === "list") {
+      const numeric = el.dataset.items !== "string";
+      return raw.split(/\s*,\s*|\s+/).filter(Boolean).map((x) => (numeric && !isNaN(Number(x)) ? Number(x) : x));
+    }
+    if (t === "json") { try { return JSON.parse(raw); } catch { return raw; } }
+    return raw;
+  }
+  function setValue(el, v) {
+    if (v === undefined) return;
+    const t = el.dataset.type;
+    if (t === "boolean") el.checked = !!v;
+    else if (t === "json") el.value = v === null ? "" : JSON.stringify(v);
+    else el.value = v === null ? "" : Array.isArray(v) ? v.join(", ") : String(v);
+  }
+  const changedValue = (el) => {
+    const v = readValue(el);
+    return v !== undefined && JSON.stringify(v) !== el.dataset.default ? v : undefined;
+  };
+  const relative = (el) => el.dataset.path.replace(/^model\[[^\]]*\]\.[^.]+\./, "");
+  function getPath(obj, path) { return path.split(".").reduce((o, k) => (o && typeof o === "object" ? o[k] : undefined), obj); }
+  function setPath(obj, path, v) {
+    const keys = path.split(".");
+    let o = obj;
+    for (const k of keys.slice(0, -1)) o = o[k] = o[k] || {};
+    o[keys[keys.length - 1]] = v;
+  }
+  const usesParallel = () => ["param_server", "pipeline", "hybrid"].includes($('[data-path="mode"]', form).value);
+  function collect() {
+    const spec = {};
+    for (const el of $$("[data-path]", form)) {
+      if (el.closest("#stack") || (el.closest('[data-field="parallel"]') && !usesParallel())) continue;
+      const v = changedValue(el);
+      if (v !== undefined) setPath(spec, el.dataset.path, v);
+    }
+    spec.model = $$(".module", stack).map((card) => {
+      const opts = {};
+      for (const el of $$("[data-path]", card)) { const v = changedValue(el); if (v !== undefined) setPath(opts, relative(el), v); }
+      return { [card.dataset.kind]: opts };
+    });
+    const order = ["name", "data", "model", "pretrain", "train", "seed", "mode", "resources", "parallel", "priority"];
+    return Object.fromEntries(order.filter((k) => spec[k] !== undefined).map((k) => [k, spec[k]]));
+  }
+  function changed() {
+    renumber();
+    parallelSection.hidden = !usesParallel();
+    yaml.textContent = search ? search.yaml : toYAML(collect());
+  }
+  function load(spec) {
+    stack.replaceChildren();
+    for (const el of $$("[data-path]", form)) {
+      if (el.closest("#stack")) continue;
+      const v = getPath(spec, el.dataset.path);
+      setValue(el, v !== undefined ? v : el.dataset.default !== undefined ? JSON.parse(el.dataset.default) : null);
+    }
+    for (const layer of spec.model || []) {
+      const [kind, opts] = typeof layer === "string" ? [layer, {}] : Object.entries(layer)[0];
+      if (byKind[kind]) addModule(kind, opts || {});
+    }
+    changed();
+  }
+  // A search recipe (ranges, grids, auto) is submitted as written to /v1/searches; the form,
+  // which holds fixed values only, steps aside.
+  let search = null;
+  recipeSelect.addEventListener("change", () => {
+    const r = recipes.find((x) => x.name === recipeSelect.value);
+    recipeInfo.textContent = r ? r.description : "";
+    search = r && r.kind === "search" ? r : null;
+    form.classList.toggle("search-mode", !!search);
+    $("#submit-button").textContent = search ? "Submit search" : "Submit job";
+    if (r && r.spec && !search) load(r.spec);
+    else changed();
+    clearErrors();
+  });
+  form.addEventListener("input", (ev) => {
+    const f = ev.target.closest(".field");
+    if (f) { f.classList.remove("invalid"); $(".field-error", f).textContent = ""; }
+    changed();
+  });
+
+  // ---- the server's 422: each line names a field path (model[1].rbm.hidden: must be > 0, got -3)
+  function clearErrors() {
+    errors.textContent = "";
+    for (const el of $$(".field-error", form)) el.textContent = "";
+    for (const el of $$(".invalid", form)) el.classList.remove("invalid");
+  }
+  function targetFor(path) {
+    let p = path;
+    while (p) {
+      const el = $$("[data-field]", form).find((e) => e.dataset.field === p && !e.hidden);
+      if (el) return el;
+      const m = p.match(/^(.*?)(\.[^.[\]]+|\[\d+\])$/);
+      if (!m) break;
+      p = m[1];
+    }
+    return null;
+  }
+  function showErrors(lines) {
+    clearErrors();
+    const unplaced = [];
+    for (const line of lines) {
+      const i = line.indexOf(": ");
+      const [path, msg] = i > 0 ? [line.slice(0, i), line.slice(i + 2)] : ["", line];
+      const target = targetFor(path);
+      if (!target) { unplaced.push(line); continue; }
+      const box = $(":scope > .field-error", target) || $(":scope > .section-error", target);
+      box.textContent += (box.textContent ? "\n" : "") + (target.dataset.field === path ? msg : `${path}: ${msg}`);
+      target.classList.add("invalid");
+      for (let d = target.closest("details"); d; d = d.parentElement.closest("details")) d.open = true;
+    }
+    errors.textContent = `The server refused the spec (${lines.length} problem${lines.length === 1 ? "" : "s"}${unplaced.length ? "" : ", marked on the form"}).` + (unplaced.length ? "\n" + unplaced.join("\n") : "");
+    const first = $(".invalid", form);
+    if (first) first.scrollIntoView({ block: "center" });
+  }
+  async function submit() {
+    clearErrors();
+    const btn = $("#submit-button");
+    btn.disabled = true;
+    try {
+      const job = search ? await api("POST", "/v1/searches", search.spec) : await api("POST", "/v1/jobs", collect());
+      sessionStorage.setItem(FLASH_KEY, `${search ? "Search" : "Job"} #${job.id} submitted.`);
+      location.assign(`/ui/jobs/${job.id}`);
+    } catch (e) {
+      if (e.status === 422) showErrors(e.lines);
+      else errors.textContent = e.message;
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  // A blank model to start from: one RBM and the classifier head, on the first named dataset.
+  for (const kind of ["rbm", "softmax"]) if (byKind[kind]) addModule(kind);
+  if (schema.datasets.length) $('[data-path="data.dataset"]', form).value = schema.datasets[0];
+  changed();
+};
+
+// ------------------------------------------------------------------------------------------ searches
+pages.searches = async (main) => {
+  const body = h("tbody"), error = h("div", { class: "error-box" });
+  main.append(h("h1", { text: "Searches" }), error,
+    h("p", { class: "muted" }, "A hyper-parameter search runs as one job: its trials share the job's reservation. Submit one from a search recipe on ",
+      h("a", { href: "/ui/submit", text: "Submit" }), ", with ", h("code", { text: "POST /v1/searches" }), ", or run one with ", h("code", { text: "xsharp run SEARCH.yaml" }), "."),
+    h("section", { class: "card" }, h("table", { id: "searches" },
+      h("thead", {}, h("tr", {}, ["ID", "Name", "User", "State", "Trials", "Best val. accuracy", "Test accuracy", "Submitted"].map((t) => h("th", { text: t })))), body)));
+  const specs = new Map();
+  every(3000, async () => {
+    let jobs;
+    try { jobs = await api("GET", "/v1/jobs?limit=10000"); error.textContent = ""; } catch (e) { error.textContent = e.message; return; }
+    for (const j of jobs) {  // a search not started yet shows itself only in its spec
+      if (!j.progress && !FINISHED.includes(j.state) && !specs.has(j.id)) specs.set(j.id, (await api("GET", `/v1/jobs/${j.id}`).catch(() => ({}))).spec);
+    }
+    const found = jobs.filter((j) => isSearchJob({ ...j, spec: specs.get(j.id) })).reverse();
+    body.replaceChildren(...found.map((j) => {
+      const p = j.progress || {}, r = j.result || {};
+      return h("tr", { dataset: { job: j.id } },
+        h("td", {}, h("a", { href: `/ui/jobs/${j.id}`, text: `#${j.id}` })), h("td", { text: j.name }), h("td", { text: j.user }), h("td", {}, stateBadge(j.state)),
+        h("td", { class: "num trials", text: r.trials !== undefined ? `${r.trials}` : p.steps ? `${p.step}/${p.steps}` : "—" }),
+        h("td", { class: "num", text: fmt.pct(r.val_accuracy ?? p.val_accuracy) }), h("td", { class: "num", text: fmt.pct(r.test_accuracy) }), h("td", { text: fmt.time(j.submitted) }));
+    }));
+    if (!found.length) body.append(h("tr", {}, h("td", { colspan: 8, class: "muted", text: "No searches yet." })));
+  });
+};
+
+// ------------------------------------------------------------------------------------------ cluster
+pages.cluster = async (main) => {
+  const error = h("div", { class: "error-box" });
+  const resources = h("div", { id: "resources" }), nodes = h("tbody"), queue = h("tbody"), states = h("p", { id: "states" });
+  const gpus = h("div", { id: "gpus" }), dashboards = h("div", { id: "dashboards" });
+  main.append(h("h1", { text: "Cluster" }), error,
+    h("div", { class: "row" },
+      h("section", { class: "card grow" }, h("h2", { text: "Resources" }), resources, h("h2", { text: "Jobs by state" }), states),
+      h("section", { class: "card grow" }, h("h2", { text: "Nodes" }), h("table", { id: "nodes" }, h("thead", {}, h("tr", {}, ["Node", "Address", "CPUs", "GPUs"].map((t) => h("th", { text: t })))), nodes))),
+    h("section", { class: "card" }, h("h2", { text: "GPUs" }), gpus),
+    h("section", { class: "card" }, h("h2", { text: "Queue" }), h("table", { id: "queue" }, h("thead", {}, h("tr", {}, ["#", "Job", "User", "State", "Priority", "Needs", "Waiting"].map((t) => h("th", { text: t })))), queue)),
+    h("section", { class: "card" }, h("h2", { text: "Grafana" }), dashboards));
+  api("GET", "/v1/cluster/dashboards").then((list) => {
+    dashboards.replaceChildren(list.length ? h("ul", {}, list.map((d) => h("li", {}, h("a", { href: d.url, target: "_blank", rel: "noopener", text: d.title }))))
+      : h("p", { class: "muted" }, "No Grafana configured: start the server with ", h("code", { text: "--grafana-url URL" }), " to link xsharp's dashboards here."));
+  }).catch((e) => { dashboards.textContent = e.message; });
+  every(3000, async () => {
+    const [c, g] = await Promise.all([api("GET", "/v1/cluster"), api("GET", "/v1/cluster/gpus")]).catch((e) => { error.textContent = e.message; return []; });
+    if (!c) return;
+    error.textContent = "";
+    const now = Date.now() / 1000;
+    resources.replaceChildren(h("table", {}, h("thead", {}, h("tr", {}, ["", "Used", "Free", "Total", ""].map((t) => h("th", { text: t })))),
+      h("tbody", {}, ["CPU", "GPU", "memory"].filter((k) => c.total[k] !== undefined).map((k) => {
+        const total = c.total[k], free = c.free[k] ?? 0, show = (x) => (k === "memory" ? fmt.mib(x / 2 ** 20) : fmt.num(x, 3));
+        return h("tr", { dataset: { resource: k } }, h("th", { text: k }), h("td", { class: "num", text: show(total - free) }), h("td", { class: "num free", text: show(free) }),
+          h("td", { class: "num", text: show(total) }), h("td", {}, bar(total ? (total - free) / total : 0)));
+      }))));
+    states.replaceChildren(...Object.entries(c.jobs_by_state).filter(([, n]) => n).map(([s, n]) => h("span", {}, stateBadge(s), ` ${n}  `)));
+    if (!states.childNodes.length) states.textContent = "No jobs yet.";
+    nodes.replaceChildren(...c.nodes.map((n) => h("tr", {}, h("td", { class: "mono", text: n.node_id.slice(0, 12) }), h("td", { text: n.address }), h("td", { class: "num", text: n.cpus }), h("td", { class: "num", text: n.gpus }))));
+    queue.replaceChildren(...c.queue.map((j, i) => h("tr", {}, h("td", { class: "num", text: i + 1 }), h("td", {}, h("a", { href: `/ui/jobs/${j.id}`, text: `#${j.id} ${j.name}` })),
+      h("td", { text: j.user }), h("td", {}, stateBadge(j.state)), h("td", { class: "num", text: j.priority }), h("td", { text: fmt.res(j) }), h("td", { text: fmt.duration(now - j.queued_at) }))));
+    if (!c.queue.length) queue.append(h("tr", {}, h("td", { colspan: 7, class: "muted", text: "The queue is empty." })));
+    if (!g.exporters) {
+      gpus.replaceChildren(h("p", { class: "muted" }, "No exporter configured: start the server with ", h("code", { text: "--exporter-url HOST:9400" }), " (once per node) to see GPU utilisation, memory and temperature."));
+    } else {
+      gpus.replaceChildren(
+        h("table", { id: "gpu-table" }, h("thead", {}, h("tr", {}, ["Host", "GPU", "Model", "Utilisation", "", "Memory", "", "Temp.", "Power", "Jobs"].map((t) => h("th", { text: t })))),
+          h("tbody", {}, g.gpus.map((x) => h("tr", { dataset: { uuid: x.uuid } },
+            h("td", { text: x.hostname }), h("td", { class: "num", text: x.gpu }), h("td", { text: x.model }),
+            h("td", { class: "num util", text: x.utilization === null ? "—" : `${Math.round(x.utilization)}%` }), h("td", {}, bar((x.utilization || 0) / 100)),
+            h("td", { class: "num mem", text: `${fmt.mib(x.memory_used)} / ${fmt.mib(x.memory_total)}` }), h("td", {}, bar(x.memory_total ? x.memory_used / x.memory_total : 0)),
+            h("td", { class: "num temp", text: x.temperature === null ? "—" : `${Math.round(x.temperature)} °C` }),
+            h("td", { class: "num", text: x.power === null ? "—" : `${Math.round(x.power)} W` }), h("td", { text: x.jobs.join(", ") || "—" }))))),
+        ...[g.gpus.length ? null : h("p", { class: "muted", text: "The exporters report no GPUs." }),
+          g.errors.length ? h("div", { class: "error-box", text: g.errors.join("\n") }) : null].filter(Boolean));
+    }
+  });
+};
+
+// ------------------------------------------------------------------------------------------ start
+document.addEventListener("DOMContentLoaded", async () => {
+  const page = document.body.dataset.page;
+  const main = $("#main");
+  main.replaceChildren();
+  for (const a of $$("[data-nav]")) a.classList.toggle("active", a.dataset.nav === page || (page === "job" && a.dataset.nav === "jobs"));
+  if (page !== "login") {
+    if (!token()) { location.assign(`/ui/login?next=${encodeURIComponent(location.pathname)}`); return; }
+    const logout = $("#logout");
+    logout.hidden = false;
+    logout.addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); location.assign("/ui/login"); });
+    api("GET", "/v1/me").then((me) => { $("#who").textContent = me.admin ? `${me.name} (admin)` : me.name; }).catch(() => {});
+    const message = sessionStorage.getItem(FLASH_KEY);
+    if (message) { sessionStorage.removeItem(FLASH_KEY); flash(message); }
+  }
+  try {
+    await pages[page](main);
+  } catch (e) {
+    main.append(h("div", { class: "error-box", text: e.message }));
+  }
+});
