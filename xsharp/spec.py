@@ -14,12 +14,13 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from xsharp.algos import datasets
+from xsharp.algos.features import STEPS, AugmentOptions
 from xsharp.algos.modules import MODULES
 
-MODES = ("local", "data_parallel")
+MODES = ("local", "data_parallel", "param_server", "pipeline", "hybrid")
 
 
 class SpecError(ValueError):
@@ -68,6 +69,38 @@ def _module_item_type():
 ModuleLayer = _module_item_type()
 
 
+def _step_kind(item: Any) -> str | None:
+    if isinstance(item, BaseModel):
+        return next(iter(type(item).model_fields))
+    if isinstance(item, dict) and len(item) == 1:
+        kind = next(iter(item))
+        return kind if kind in STEPS else None
+    return None
+
+
+def _feature_item_type():
+    members = []
+    for kind, cls in STEPS.items():
+        item = create_model(
+            f"{cls.__name__}Step",
+            __config__=ConfigDict(extra="forbid", title=f"{kind} step"),
+            __doc__=cls.summary,
+            **{kind: (cls.Options, ...)},
+        )
+        members.append(Annotated[item, Tag(kind)])
+    return Annotated[
+        Union[tuple(members)],
+        Discriminator(
+            _step_kind,
+            custom_error_type="feature",
+            custom_error_message=f"must be one step as {{name: options}}, name one of {', '.join(STEPS)}",
+        ),
+    ]
+
+
+FeatureStep = _feature_item_type()
+
+
 def _normalise_layer(item: Any) -> Any:
     """``- softmax`` and ``- softmax: null`` both mean ``- softmax: {}``."""
     if isinstance(item, str):
@@ -98,6 +131,32 @@ class DataSpec(_Strict):
     test_fraction: float = Field(0.2, ge=0, lt=1, description="share held out for test when the data has no test split")
     validation_fraction: float = Field(0.1, ge=0, lt=1, description="share of the training rows held out for validation")
     limit: int | None = Field(None, gt=0, description="use only this many rows (quick runs)")
+    labels: str | None = Field(None, description="idx: the labels file of an images file (default: its MNIST-named neighbour)")
+    sample_rate: int | None = Field(None, ge=1000, le=384_000, description="wav: resample every file to this rate (default 16000)")
+    duration: float | None = Field(None, gt=0, le=3600, description="wav: cut or zero-pad every file to this many seconds (default 1)")
+    test_speakers: list[str] | float | None = Field(
+        None, description="wav: hold out these speakers whole for test, or this share of them (e.g. 0.25); replaces test_fraction"
+    )
+    label_column: str | None = Field(None, description="csv: the label column (default 'label')")
+    text_column: str | None = Field(None, description="csv: the text column (default 'text')")
+    features: list[FeatureStep] = Field(
+        default_factory=list, description=f"preprocessing fitted on the training rows and saved with the model; steps: {', '.join(STEPS)}"
+    )
+    augment: AugmentOptions | None = Field(None, description="images: add randomly shifted / mirrored copies of the training rows")
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _normalise_features(cls, v):
+        return [_normalise_layer(item) for item in v] if isinstance(v, list) else v
+
+    @field_validator("test_speakers", mode="before")
+    @classmethod
+    def _speakers(cls, v):
+        if v is None or (isinstance(v, list) and all(isinstance(s, str) for s in v) and v):
+            return v
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1:
+            return v
+        raise PydanticCustomError("test_speakers", "must be a non-empty list of speaker names or a share of the speakers in (0, 1)")
 
     @field_validator("dataset")
     @classmethod
@@ -120,12 +179,27 @@ class DataSpec(_Strict):
         return self
 
 
+class ScheduleSpec(_Strict):
+    """How the learning rate moves over a phase: ``learning_rate`` times a factor of the epoch."""
+
+    kind: Literal["constant", "step", "cosine", "exponential"] = Field("constant", description="constant, step, cosine or exponential")
+    every_epochs: float = Field(10.0, gt=0, le=100_000, description="step: epochs between drops by gamma; exponential: epochs per factor gamma")
+    gamma: float = Field(0.1, gt=0, le=1, description="step, exponential: the factor per every_epochs")
+    final: float = Field(0.0, ge=0, le=1, description="cosine: the last learning rate, as a share of the first")
+    warmup_epochs: float = Field(0.0, ge=0, le=100_000, description="rise linearly from 0 over this many epochs first (any kind)")
+
+
 class PhaseSpec(_Strict):
     epochs: int = Field(ge=0, le=100_000)
     batch_size: int = Field(gt=0, le=1_000_000)
     learning_rate: float = Field(gt=0, le=100)
     momentum: float = Field(ge=0, lt=1)
     weight_decay: float = Field(ge=0, lt=1)
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="sgd: SGD with momentum; adam: Adam with decoupled weight decay (AdamW)")
+    beta1: float = Field(0.9, ge=0, lt=1, description="adam: decay of the running mean of gradients")
+    beta2: float = Field(0.999, ge=0, lt=1, description="adam: decay of the running mean of squared gradients")
+    eps: float = Field(1e-8, gt=0, le=1, description="adam: added to the root of the squared-gradient mean")
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="learning-rate schedule over the phase")
 
 
 class PretrainSpec(PhaseSpec):
@@ -149,10 +223,28 @@ class TrainSpec(PhaseSpec):
 
 
 class Resources(_Strict):
-    workers: int = Field(1, ge=1, le=4096, description="worker actors (data_parallel)")
+    workers: int = Field(1, ge=1, le=4096, description="worker actors: data-parallel replicas, parameter-server workers, or pipeline stages (x groups for hybrid)")
     cpus_per_worker: float = Field(1.0, gt=0, le=1024)
     gpus_per_worker: float = Field(0.0, ge=0, le=64)
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto picks the GPU when CuPy sees one")
+
+
+class ParallelSpec(_Strict):
+    """Layout of the parameter-server, pipeline and hybrid modes, and restarts after a worker dies."""
+
+    servers: int = Field(1, ge=1, le=1024, description="param_server: server actors, each holding a contiguous shard of the parameters")
+    staleness: int | None = Field(
+        None, ge=0, le=1_000_000,
+        description="param_server: a step computes on weights that hold every update older than this many steps (0: as local); null: no bound",
+    )
+    stages: int | None = Field(None, ge=1, le=1024, description="pipeline/hybrid: model stages; default: workers (pipeline) or workers / groups (hybrid)")
+    groups: int | None = Field(None, ge=1, le=1024, description="hybrid: data-parallel groups of stages; default 2")
+    partition: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, description="pipeline/hybrid: modules per stage, in order; default: balanced by parameter count"
+    )
+    micro_batches: int = Field(4, ge=1, le=4096, description="pipeline/hybrid: micro-batches per (group's share of a) batch")
+    max_restarts: int = Field(0, ge=0, le=1000, description="restarts of the worker group from the last checkpoint after a worker dies (xsharp run)")
+    checkpoint_every: float = Field(30.0, gt=0, le=86_400, description="seconds between checkpoints when restarts are on")
 
 
 class JobSpec(_Strict):
@@ -164,8 +256,9 @@ class JobSpec(_Strict):
     pretrain: PretrainSpec = Field(default_factory=PretrainSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seeds the data split, initialisation and sampling")
-    mode: Literal["local", "data_parallel"] = Field("local", description="execution mode")
+    mode: Literal["local", "data_parallel", "param_server", "pipeline", "hybrid"] = Field("local", description="execution mode")
     resources: Resources = Field(default_factory=Resources)
+    parallel: ParallelSpec = Field(default_factory=ParallelSpec)
     priority: int = Field(0, ge=-100, le=100, description="higher runs first in the job queue")
 
     @field_validator("model", mode="before")
@@ -192,6 +285,36 @@ class JobSpec(_Strict):
             )
         return v
 
+    @model_validator(mode="after")
+    def _layout_fits(self):
+        """Pipeline and hybrid: workers = groups x stages, every stage holds a module."""
+        if self.mode not in ("pipeline", "hybrid"):
+            return self
+        par, workers, n = self.parallel, self.resources.workers, len(self.model)
+        if self.mode == "pipeline" and par.groups not in (None, 1):
+            raise _rule(("parallel", "groups"), par.groups, "pipeline runs one group, got {v}; use mode: hybrid")
+        groups = self.groups
+        stages = par.stages or (len(par.partition) if par.partition else max(workers // groups, 1))
+        if stages * groups != workers:
+            raise _rule(("resources", "workers"), workers, f"{self.mode} runs {groups} group(s) x {stages} stage(s) = {groups * stages} workers, got {{v}}")
+        if stages > n:
+            raise _rule(("parallel", "stages"), stages, f"a stage holds at least one module and the model has {n}, got {{v}}")
+        if par.partition is not None and (len(par.partition) != stages or sum(par.partition) != n):
+            raise _rule(("parallel", "partition"), par.partition, f"needs {stages} counts (one per stage) summing to {n} modules, got {{v}}")
+        return self
+
+    @property
+    def groups(self) -> int:
+        """Data-parallel groups of a pipeline (1 unless mode is hybrid)."""
+        return (self.parallel.groups or 2) if self.mode == "hybrid" else 1
+
+    @property
+    def stages(self) -> int:
+        """Pipeline stages per group (1 unless mode is pipeline or hybrid)."""
+        if self.mode not in ("pipeline", "hybrid"):
+            return 1
+        return self.resources.workers // self.groups
+
     # ----------------------------------------------------------------- conveniences
     @property
     def layers(self) -> list[dict[str, dict]]:
@@ -207,6 +330,12 @@ class JobSpec(_Strict):
 
 
 # --------------------------------------------------------------------------- errors
+def _rule(loc: tuple, value: Any, message: str) -> ValidationError:
+    """A rule broken at ``loc`` (a rule that spans sections, checked once the spec is whole)."""
+    error = PydanticCustomError("rule", message, {"v": _show(value)})
+    return ValidationError.from_exception_data("JobSpec", [InitErrorDetails(type=error, loc=loc, input=value)])
+
+
 _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 
 
@@ -216,7 +345,7 @@ def _path(loc: tuple) -> str:
     for i, part in enumerate(items):
         if isinstance(part, int):
             parts.append(f"[{part}]")
-        elif i > 0 and part == items[i - 1] and part in MODULES:
+        elif i > 0 and part == items[i - 1] and (part in MODULES or part in STEPS):
             continue  # the union tag repeats the module name: model[1].rbm.rbm.hidden
         else:
             parts.append(("." if parts else "") + str(part))
@@ -278,6 +407,9 @@ def _known_fields(loc: tuple) -> list[str]:
             continue
         if part in MODULES and model is JobSpec:
             model = MODULES[part].Options
+            continue
+        if part in STEPS and model is DataSpec:
+            model = STEPS[part].Options
             continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:

@@ -7,6 +7,8 @@ Add a named dataset to ``NAMED`` and a file format to ``FORMATS``.
 
 from __future__ import annotations
 
+import fnmatch
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +30,8 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: list[str] = field(default_factory=list)
+    test_speakers: list[str] = field(default_factory=list)  # speakers held out whole for test, if any
+    pipeline: Any = None  # the fitted features.Pipeline that made x_* from the raw rows (None: raw)
 
     @property
     def in_shape(self) -> tuple[int, ...]:
@@ -40,7 +44,9 @@ class Dataset:
     def __repr__(self) -> str:
         return (
             f"Dataset({self.name}: {len(self.y_train)} train, {len(self.y_val)} val, {len(self.y_test)} test, "
-            f"shape {self.in_shape}, {self.n_classes} classes)"
+            f"shape {self.in_shape}, {self.n_classes} classes"
+            + (f", {len(self.test_speakers)} speakers held out for test" if self.test_speakers else "")
+            + ")"
         )
 
 
@@ -53,6 +59,7 @@ class Arrays:
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     classes: list[str] | None = None
+    speakers: np.ndarray | None = None  # one name per row of x (WAV folders): test can hold out whole speakers
 
 
 def _digits(**_: Any) -> Arrays:
@@ -63,7 +70,204 @@ def _digits(**_: Any) -> Arrays:
     return Arrays(x, d.target.astype(np.int64), classes=[str(c) for c in d.target_names])
 
 
-NAMED: dict[str, Callable[..., Arrays]] = {"digits": _digits}
+# --------------------------------------------------------------------------- IDX (MNIST format)
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _open(path: Path, mode: str = "rb", **kw: Any):
+    """Open a file, decompressing ``.gz`` / ``.bz2`` transparently."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        import gzip
+
+        return gzip.open(path, mode, **kw)
+    if suffix == ".bz2":
+        import bz2
+
+        return bz2.open(path, mode, **kw)
+    return open(path, mode, **kw)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Any IDX file (the MNIST format, optionally gzipped) as an array of its stored type.
+
+    Header: two zero bytes, a type code, the number of dimensions, then each dimension as a
+    big-endian int32; the data follow in C order.
+    """
+    path = Path(path)
+    try:
+        with _open(path) as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES:
+                raise DataError(f"{path}: not an IDX file (magic {head.hex() or 'empty'})")
+            ndim = head[3]
+            dims = struct.unpack(f">{ndim}i", f.read(4 * ndim))
+            dtype = np.dtype(_IDX_TYPES[head[2]])
+            raw = f.read()
+    except (OSError, EOFError, struct.error) as e:
+        raise DataError(f"{path}: not a readable IDX file ({e})") from None
+    need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(raw) < need:
+        raise DataError(f"{path}: header says {dims} ({need} bytes of data) but the file holds {len(raw)}")
+    return np.frombuffer(raw[:need], dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _idx_images(images: np.ndarray) -> np.ndarray:
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0  # grey levels 0..255 -> [0, 1]
+    return images.astype(np.float32)
+
+
+def _labels_file(images: Path) -> Path | None:
+    """MNIST naming: ``train-images-idx3-ubyte[.gz]`` has ``train-labels-idx1-ubyte[.gz]`` beside it."""
+    if "images-idx3" not in images.name:
+        return None
+    name = images.name.replace("images-idx3", "labels-idx1")
+    for candidate in (images.with_name(name), images.with_name(name.removesuffix(".gz")), images.with_name(name + ".gz")):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _idx_pair(images: Path, labels: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    labels = labels or _labels_file(images)
+    if labels is None:
+        raise DataError(f"{images}: no labels file beside it (MNIST naming: *-labels-idx1-ubyte); set data.labels")
+    x, y = read_idx(images), read_idx(labels)
+    if y.ndim != 1 or x.shape[0] != y.shape[0]:
+        raise DataError(f"{images}: {x.shape[0]} samples but {labels.name} holds labels of shape {y.shape}")
+    return _idx_images(x), y.astype(np.int64)
+
+
+def _idx(path: Path, labels: str | None = None, **_: Any) -> Arrays:
+    """An IDX images file (labels beside it, or ``labels``), or a folder holding MNIST's four files
+    (``train-*`` and ``t10k-*``/``test-*``: the folder's own train/test split)."""
+    if path.is_dir():
+        found = {}
+        for part, prefixes in (("train", ("train",)), ("test", ("t10k", "test"))):
+            for prefix in prefixes:
+                hits = sorted(path.glob(f"{prefix}-images-idx3-ubyte*"))
+                if hits:
+                    found[part] = hits[0]
+                    break
+        if "train" not in found:
+            raise DataError(f"{path}: no train-images-idx3-ubyte[.gz] in this folder")
+        x, y = _idx_pair(found["train"], None)
+        if "test" not in found:
+            return Arrays(x, y)
+        x_test, y_test = _idx_pair(found["test"], None)
+        return Arrays(x, y, x_test, y_test)
+    return Arrays(*_idx_pair(path, Path(labels).expanduser() if labels else None))
+
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def _fashion_mnist(**_: Any) -> Arrays:
+    """Zalando's Fashion-MNIST, 60,000 train and 10,000 test 28x28 images, from Debian's
+    ``dataset-fashion-mnist`` (scripts/system-deps.sh installs it)."""
+    if not FASHION_MNIST_DIR.is_dir():
+        raise DataError(f"{FASHION_MNIST_DIR}: not here; install Debian's dataset-fashion-mnist (scripts/system-deps.sh)")
+    arrays = _idx(FASHION_MNIST_DIR)
+    arrays.classes = list(FASHION_MNIST_CLASSES)
+    return arrays
+
+
+# --------------------------------------------------------------------------- WAV folders
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """A PCM WAV file as float32 samples in [-1, 1] (channels averaged) and its sample rate."""
+    import wave
+
+    try:
+        with wave.open(str(path), "rb") as w:
+            rate, width, channels = w.getframerate(), w.getsampwidth(), w.getnchannels()
+            raw = w.readframes(w.getnframes())
+    except (OSError, EOFError, wave.Error) as e:
+        raise DataError(f"{path}: not a readable PCM WAV file ({e})") from None
+    if width == 1:
+        a = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width in (2, 4):
+        a = np.frombuffer(raw, f"<i{width}").astype(np.float32) / float(2 ** (8 * width - 1))
+    elif width == 3:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+        a = ((b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8 >> 8).astype(np.float32) / 2.0**23
+    else:
+        raise DataError(f"{path}: unsupported sample width {width} bytes")
+    return a.reshape(-1, channels).mean(axis=1), rate
+
+
+def parse_wav_name(name: str) -> tuple[str, str, str] | None:
+    """``{label}_{speaker}_{index}.wav`` -> (label, speaker, index); speakers may hold ``_``."""
+    stem = name[: -len(".wav")] if name.lower().endswith(".wav") else None
+    if stem is None:
+        return None
+    parts = stem.split("_")
+    if len(parts) < 3 or not all(parts):
+        return None
+    return parts[0], "_".join(parts[1:-1]), parts[-1]
+
+
+def _resample(a: np.ndarray, rate: int, target: int) -> np.ndarray:
+    if rate == target:
+        return a
+    n = int(round(len(a) * target / rate))
+    return np.interp(np.arange(n) * (rate / target), np.arange(len(a)), a).astype(np.float32)
+
+
+def _wav_folder(path: Path, sample_rate: int = 16000, duration: float = 1.0, **_: Any) -> Arrays:
+    """Every ``{label}_{speaker}_{index}.wav`` in a folder, resampled to ``sample_rate`` and cut
+    or zero-padded to ``duration`` seconds, so every row has the same length."""
+    if not path.is_dir():
+        raise DataError(f"{path}: the wav format reads a folder of {{label}}_{{speaker}}_{{index}}.wav files")
+    files = sorted(f for f in path.iterdir() if f.suffix.lower() == ".wav")
+    named = [(f, parse_wav_name(f.name)) for f in files]
+    bad = [f.name for f, parts in named if parts is None]
+    if bad:
+        raise DataError(f"{path}: {len(bad)} file(s) not named {{label}}_{{speaker}}_{{index}}.wav, e.g. {bad[0]!r}")
+    if not named:
+        raise DataError(f"{path}: no .wav files here")
+    n = int(round(sample_rate * duration))
+    x = np.zeros((len(named), n), np.float32)
+    labels, speakers = [], []
+    for i, (f, (label, speaker, _)) in enumerate(named):
+        a, rate = read_wav(f)
+        a = _resample(a, rate, sample_rate)[:n]
+        x[i, : len(a)] = a
+        labels.append(label)
+        speakers.append(speaker)
+    y = np.array(labels)
+    if all(v.isdigit() for v in labels):
+        y = y.astype(np.int64)
+    return Arrays(x, y, speakers=np.array(speakers))
+
+
+# --------------------------------------------------------------------------- CSV with text
+def _csv(path: Path, label_column: str = "label", text_column: str = "text", **_: Any) -> Arrays:
+    """A CSV file (``.csv``, ``.csv.gz``, ``.csv.bz2``) with a header: one label column and one
+    text column; rows are strings, turned into numbers by the spec's ``features``."""
+    import csv
+
+    csv.field_size_limit(2**31 - 1)
+    try:
+        with _open(path, "rt", encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            missing = [c for c in (label_column, text_column) if c not in columns]
+            if missing:
+                raise DataError(f"{path}: no column {missing[0]!r}; columns: {', '.join(columns)} (set data.label_column / data.text_column)")
+            labels, texts = [], []
+            for row in reader:
+                labels.append(row[label_column] or "")
+                texts.append(row[text_column] or "")
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a readable CSV file ({e})") from None
+    if not texts:
+        raise DataError(f"{path}: no rows")
+    return Arrays(np.array(texts, dtype=object), np.array(labels))
+
+
+NAMED: dict[str, Callable[..., Arrays]] = {"digits": _digits, "fashion-mnist": _fashion_mnist}
 
 
 def _npz(path: Path, **_: Any) -> Arrays:
@@ -83,11 +287,26 @@ def _npz(path: Path, **_: Any) -> Arrays:
     raise DataError(f"{path}: expected arrays x and y (or x_train, y_train, x_test, y_test); found {sorted(data)}")
 
 
-FORMATS: dict[str, Callable[..., Arrays]] = {"npz": _npz}
+FORMATS: dict[str, Callable[..., Arrays]] = {"npz": _npz, "idx": _idx, "wav": _wav_folder, "csv": _csv}
 
 
 def format_of(path: str | Path) -> str | None:
-    suffix = Path(path).suffix.lstrip(".").lower()
+    """The format a path's name (or, for a folder, its files) says: ``x.npz``, ``t.csv.bz2``,
+    ``train-images-idx3-ubyte.gz``, a folder of ``.wav`` files or of IDX files."""
+    p = Path(path)
+    if p.is_dir():
+        names = [f.name for f in p.iterdir()]
+        if any(n.lower().endswith(".wav") for n in names):
+            return "wav"
+        if any("-idx" in n for n in names):
+            return "idx"
+        return None
+    name = p.name.lower()
+    for compressed in (".gz", ".bz2"):
+        name = name.removesuffix(compressed)
+    if "-idx" in name or name.endswith(".idx"):
+        return "idx"
+    suffix = Path(name).suffix.lstrip(".")
     return suffix if suffix in FORMATS else None
 
 
@@ -102,6 +321,12 @@ def _labels(y: np.ndarray, classes: list[str] | None, where: str) -> tuple[np.nd
             return y.astype(np.int64), classes
         classes = [str(v) for v in values]
         return np.searchsorted(values, y).astype(np.int64), classes
+    if not np.issubdtype(y.dtype, np.integer):  # names: map them onto the given classes
+        index = {c: i for i, c in enumerate(classes)}
+        unknown = sorted({str(v) for v in y.tolist()} - set(index))
+        if unknown:
+            raise DataError(f"{where}: labels {unknown[:5]} are not among the classes {classes[:10]}")
+        return np.array([index[str(v)] for v in y.tolist()], dtype=np.int64), classes
     if y.size and (y.min() < 0 or y.max() >= len(classes)):
         raise DataError(f"{where}: labels must lie in 0..{len(classes) - 1}")
     return y.astype(np.int64), classes
@@ -121,6 +346,39 @@ def _split(x, y, fraction: float, seed: int):
     return a_x, a_y, b_x, b_y
 
 
+def _as_rows(x: Any) -> np.ndarray:
+    """Numbers become float32; strings (text rows) stay strings, for the spec's features to turn into numbers."""
+    x = np.asarray(x)
+    if x.dtype.kind in "OUS":
+        return x.astype(object)
+    return x.astype(np.float32, copy=False)
+
+
+def held_out_speakers(speakers: np.ndarray, test_speakers: list[str] | float, seed: int) -> list[str]:
+    """The speakers whose every row goes to test: the names (or shell patterns) given, or a
+    seeded share of them."""
+    names = sorted({str(s) for s in speakers})
+    if isinstance(test_speakers, (int, float)) and not isinstance(test_speakers, bool):
+        if not 0 < test_speakers < 1:
+            raise DataError(f"test_speakers: a share of speakers must lie in (0, 1), got {test_speakers}")
+        if len(names) < 2:
+            raise DataError(f"test_speakers: need at least 2 speakers to hold some out, found {len(names)}")
+        k = min(max(1, int(round(test_speakers * len(names)))), len(names) - 1)
+        picked = np.random.default_rng(seed).permutation(len(names))[:k]
+        return sorted(names[i] for i in picked)
+    held, unmatched = set(), []
+    for pattern in map(str, test_speakers):  # a name, or a shell pattern: "*.m3" holds out voice m3 in every accent
+        hits = fnmatch.filter(names, pattern)
+        held.update(hits)
+        if not hits:
+            unmatched.append(pattern)
+    if unmatched:
+        raise DataError(f"test_speakers: {unmatched[:5]} match none of the data's speakers {names[:20]}")
+    if held >= set(names):
+        raise DataError("test_speakers: holding out every speaker leaves nothing to train on")
+    return sorted(held)
+
+
 def load(
     dataset: str | None = None,
     path: str | Path | None = None,
@@ -130,19 +388,24 @@ def load(
     validation_fraction: float = 0.1,
     limit: int | None = None,
     seed: int = 0,
+    test_speakers: list[str] | float | None = None,
+    **options: Any,
 ) -> Dataset:
     """Load a dataset by name or by path and split it reproducibly.
 
     ``test_fraction`` applies only when the source has no test split of its own;
-    ``validation_fraction`` is taken from the training rows; ``limit`` keeps the first rows
-    of a seeded shuffle (handy for quick runs).
+    ``test_speakers`` (names, or a share of the speakers) holds out whole speakers for test
+    instead; ``validation_fraction`` is taken from the training rows; ``limit`` keeps the first
+    rows of a seeded shuffle (handy for quick runs). ``options`` go to the format's reader
+    (``labels``, ``sample_rate``, ``duration``, ``label_column``, ``text_column``).
     """
     if (dataset is None) == (path is None):
         raise DataError("give exactly one of dataset (a name) or path (a file)")
+    options = {k: v for k, v in options.items() if v is not None}
     if dataset is not None:
         if dataset not in NAMED:
             raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(NAMED))}")
-        arrays, name = NAMED[dataset](), dataset
+        arrays, name = NAMED[dataset](**options), dataset
     else:
         p = Path(path).expanduser()
         if not p.exists():
@@ -150,20 +413,30 @@ def load(
         fmt = format or format_of(p)
         if fmt not in FORMATS:
             raise DataError(f"{p}: cannot tell the format; set data.format to one of {', '.join(sorted(FORMATS))}")
-        arrays, name = FORMATS[fmt](p), p.name
+        arrays, name = FORMATS[fmt](p, **options), p.name
 
     y, classes = _labels(arrays.y, arrays.classes, name)
-    x = np.asarray(arrays.x, dtype=np.float32)
+    x = _as_rows(arrays.x)
     if x.shape[0] != y.shape[0]:
         raise DataError(f"{name}: {x.shape[0]} samples but {y.shape[0]} labels")
     order = np.random.default_rng(seed).permutation(len(y))
     if limit is not None:
         order = order[:limit]
     x, y = x[order], y[order]
-    if arrays.x_test is not None:
-        x_test = np.asarray(arrays.x_test, dtype=np.float32)
+    held: list[str] = []
+    if test_speakers is not None:
+        if arrays.speakers is None:
+            raise DataError(f"{name}: test_speakers needs rows with speakers (a folder of {{label}}_{{speaker}}_{{index}}.wav files)")
+        if arrays.x_test is not None:
+            raise DataError(f"{name}: the data has its own test split; test_speakers cannot apply")
+        speakers = np.asarray(arrays.speakers).astype(str)[order]
+        held = held_out_speakers(speakers, test_speakers, seed)
+        out = np.isin(speakers, held)
+        x_test, y_test, x, y = x[out], y[out], x[~out], y[~out]
+    elif arrays.x_test is not None:
+        x_test = _as_rows(arrays.x_test)
         y_test, _ = _labels(arrays.y_test, classes, name)
     else:
         x, y, x_test, y_test = _split(x, y, test_fraction, seed)
     x_train, y_train, x_val, y_val = _split(x, y, validation_fraction, seed + 1)
-    return Dataset(name, x_train, y_train, x_val, y_val, x_test, y_test, classes)
+    return Dataset(name, x_train, y_train, x_val, y_val, x_test, y_test, classes, held)

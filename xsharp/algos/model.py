@@ -131,7 +131,8 @@ class Model:
 
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | Path, spec: dict | None = None) -> Path:
-        """Write parameters, architecture and (optionally) the job spec to one ``.npz`` file."""
+        """Write parameters, architecture, the fitted preprocessing (``pipeline``) and
+        (optionally) the job spec to one ``.npz`` file."""
         path = Path(path)
         meta = {
             "format": FORMAT_VERSION,
@@ -141,9 +142,13 @@ class Model:
             "classes": self.classes,
             "spec": spec,
         }
+        state = {}
+        if self.pipeline is not None:
+            meta["features"] = self.pipeline.describe()
+            state = self.pipeline.arrays("features")
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
-            np.savez(f, params=self.get_flat(), meta=np.array(json.dumps(meta)))
+            np.savez(f, params=self.get_flat(), meta=np.array(json.dumps(meta)), **state)
         tmp.replace(path)  # atomic: a crash never leaves a half-written model
         return path
 
@@ -152,11 +157,17 @@ class Model:
         with np.load(Path(path), allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             params = data["params"]
+            state = {k: data[k] for k in data.files if k.startswith("features.")}
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"{path}: unsupported model format {meta.get('format')!r}")
         model = cls(meta["layers"], tuple(meta["in_shape"]), meta["n_classes"], device=device, classes=meta["classes"])
         model.set_flat(params)
         model.spec = meta.get("spec")
+        if meta.get("features"):  # files from before preprocessing was saved have none
+            from .features import Pipeline
+
+            model.pipeline = Pipeline.restore(meta["features"], state, "features")
         return model
 
     spec: dict | None = None
+    pipeline: Any = None  # a fitted features.Pipeline: raw rows -> the inputs this model reads

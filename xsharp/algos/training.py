@@ -1,11 +1,16 @@
 """Greedy layer-wise pretraining, then supervised fine-tuning of the whole stack.
 
-One loop serves every execution mode. A worker of rank r in a group of ``world`` takes its
-contiguous share of each global batch and averages gradients through ``collective.allreduce``
-(sum of gradients weighted by share). The batch order and the random numbers depend only on
-(seed, phase, epoch, step), never on the number of workers or on where training resumed, so N
-workers compute what one worker computes, and a run stopped at a checkpoint and resumed ends
-where an uninterrupted run ends.
+One loop serves every execution mode: :func:`run_phases` walks the phases, epochs and steps,
+keeps the loss, the progress reports, the checkpoints and the stop requests, and hands each
+step to an :class:`Engine`, which says how the step's gradient is computed and applied. The
+:class:`ModelEngine` here serves local and data-parallel training: a worker of rank r in a
+group of ``world`` takes its contiguous share of each global batch and sums weighted gradients
+through ``collective.allreduce``. The parallel modes bring engines of their own (parameter
+server, pipeline stages), driven by the same loop.
+
+The batch order and the random numbers depend only on (seed, phase, epoch, step), never on the
+number of workers or on where training resumed, so N workers compute what one worker computes,
+and a run stopped at a checkpoint and resumed ends where an uninterrupted run ends.
 
 Training is a list of phases (one per pretrained layer, then fine-tuning), each of epochs of
 steps. A :class:`TrainState` taken at a step boundary is everything needed to go on from there.
@@ -14,7 +19,11 @@ steps. A :class:`TrainState` taken at a step boundary is everything needed to go
 from __future__ import annotations
 
 import copy
+import functools
+import itertools
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -23,11 +32,14 @@ import numpy as np
 from xsharp import backend
 
 from .datasets import Dataset
+from .flat import FlatLayout
+from . import optim
 from .model import Model
-from .optim import SGD, apply_updates
+from .optim import apply_updates
 
 PRETRAIN_PHASE = 1000  # seed namespaces: pretraining layer i uses PRETRAIN_PHASE + i
 FINETUNE_PHASE = 1
+PREFETCH_BYTES = 1 << 20  # batches smaller than this are gathered inline: a thread hand-off costs more
 
 
 class PhaseSettings(Protocol):
@@ -125,25 +137,270 @@ def _steps_per_epoch(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
 
 
+# --------------------------------------------------------------------------- the plan
 @dataclass
-class _Phase:
+class Phase:
     name: str  # "pretrain" | "finetune"
-    layer: int | None
+    layer: int | None  # the pretrained module
+    kind: str | None  # its kind
     seed_phase: int
     settings: Any
-    sl: slice  # the parameters this phase trains
+    sl: slice  # the parameters this phase trains, in the flat buffer
+    rows: int  # training rows
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return _steps_per_epoch(self.rows, self.settings.batch_size)
+
+    def optimizer(self, mask: Any) -> Any:
+        """The phase's optimiser over its slice (``mask``: where weight decay applies)."""
+        return optim.build(self.settings, mask, self.steps_per_epoch)
+
+    def restrict(self, layer: int | None, sl: slice) -> "Phase":
+        """The same phase seen by a part of the model: its own module numbering and slice."""
+        return Phase(self.name, layer, self.kind, self.seed_phase, self.settings, sl, self.rows)
 
 
-def _phases(model: Model, pretrain, train) -> list[_Phase]:
+def plan(modules: list, layout: FlatLayout, pretrain: PhaseSettings | None, train: PhaseSettings, rows: int) -> list[Phase]:
+    """The run's phases: each pretrainable module in order (if pretraining is on), then fine-tuning."""
     out = []
     if pretrain is not None and pretrain.epochs > 0:
-        for i, module in enumerate(model.modules):
+        for i, module in enumerate(modules):
             if module.pretrainable:
-                out.append(_Phase("pretrain", i, PRETRAIN_PHASE + i, pretrain, model.layout.module_slices[i]))
-    out.append(_Phase("finetune", None, FINETUNE_PHASE, train, slice(0, model.layout.size)))
+                out.append(Phase("pretrain", i, module.kind, PRETRAIN_PHASE + i, pretrain, layout.module_slices[i], rows))
+    out.append(Phase("finetune", None, None, FINETUNE_PHASE, train, slice(0, layout.size), rows))
     return out
 
 
+def state_blocks(opt: Any) -> tuple[int, int]:
+    """How an optimiser's flat state is laid out: ``k`` blocks of one entry per parameter, then
+    ``c`` shared scalars (SGD: 1, 0; with a schedule: 1, 1; Adam: 2, 1)."""
+    one, two = opt.init(np.zeros(1, np.float32)).shape[0], opt.init(np.zeros(2, np.float32)).shape[0]
+    return two - one, one - (two - one)
+
+
+def split_state(state: np.ndarray, sizes: list[int], blocks: tuple[int, int]) -> list[np.ndarray]:
+    """Cut a phase's optimiser state into the states of consecutive parameter slices of ``sizes``."""
+    k = blocks[0]
+    n, bounds = sum(sizes), [0, *itertools.accumulate(sizes)]
+    tail = state[k * n :]
+    return [np.concatenate([state[b * n + lo : b * n + hi] for b in range(k)] + [tail]) for lo, hi in zip(bounds, bounds[1:])]
+
+
+def join_state(parts: list[np.ndarray], sizes: list[int], blocks: tuple[int, int]) -> np.ndarray:
+    """The inverse of :func:`split_state` (the shared scalars are the first part's)."""
+    k = blocks[0]
+    return np.concatenate([p[b * m : (b + 1) * m] for b in range(k) for p, m in zip(parts, sizes)] + [parts[0][k * sizes[0] :]])
+
+
+@functools.lru_cache(maxsize=8)
+def batch_order(seed: int, seed_phase: int, epoch: int, n: int) -> np.ndarray:
+    """The epoch's permutation of the n training rows (read-only: it is shared)."""
+    order = np.random.default_rng(backend.seed_of(seed, seed_phase, epoch)).permutation(n)
+    order.flags.writeable = False
+    return order
+
+
+@dataclass(frozen=True)
+class Step:
+    """One optimiser step: which rows of the training set, and the key of its random numbers.
+
+    Small and self-describing, so it travels to remote workers as it is."""
+
+    index: int  # the phase's index in the run
+    phase: Phase
+    epoch: int
+    step: int
+    seed: int
+    stop: bool = False  # the driver asks to stop after this step
+
+    @property
+    def idx(self) -> np.ndarray:
+        bs = self.phase.settings.batch_size
+        return batch_order(self.seed, self.phase.seed_phase, self.epoch, self.phase.rows)[self.step * bs : (self.step + 1) * bs]
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.index, self.epoch, self.step)
+
+    def ahead(self, k: int) -> "Step | None":
+        """The step k later in the same epoch, if there is one."""
+        later = self.step + k
+        return Step(self.index, self.phase, self.epoch, later, self.seed) if later < self.phase.steps_per_epoch else None
+
+    def rng(self, device: str, offset: int) -> backend.RowRNG:
+        """Random numbers for rows ``offset ..`` of this step's batch."""
+        generator = backend.rng((self.seed, self.phase.seed_phase, self.epoch, self.step), device)
+        return backend.RowRNG(generator, offset, len(self.idx))
+
+
+# --------------------------------------------------------------------------- engines
+class Engine(Protocol):
+    """How a step's gradient is computed and applied; :func:`run_phases` does everything else."""
+
+    rank: int  # rank 0 takes checkpoint states and scores validation
+    depth: int  # steps in flight at most; 1 is synchronous
+
+    def start(self, flat: np.ndarray | None) -> None:
+        """Begin from ``flat`` (a resume) or from the initial parameters; all workers agree."""
+
+    def begin_phase(self, index: int, phase: Phase, velocity: np.ndarray | None) -> None: ...
+
+    def submit(self, step: Step) -> Any:
+        """Start the step; a handle for :meth:`result`."""
+
+    def result(self, handle: Any) -> tuple[float, bool]:
+        """The step's mean loss over its global batch, and whether to stop after it."""
+
+    def validate(self, x: np.ndarray, y: np.ndarray) -> float | None: ...
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """Host copies of all parameters and of the current phase's optimiser state."""
+
+    def close(self) -> None: ...
+
+
+class Prefetcher:
+    """Gathers the rows of an upcoming step on a background thread while this step computes.
+
+    Below ``min_bytes`` a batch is gathered inline (a thread hand-off costs more than copying a
+    small batch). Either way the same rows come back, so results never depend on it."""
+
+    def __init__(self, min_bytes: int = PREFETCH_BYTES):
+        self.min_bytes = min_bytes
+        self.arrays: tuple = ()
+        self.hits = 0  # batches that were ready ahead
+        self._ahead: tuple | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def source(self, *arrays: Any) -> None:
+        self.arrays, self._ahead = arrays, None
+
+    def _gather(self, rows: np.ndarray) -> tuple:
+        r = backend.xp_of(self.arrays[0]).asarray(rows)
+        return tuple(a[r] for a in self.arrays)
+
+    def get(self, key: Any, rows: np.ndarray) -> tuple:
+        if self._ahead is not None and self._ahead[0] == key:
+            future, self._ahead = self._ahead[1], None
+            self.hits += 1
+            return future.result()
+        return self._gather(rows)
+
+    def ahead(self, key: Any, rows: np.ndarray) -> None:
+        if len(rows) * sum(a[0].nbytes for a in self.arrays) < self.min_bytes:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="xsharp-prefetch")
+        self._ahead = (key, self._pool.submit(self._gather, rows))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool, self._ahead = None, None
+
+
+class ModelEngine:
+    """Local and data-parallel training: this worker's share of every batch on its own copy of
+    the model, the weighted gradients (with the loss and the stop flag) summed by the collective,
+    then the same optimiser step on every worker.
+
+    ``stride``: the step this worker computes after step s is s + stride (the next batch is
+    gathered ahead while s computes)."""
+
+    depth = 1
+
+    def __init__(self, model: Model, x: Any, y: Any, collective: Collective | None = None, *, stride: int = 1, prefetch_bytes: int = PREFETCH_BYTES):
+        self.model, self.xp = model, model.xp
+        self.coll = collective or SingleWorker()
+        self.rank, self.world = self.coll.rank, self.coll.world
+        self.x = backend.to_device(x, model.device) if x is not None else None
+        self.y = backend.to_device(y, model.device) if y is not None else None
+        self.mask = model.layout.decay_mask(self.xp, model.flat.dtype)
+        self.buf = self.xp.zeros(model.layout.size + 2, dtype=model.flat.dtype)  # [gradient, loss, stop]
+        self.stride = stride
+        self.fetch = Prefetcher(prefetch_bytes)
+
+    def start(self, flat: np.ndarray | None) -> None:
+        if flat is not None:
+            self.model.set_flat(flat)
+        self.coll.broadcast(self.model.flat, 0)  # every worker starts from rank 0's parameters
+
+    def begin_phase(self, index: int, phase: Phase, velocity: np.ndarray | None) -> None:
+        model = self.model
+        self.phase, self.sl = phase, phase.sl
+        self.size = phase.sl.stop - phase.sl.start
+        self.flat_p = model.flat[phase.sl]
+        self.opt = phase.optimizer(self.mask[phase.sl])
+        self.velocity = self.opt.init(self.flat_p)
+        if velocity is not None:
+            self.velocity[...] = self.xp.asarray(velocity)
+        self.module = model.modules[phase.layer] if phase.layer is not None else None
+        if self.module is not None:
+            self.fetch.source(model.transform(self.x, upto=phase.layer))  # inputs of the layer, once
+        else:
+            self.fetch.source(self.x, self.y)
+
+    def rows(self, step: Step) -> tuple[int, int]:
+        return shard(len(step.idx), self.rank, self.world)
+
+    def batch(self, step: Step, lo: int, hi: int) -> tuple:
+        """This worker's rows of the step, gathered ahead when it pays; the next one is started."""
+        got = self.fetch.get(step.key, step.idx[lo:hi])
+        nxt = step.ahead(self.stride)
+        if nxt is not None:
+            nlo, nhi = self.rows(nxt)
+            if nhi > nlo:
+                self.fetch.ahead(nxt.key, nxt.idx[nlo:nhi])
+        return got
+
+    def gradient(self, step: Step, lo: int, hi: int, out: Any) -> float:
+        """The gradient of rows [lo, hi) of the step's batch, weighted by their share, into
+        ``out``; returns the loss weighted the same way."""
+        weight = (hi - lo) / len(step.idx)
+        rng = step.rng(self.model.device, lo)
+        if self.module is not None:
+            (h,) = self.batch(step, lo, hi)
+            layer = self.phase.layer
+            grads, loss = self.module.pretrain_step(self.model.params[layer], h, rng)
+            self.model.layout.pack(layer, grads, self.model.grad)
+            grad = self.model.grad[self.sl]
+        else:
+            x, y = self.batch(step, lo, hi)
+            loss, grad = self.model.loss_and_grad(x, y, rng)
+        self.xp.multiply(grad, weight, out=out)
+        return loss * weight
+
+    def submit(self, step: Step) -> tuple[float, bool]:
+        size, buf = self.size, self.buf
+        lo, hi = self.rows(step)
+        if hi > lo:
+            buf[size] = self.gradient(step, lo, hi, buf[:size])
+        else:
+            buf[: size + 1] = 0
+        buf[size + 1] = 1.0 if step.stop else 0.0
+        reduced = self.coll.allreduce(buf[: size + 2])
+        self.apply(reduced[:size])
+        return float(reduced[size]), float(reduced[size + 1]) > 0
+
+    def apply(self, grad: Any) -> None:
+        updates, self.velocity = self.opt.update(grad, self.velocity, self.flat_p)
+        apply_updates(self.flat_p, updates)
+
+    def result(self, handle: tuple[float, bool]) -> tuple[float, bool]:
+        return handle
+
+    def validate(self, x: np.ndarray, y: np.ndarray) -> float | None:
+        return self.model.accuracy(x, y) if self.rank == 0 and len(y) else None
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.get_flat(), backend.to_host(self.velocity).copy()
+
+    def close(self) -> None:
+        self.fetch.close()
+
+
+# --------------------------------------------------------------------------- the loop
 def fit(
     model: Model,
     data: Dataset,
@@ -160,119 +417,114 @@ def fit(
 ) -> History:
     """Pretrain every unsupervised module in order, then fine-tune the whole stack.
 
-    ``should_stop`` is asked after every step; when any worker says yes, all stop after that
+    ``should_stop`` is asked before every step; when any worker says yes, all stop after that
     same step and raise :class:`Stopped` carrying the state (on rank 0). ``on_checkpoint``
     (rank 0) receives a state at least every ``checkpoint_every`` seconds.
     """
-    coll = collective or SingleWorker()
-    rank, world = coll.rank, coll.world
-    xp = model.xp
-    x = backend.to_device(data.x_train, model.device)
-    y = backend.to_device(data.y_train, model.device)
-    n = int(y.shape[0])
-    phases = _phases(model, pretrain, train)
-    mask = model.layout.decay_mask(xp, model.flat.dtype)
-    buf = xp.zeros(model.layout.size + 2, dtype=model.flat.dtype)  # [gradient, loss, stop]
+    engine = ModelEngine(model, data.x_train, data.y_train, collective)
+    phases = plan(model.modules, model.layout, pretrain, train, len(data.y_train))
+    return run_phases(engine, data, phases, seed=seed, report=report, should_stop=should_stop, resume=resume, on_checkpoint=on_checkpoint, checkpoint_every=checkpoint_every)
 
-    if resume is not None:
-        model.set_flat(resume.flat)
-        history = resume.history
-        history.resumed_from.append(resume.position)
-        start = (resume.phase, resume.epoch, resume.step)
-    else:
-        history = History()
-        start = (0, 0, 0)
-    coll.broadcast(model.flat, 0)  # every worker starts from rank 0's parameters
-    t0 = time.perf_counter() - history.seconds
-    last_report = last_checkpoint = time.perf_counter()
 
-    for p, phase in enumerate(phases):
-        if p < start[0]:
-            continue
-        s = phase.settings
-        size = phase.sl.stop - phase.sl.start
-        flat_p = model.flat[phase.sl]
-        opt = SGD(s.learning_rate, s.momentum, s.weight_decay, mask[phase.sl])
-        velocity = opt.init(flat_p)
-        if p == start[0] and resume is not None:
-            velocity[...] = xp.asarray(resume.velocity)
-        module = model.modules[phase.layer] if phase.layer is not None else None
-        h = model.transform(x, upto=phase.layer) if module is not None else x  # inputs of the layer, once
-        steps = s.epochs * _steps_per_epoch(n, s.batch_size)
-        first_epoch = start[1] if p == start[0] else 0
-        for epoch in range(first_epoch, s.epochs):
-            first_step = start[2] if (p, epoch) == start[:2] else 0
-            if first_step and resume is not None:
-                total_loss, seen = resume.epoch_loss, resume.epoch_rows
-            else:
-                total_loss, seen = 0.0, 0
-            t_epoch, rows_at_start = time.perf_counter(), seen
-            order = np.random.default_rng(backend.seed_of(seed, phase.seed_phase, epoch)).permutation(n)
-            n_steps = _steps_per_epoch(n, s.batch_size)
-            for step in range(first_step, n_steps):
-                idx = order[step * s.batch_size : (step + 1) * s.batch_size]
-                lo, hi = shard(len(idx), rank, world)
-                weight = (hi - lo) / len(idx)
-                if hi > lo:
-                    rows = xp.asarray(idx[lo:hi])
-                    rng = backend.RowRNG(backend.rng((seed, phase.seed_phase, epoch, step), model.device), lo, len(idx))
-                    if module is not None:
-                        grads, loss = module.pretrain_step(model.params[phase.layer], h[rows], rng)
-                        model.layout.pack(phase.layer, grads, model.grad)
-                        grad = model.grad[phase.sl]
-                    else:
-                        loss, grad = model.loss_and_grad(x[rows], y[rows], rng)
-                    xp.multiply(grad, weight, out=buf[:size])
-                    buf[size] = loss * weight
+def run_phases(
+    engine: Engine,
+    data: Dataset,
+    phases: list[Phase],
+    *,
+    seed: int = 0,
+    report: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: TrainState | None = None,
+    on_checkpoint: Callable[[TrainState], None] | None = None,
+    checkpoint_every: float = 60.0,
+) -> History:
+    """Run ``phases`` step by step through ``engine`` (see :func:`fit`).
+
+    Up to ``engine.depth`` steps are in flight; their results are taken in order. A stop or a
+    checkpoint waits for the steps in flight, so a state is always at a step boundary, and no
+    step of the next epoch starts before the epoch is scored."""
+    n = int(len(data.y_train))
+    try:
+        if resume is not None:
+            history = resume.history
+            history.resumed_from.append(resume.position)
+            start = (resume.phase, resume.epoch, resume.step)
+        else:
+            history = History()
+            start = (0, 0, 0)
+        engine.start(resume.flat if resume is not None else None)
+        t0 = time.perf_counter() - history.seconds
+        last_report = last_checkpoint = time.perf_counter()
+
+        for p, phase in enumerate(phases):
+            if p < start[0]:
+                continue
+            s = phase.settings
+            engine.begin_phase(p, phase, resume.velocity if (p == start[0] and resume is not None) else None)
+            n_steps = phase.steps_per_epoch
+            steps = s.epochs * n_steps
+            first_epoch = start[1] if p == start[0] else 0
+            for epoch in range(first_epoch, s.epochs):
+                first_step = start[2] if (p, epoch) == start[:2] else 0
+                if first_step and resume is not None:
+                    total_loss, seen = resume.epoch_loss, resume.epoch_rows
                 else:
-                    buf[: size + 1] = 0
-                stop_here = should_stop is not None and should_stop()
-                buf[size + 1] = 1.0 if stop_here else 0.0
-                reduced = coll.allreduce(buf[: size + 2])
-                updates, velocity = opt.update(reduced[:size], velocity, flat_p)
-                apply_updates(flat_p, updates)
-                total_loss += float(reduced[size]) * len(idx)
-                seen += len(idx)
-                history.samples += len(idx)
-                if history.first_step_at is None:
-                    history.first_step_at = time.time()
-                now = time.perf_counter()
-                done_in_phase = epoch * n_steps + step + 1
-                rate = (seen - rows_at_start) / max(now - t_epoch, 1e-9)
-                epoch_end = step == n_steps - 1
-                if report is not None and not (phase.name == "finetune" and epoch_end) and (epoch_end or now - last_report >= 0.2):
-                    last_report = now
-                    report(Progress(phase.name, phase.layer, module.kind if module else None, epoch + 1, s.epochs, done_in_phase, steps, total_loss / seen, rate, epoch_end=epoch_end))
-                stop = float(reduced[size + 1]) > 0
-                if stop or (on_checkpoint is not None and now - last_checkpoint >= checkpoint_every):
-                    history.seconds = now - t0
-                    nxt = (p, epoch, step + 1) if not epoch_end else (p, epoch + 1, 0)
-                    state = None
-                    if stop and epoch_end:
-                        _close_epoch(model, data, history, phase, epoch, total_loss / n, rank)
-                    if rank == 0:
-                        carried = (0.0, 0) if epoch_end else (total_loss, seen)
-                        velocity_host = backend.to_host(velocity).copy()
-                        state = TrainState(*nxt, model.get_flat(), velocity_host, *carried, copy.deepcopy(history))
-                    if stop:
-                        raise Stopped(state)
-                    if on_checkpoint is not None and state is not None:
-                        on_checkpoint(state)
-                    last_checkpoint = now
-            val = _close_epoch(model, data, history, phase, epoch, total_loss / n, rank)
-            if report is not None and phase.name == "finetune":
-                rate = (seen - rows_at_start) / max(time.perf_counter() - t_epoch, 1e-9)
-                report(Progress("finetune", None, None, epoch + 1, s.epochs, (epoch + 1) * n_steps, steps, total_loss / n, rate, val, True))
+                    total_loss, seen = 0.0, 0
+                t_epoch, rows_at_start = time.perf_counter(), seen
+                inflight: deque = deque()
+                nxt, halt, save = first_step, False, False
+                while nxt < n_steps or inflight:
+                    if nxt < n_steps and not (halt or save) and len(inflight) < engine.depth:
+                        stop_here = should_stop is not None and should_stop()
+                        step = Step(p, phase, epoch, nxt, seed, stop_here)
+                        inflight.append((nxt, len(step.idx), engine.submit(step)))
+                        nxt += 1
+                        continue
+                    done, rows, handle = inflight.popleft()
+                    loss, stop = engine.result(handle)
+                    total_loss += loss * rows
+                    seen += rows
+                    history.samples += rows
+                    if history.first_step_at is None:
+                        history.first_step_at = time.time()
+                    now = time.perf_counter()
+                    rate = (seen - rows_at_start) / max(now - t_epoch, 1e-9)
+                    epoch_end = done == n_steps - 1
+                    if report is not None and not (phase.name == "finetune" and epoch_end) and (epoch_end or now - last_report >= 0.2):
+                        last_report = now
+                        report(Progress(phase.name, phase.layer, phase.kind, epoch + 1, s.epochs, epoch * n_steps + done + 1, steps, total_loss / seen, rate, epoch_end=epoch_end))
+                    halt = halt or stop
+                    save = save or (on_checkpoint is not None and now - last_checkpoint >= checkpoint_every)
+                    if (halt or save) and not inflight:  # at a step boundary: nothing in flight
+                        history.seconds = now - t0
+                        position = (p, epoch, done + 1) if not epoch_end else (p, epoch + 1, 0)
+                        state = None
+                        if halt and epoch_end:
+                            _close_epoch(engine, data, history, phase, epoch, total_loss / n)
+                        if engine.rank == 0:
+                            carried = (0.0, 0) if epoch_end else (total_loss, seen)
+                            state = TrainState(*position, *engine.snapshot(), *carried, copy.deepcopy(history))
+                        if halt:
+                            raise Stopped(state)
+                        if on_checkpoint is not None and state is not None:
+                            on_checkpoint(state)
+                        last_checkpoint, save = now, False
+                val = _close_epoch(engine, data, history, phase, epoch, total_loss / n)
+                if report is not None and phase.name == "finetune":
+                    rate = (seen - rows_at_start) / max(time.perf_counter() - t_epoch, 1e-9)
+                    report(Progress("finetune", None, None, epoch + 1, s.epochs, (epoch + 1) * n_steps, steps, total_loss / n, rate, val, True))
 
-    history.seconds = time.perf_counter() - t0
-    return history
+        history.seconds = time.perf_counter() - t0
+        return history
+    finally:
+        engine.close()
 
 
-def _close_epoch(model: Model, data: Dataset, history: History, phase: _Phase, epoch: int, mean_loss: float, rank: int) -> float | None:
+def _close_epoch(engine: Engine, data: Dataset, history: History, phase: Phase, epoch: int, mean_loss: float) -> float | None:
     """Record an epoch in the history; fine-tuning epochs are scored on the validation rows (rank 0)."""
     if phase.name == "pretrain":
-        history.pretrain.append({"layer": phase.layer, "kind": model.modules[phase.layer].kind, "epoch": epoch + 1, "reconstruction_error": mean_loss})
+        history.pretrain.append({"layer": phase.layer, "kind": phase.kind, "epoch": epoch + 1, "reconstruction_error": mean_loss})
         return None
-    val = model.accuracy(data.x_val, data.y_val) if rank == 0 and len(data.y_val) else None
+    val = engine.validate(data.x_val, data.y_val)
     history.finetune.append({"epoch": epoch + 1, "loss": mean_loss, "val_accuracy": val})
     return val

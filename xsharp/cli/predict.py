@@ -24,17 +24,32 @@ class Split(str, Enum):
     train = "train"
 
 
+_READER_OPTIONS = ("labels", "sample_rate", "duration", "label_column", "text_column")
+
+
+def _same_file(a: str, b: str | None) -> bool:
+    return b is not None and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
 def _load_rows(data: str, split: Split, saved_spec: dict | None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Raw rows (and labels when known): the training data's own split when ``data`` names the
+    training source, otherwise every row of a file in any data format xsharp reads."""
     from xsharp.algos import datasets
 
-    if data in datasets.NAMED:
-        d = (saved_spec or {}).get("data", {})
+    d = (saved_spec or {}).get("data", {})
+    reader = {k: d.get(k) for k in _READER_OPTIONS}
+    if data in datasets.NAMED or _same_file(data, d.get("path")):
+        named = data in datasets.NAMED
         ds = datasets.load(
-            data,
+            data if named else None,
+            None if named else data,
+            None if named else d.get("format"),
             test_fraction=d.get("test_fraction", 0.2),
             validation_fraction=d.get("validation_fraction", 0.1),
             limit=d.get("limit"),
             seed=(saved_spec or {}).get("seed", 0),
+            test_speakers=None if named else d.get("test_speakers"),
+            **reader,
         )
         x, y = getattr(ds, f"x_{split.value}"), getattr(ds, f"y_{split.value}")
         return x, y, f"{data} ({split.value} split, same split as training)"
@@ -43,6 +58,12 @@ def _load_rows(data: str, split: Split, saved_spec: dict | None) -> tuple[np.nda
         raise datasets.DataError(f"{data}: neither a dataset name ({', '.join(datasets.NAMED)}) nor an existing file")
     if path.suffix == ".npy":
         return np.load(path, allow_pickle=False), None, str(path)
+    fmt = datasets.format_of(path)
+    if fmt is not None and fmt != "npz":  # every row of an IDX file, WAV folder or CSV
+        arrays = datasets.FORMATS[fmt](path, **{k: v for k, v in reader.items() if v is not None})
+        if split is Split.test and arrays.x_test is not None:
+            return arrays.x_test, arrays.y_test, f"{path} [test]"
+        return arrays.x, arrays.y, str(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -73,7 +94,9 @@ def _label_indices(y: np.ndarray, classes: list[str], source: str) -> np.ndarray
 
 def predict(
     model_dir: Path = typer.Argument(..., metavar="MODEL_DIR", help="A directory written by `xsharp run --out` (or its model.npz)."),
-    data: str = typer.Option(..., "--data", help="A dataset name (e.g. digits) or a .npz/.npy file with an array x (and optionally y)."),
+    data: str = typer.Option(
+        ..., "--data", help="A dataset name (e.g. digits), a .npz/.npy file with an array x (and optionally y), or an IDX file, WAV folder or CSV file."
+    ),
     split: Split = typer.Option(Split.test, "--split", help="Which split of a named dataset."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Write all predictions to this CSV file."),
     show: int = typer.Option(10, "--show", min=0, help="How many predictions to print."),
@@ -96,6 +119,11 @@ def predict(
         x, y, source = _load_rows(data, split, model.spec)
         if y is not None:
             y = _label_indices(y, model.classes, source)
+        if model.pipeline is not None:  # the preprocessing fitted on the training rows, saved with the model
+            try:
+                x = model.pipeline.transform(x)
+            except (ValueError, TypeError, IndexError) as e:
+                raise fail(f"{source}: the model's features ({model.pipeline!r}) cannot read these rows: {e}") from None
         if int(np.prod(x.shape[1:])) != int(np.prod(model.in_shape)):
             raise fail(f"{source}: samples have shape {tuple(x.shape[1:])}, the model expects {model.in_shape}")
         x = x.reshape((x.shape[0], *model.in_shape)).astype(np.float32)

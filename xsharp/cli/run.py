@@ -18,6 +18,9 @@ from .common import EXIT_BAD_INPUT, EXIT_FAILED, err, fail, out, user_errors
 class Mode(str, Enum):
     local = "local"
     data_parallel = "data_parallel"
+    param_server = "param_server"
+    pipeline = "pipeline"
+    hybrid = "hybrid"
 
 
 class DeviceChoice(str, Enum):
@@ -34,19 +37,24 @@ class Output(str, Enum):
 def run(
     spec_file: Path = typer.Argument(..., metavar="SPEC.yaml", help="The job spec (see `xsharp spec schema`)."),
     mode: Optional[Mode] = typer.Option(None, "--mode", "-m", help="Execution mode; overrides the spec's `mode`."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Worker actors for data_parallel; overrides `resources.workers`."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", "-w", min=1, help="Worker actors (replicas, parameter-server workers, or pipeline stages x groups); overrides `resources.workers`."
+    ),
     device: Optional[DeviceChoice] = typer.Option(None, "--device", "-d", help="auto (GPU if CuPy sees one), cpu or gpu; overrides `resources.device`."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Write model.npz, spec.yaml and metrics.json here."),
     address: Optional[str] = typer.Option(
         None, "--address", envvar="XSHARP_RAY_ADDRESS", help="Ray cluster to join (host:port); default: start an embedded local Ray."
     ),
     output: Output = typer.Option(Output.text, "--output", "-o", help="text: progress and a summary; json: the metrics as JSON on stdout."),
+    max_restarts: Optional[int] = typer.Option(
+        None, "--max-restarts", min=0, help="Restart the worker group from its last checkpoint this many times when a worker dies; overrides `parallel.max_restarts`."
+    ),
 ) -> None:
     """Train a model from SPEC.yaml and report test accuracy and throughput.
 
     A spec with ranges, grids or `auto` in place of numbers is a hyper-parameter search: its trials run in parallel on Ray and the results (search.json, search.png, the best model) go to --out (default runs/NAME); rerun it to finish an interrupted search without redoing finished trials.
 
-    Local mode trains in this process. data_parallel starts (or joins, with --address) a Ray cluster, gang-places the workers, and averages gradients every step. Progress goes to stderr; the summary (or JSON with -o json) to stdout. Exit code 2 means bad input (spec, data, resources), 1 a failed run.
+    Local mode trains in this process. The other modes start (or join, with --address) a Ray cluster and gang-place the workers: data_parallel averages gradients every step, param_server shards the parameters over server actors that workers push to and pull from asynchronously, pipeline cuts the model into stages, hybrid runs data-parallel groups of pipelines. Progress goes to stderr; the summary (or JSON with -o json) to stdout. Exit code 2 means bad input (spec, data, resources), 1 a failed run.
 
     Example: xsharp run examples/digits-dbn.yaml --mode data_parallel --workers 2 --out runs/dbn
     """
@@ -65,6 +73,8 @@ def run(
         overrides["resources.workers"] = workers
     if device is not None:
         overrides["resources.device"] = device.value
+    if max_restarts is not None:
+        overrides["parallel.max_restarts"] = max_restarts
 
     from xsharp.cluster.search import is_search
     from xsharp.spec import read_spec_file
@@ -101,6 +111,10 @@ def run(
     if m["val_accuracy"] is not None:
         table.add_row("validation accuracy", f"{100 * m['val_accuracy']:.2f} %")
     table.add_row("mode", f"{m['mode']} ({m['workers']} worker{'s' if m['workers'] > 1 else ''}, {m['device']})")
+    if m.get("stage_memory"):
+        table.add_row("parameters per stage", ", ".join(f"{_size(s['parameter_bytes'])} ({'+'.join(s['modules'])})" for s in m["stage_memory"]))
+    if m.get("restarts"):
+        table.add_row("restarts", f"{m['restarts']} (from {', '.join(str(r['samples']) for r in m['resumed_from'])} samples)")
     table.add_row("training time", f"{m['train_seconds']:.2f} s ({m['samples']:,} samples, {m['samples_per_second']:,.0f} samples/s)")
     if m["seconds_to_first_step"] is not None:
         table.add_row("first training step after", f"{m['seconds_to_first_step']:.2f} s")
@@ -108,6 +122,10 @@ def run(
     if result.out_dir is not None:
         table.add_row("artifacts", f"{result.out_dir}/model.npz, spec.yaml, metrics.json")
     out.print(table)
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.2f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.1f} KiB"
 
 
 def _exit_for(error: Exception) -> None:

@@ -1,5 +1,9 @@
 """Run one job end to end: load data, train in the spec's execution mode, evaluate on the
 held-out test split, and write the artifacts (model.npz, spec.yaml, metrics.json).
+
+With ``parallel.max_restarts`` > 0 a Ray mode checkpoints every ``parallel.checkpoint_every``
+seconds (under ``OUT/checkpoints``, or a temporary folder), and when a worker dies the whole
+worker group starts again from the newest checkpoint that verifies, at most that many times.
 """
 
 from __future__ import annotations
@@ -7,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +23,7 @@ from xsharp.parallel import RunContext, get_mode
 from xsharp.parallel.execution import build_model
 from xsharp.spec import JobSpec, SpecError
 
-from . import runtime
+from . import checkpoint, runtime
 
 
 @dataclass
@@ -29,8 +34,12 @@ class JobResult:
 
 
 def load_data(spec: JobSpec) -> datasets.Dataset:
+    """The spec's data, split, with its ``features`` fitted on the training rows (``data.pipeline``)."""
+    from xsharp import backend
+    from xsharp.algos import features
+
     d = spec.data
-    return datasets.load(
+    data = datasets.load(
         d.dataset,
         d.path,
         d.format,
@@ -38,7 +47,15 @@ def load_data(spec: JobSpec) -> datasets.Dataset:
         validation_fraction=d.validation_fraction,
         limit=d.limit,
         seed=spec.seed,
+        test_speakers=d.test_speakers,
+        labels=d.labels,
+        sample_rate=d.sample_rate,
+        duration=d.duration,
+        label_column=d.label_column,
+        text_column=d.text_column,
     )
+    device = "gpu" if spec.resources.device != "cpu" and backend.gpu_count() > 0 else "cpu"
+    return features.prepare(data, d.features, d.augment, seed=spec.seed, sample_rate=d.sample_rate, device=device)
 
 
 def check_against_data(spec: JobSpec, data: datasets.Dataset) -> None:
@@ -65,9 +82,12 @@ def run_job(
     report: Callable[[Progress], None] | None = None,
     status: Callable[[str], None] | None = None,
     started_at: float | None = None,
+    max_restarts: int | None = None,
+    on_workers: Callable[[list], None] | None = None,
 ) -> JobResult:
     """Train ``spec`` and return the model and its metrics. ``started_at`` (wall clock) is
-    when the user asked, so ``seconds_to_first_step`` includes start-up."""
+    when the user asked, so ``seconds_to_first_step`` includes start-up. ``max_restarts``
+    overrides ``parallel.max_restarts``; ``on_workers`` sees each worker group's actors."""
     started_at = started_at or time.time()
     say = status or (lambda message: None)
     out = Path(out_dir) if out_dir is not None else None
@@ -78,12 +98,16 @@ def run_job(
     data = load_data(spec)
     check_against_data(spec, data)
     mode = get_mode(spec.mode)
-    ctx = RunContext(data=data, report=report, status=say)
+    ctx = RunContext(data=data, report=report, status=say, on_workers=on_workers)
+    restarts = spec.parallel.max_restarts if max_restarts is None else max_restarts
     with runtime.connect(address) if mode.needs_ray else contextlib.nullcontext() as info:
         if info is not None:
             kind = "embedded" if info.embedded else "cluster at"
             say(f"Ray {kind} {info.address}: {info.cpus:g} CPU, {info.gpus:g} GPU")
-        result = mode.run(spec, ctx)
+        if restarts and mode.needs_ray:
+            result = _run_restarting(mode, spec, ctx, restarts, out, say)
+        else:
+            result = mode.run(spec, ctx)
 
     model, metrics = summarize(spec, data, result, started_at)
     if out is not None:
@@ -91,10 +115,39 @@ def run_job(
     return JobResult(model, metrics, out)
 
 
+def _run_restarting(mode, spec: JobSpec, ctx: RunContext, max_restarts: int, out: Path | None, say: Callable[[str], None]):
+    """``mode.run`` with checkpoints; a dead worker restarts the group from the newest one."""
+    from xsharp.parallel.collective import CollectiveError
+    from xsharp.parallel.group import WorkerFailed
+
+    with contextlib.ExitStack() as stack:
+        if out is not None:
+            directory = out / "checkpoints"
+            for old in directory.glob(checkpoint.PATTERN):  # another run's states are not this run's
+                old.unlink()
+        else:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="xsharp-checkpoints-")))
+        ctx.on_checkpoint = lambda state: checkpoint.save(directory, state)
+        ctx.checkpoint_every = spec.parallel.checkpoint_every
+        for attempt in range(max_restarts + 1):
+            try:
+                result = mode.run(spec, ctx)
+                result.extra["restarts"] = attempt
+                return result
+            except (WorkerFailed, CollectiveError) as e:
+                if attempt == max_restarts:
+                    raise
+                found = checkpoint.load_latest(directory)
+                ctx.resume = found[0] if found else None
+                where = f"checkpoint {found[1].name} at {found[0].position}" if found else "the start (no checkpoint yet)"
+                say(f"{e}; restarting the worker group ({attempt + 1}/{max_restarts}) from {where}")
+
+
 def summarize(spec: JobSpec, data: datasets.Dataset, result, started_at: float | None = None) -> tuple[Model, dict]:
     """The trained model (on the host) and the job's metrics, test accuracy included."""
     model = build_model(spec, data, "cpu")
     model.set_flat(result.flat)
+    model.pipeline = data.pipeline  # saved in model.npz so predict transforms raw rows the same way
     history = result.history
     metrics = {
         "job": spec.name,
@@ -114,6 +167,7 @@ def summarize(spec: JobSpec, data: datasets.Dataset, result, started_at: float |
         "pretrain": history.pretrain,
         "finetune": history.finetune,
     }
+    metrics.update(result.extra)  # what a mode adds: servers, stages and their memory, restarts
     return model, metrics
 
 

@@ -19,11 +19,9 @@ from xsharp.spec import JobSpec
 
 from .collective import CollectiveMember, RayCollective
 from .execution import RunContext, RunResult, train_worker
-from .group import WorkerGroup
+from .group import WorkerFailed, WorkerGroup, cause
 
-
-class WorkerFailed(RuntimeError):
-    """A worker of the group died or raised."""
+__all__ = ["DataParallelMode", "DataParallelWorker", "WorkerFailed"]
 
 
 @ray.remote
@@ -71,6 +69,7 @@ class DataParallelMode:
         with group:
             actors = group.actors
             ray.get([a.join.remote(i, actors) for i, a in enumerate(actors)])
+            ctx.placed(actors)
             ctx.say(f"training on {res.workers} workers")
             data_ref = ray.put(ctx.data)  # one copy in the object store, read zero-copy by every worker
             refs = [a.train.remote(spec, data_ref, ctx.resume, ctx.checkpoint_every) for a in actors]
@@ -81,7 +80,7 @@ class DataParallelMode:
                     try:
                         ray.get(ref)  # raises at once if that worker failed
                     except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
-                        raise WorkerFailed(f"data_parallel worker {refs.index(ref)} failed: {_cause(e)}") from None
+                        raise WorkerFailed(f"data_parallel worker {refs.index(ref)} failed: {cause(e)}") from None
                 self._forward(actors[0], ctx)
                 if not stop_sent and ctx.should_stop is not None and ctx.should_stop():
                     actors[0].request_stop.remote()
@@ -105,9 +104,3 @@ class DataParallelMode:
             elif kind == "checkpoint" and ctx.on_checkpoint is not None:
                 ctx.on_checkpoint(item)
 
-
-def _cause(error: Exception) -> str:
-    cause = getattr(error, "cause", None)
-    if cause is not None:
-        return f"{type(cause).__name__}: {cause}"
-    return str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__

@@ -15,7 +15,7 @@ import numpy as np
 
 from xsharp.algos import Model, fit
 from xsharp.algos.datasets import Dataset
-from xsharp.algos.training import Collective, History, Progress, TrainState
+from xsharp.algos.training import Collective, Engine, History, Phase, Progress, TrainState, plan, run_phases
 from xsharp.backend import resolve
 from xsharp.spec import JobSpec
 
@@ -30,10 +30,15 @@ class RunContext:
     on_checkpoint: Callable[[TrainState], None] | None = None
     checkpoint_every: float = 60.0  # seconds between checkpoints
     placement_group: Any = None  # a reservation made by the scheduler; modes place workers in it
+    on_workers: Callable[[list], None] | None = None  # sees every actor of the group once placed (fault-injection tests)
 
     def say(self, message: str) -> None:
         if self.status is not None:
             self.status(message)
+
+    def placed(self, actors: list) -> None:
+        if self.on_workers is not None:
+            self.on_workers(list(actors))
 
 
 @dataclass
@@ -84,7 +89,30 @@ def train_worker(
     return model, history
 
 
-_MODES = {"local": "xsharp.parallel.local:LocalMode", "data_parallel": "xsharp.parallel.data_parallel:DataParallelMode"}
+def host_plan(spec: JobSpec, ctx: RunContext) -> tuple[Model, list[Phase]]:
+    """For modes driven from here: a host copy of the model (the initial or resumed weights,
+    the layout, validation) and the run's phases."""
+    host = build_model(spec, ctx.data, "cpu")
+    if ctx.resume is not None:
+        host.set_flat(ctx.resume.flat)
+    return host, plan(host.modules, host.layout, spec.pretrain, spec.train, len(ctx.data.y_train))
+
+
+def drive(engine: Engine, spec: JobSpec, ctx: RunContext, phases: list[Phase]) -> History:
+    """The one training loop, run here, each step handed to ``engine`` (remote workers)."""
+    return run_phases(
+        engine, ctx.data, phases, seed=spec.seed, report=ctx.report, should_stop=ctx.should_stop,
+        resume=ctx.resume, on_checkpoint=ctx.on_checkpoint, checkpoint_every=ctx.checkpoint_every,
+    )
+
+
+_MODES = {
+    "local": "xsharp.parallel.local:LocalMode",
+    "data_parallel": "xsharp.parallel.data_parallel:DataParallelMode",
+    "param_server": "xsharp.parallel.param_server:ParamServerMode",
+    "pipeline": "xsharp.parallel.pipeline:PipelineMode",
+    "hybrid": "xsharp.parallel.hybrid:HybridMode",
+}
 
 
 def get_mode(name: str) -> ExecutionMode:

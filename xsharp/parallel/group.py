@@ -1,12 +1,15 @@
 """A gang-placed group of worker actors: all N are reserved at once or none is.
 
 The placement group holds one bundle per worker; if the cluster can never hold the group the
-caller hears why at once, and if it is only busy, after ``timeout`` seconds.
+caller hears why at once, and if it is only busy, after ``timeout`` seconds. Helper actors
+that need no reservation of their own (parameter servers) join the group with :meth:`spawn`
+and go with it. :func:`wait` is ``ray.get`` for a group: it notices a dead member while it
+waits and says which one died.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
@@ -15,6 +18,10 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 class PlacementError(RuntimeError):
     """The worker group does not fit the cluster."""
+
+
+class WorkerFailed(RuntimeError):
+    """A worker of the group died or raised."""
 
 
 def _describe(cpus: float, gpus: float) -> str:
@@ -47,6 +54,7 @@ class WorkerGroup:
         self.pg = placement_group
         self.owns_pg = placement_group is None
         self.actors: list[Any] = []
+        self.helpers: list[Any] = []
 
     def __enter__(self) -> "WorkerGroup":
         if self.pg is None:
@@ -78,13 +86,55 @@ class WorkerGroup:
                 f"{_describe(free.get('CPU', 0.0), free.get('GPU', 0.0))} free now"
             )
 
+    def spawn(self, actor_cls: Any, args: list[tuple], **options: Any) -> list[Any]:
+        """One helper actor per ``args`` tuple, using no CPU, spread over the workers' bundles;
+        they close with the group."""
+        helpers = [
+            actor_cls.options(
+                num_cpus=0,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i % self.workers),
+                **options,
+            ).remote(*a)
+            for i, a in enumerate(args)
+        ]
+        self.helpers += helpers
+        return helpers
+
     def close(self) -> None:
-        for actor in self.actors:
+        for actor in self.actors + self.helpers:
             ray.kill(actor, no_restart=True)
-        self.actors = []
+        self.actors, self.helpers = [], []
         if self.pg is not None and self.owns_pg:
             remove_placement_group(self.pg)
         self.pg = None
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def cause(error: Exception) -> str:
+    """One line saying why a remote call failed."""
+    inner = getattr(error, "cause", None)
+    if inner is not None:
+        return f"{type(inner).__name__}: {inner}"
+    return str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+
+
+def wait(refs: Any, what: str, watch: Callable[[], list] = list, poll: float = 1.0) -> Any:
+    """``ray.get(refs)``; while waiting, every ``poll`` seconds the refs ``watch()`` returns
+    (other calls in flight, pings) are checked too, so a dead member ends the wait at once
+    instead of leaving it to hang on a peer that will never answer. Failures raise WorkerFailed."""
+    many = isinstance(refs, list)
+    pending = list(refs) if many else [refs]
+    try:
+        while True:
+            ready, _ = ray.wait(pending, num_returns=len(pending), timeout=poll)
+            if len(ready) == len(pending):
+                return ray.get(refs)
+            ray.get(ready)  # one that failed while the others wait on it
+            others = watch()
+            if others:
+                done, _ = ray.wait(others, num_returns=len(others), timeout=0)
+                ray.get(done)
+    except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
+        raise WorkerFailed(f"{what}: {cause(e)}") from None

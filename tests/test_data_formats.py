@@ -1,0 +1,190 @@
+"""Data by path and format: IDX files, folders of WAV files, CSV files with text; tiny files
+written here, plus the real Fashion-MNIST files when Debian's package is installed."""
+
+import bz2
+import csv
+import gzip
+import struct
+import wave
+
+import numpy as np
+import pytest
+
+from xsharp.algos import datasets
+from xsharp.spec import SpecError, parse_spec
+
+
+def write_idx(path, array, code=0x08):
+    dtype = {0x08: ">u1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4"}[code]
+    head = struct.pack(">BBBB", 0, 0, code, array.ndim) + struct.pack(f">{array.ndim}i", *array.shape)
+    data = head + np.asarray(array, dtype=dtype).tobytes()
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(data)
+
+
+def write_wav(path, samples, rate=8000, width=2):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        if width == 2:
+            w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+        else:
+            w.writeframes((np.clip(samples, -1, 1) * 127 + 128).astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def mnist_like(tmp_path):
+    rng = np.random.default_rng(0)
+    for part, n in (("train", 40), ("t10k", 12)):
+        write_idx(tmp_path / f"{part}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 5, 4)))
+        write_idx(tmp_path / f"{part}-labels-idx1-ubyte.gz", np.arange(n) % 3)
+    return tmp_path
+
+
+def test_read_idx_any_type_and_shape(tmp_path):
+    a = np.arange(24, dtype=np.int32).reshape(2, 3, 4) - 5
+    write_idx(tmp_path / "a.idx", a, 0x0C)
+    np.testing.assert_array_equal(datasets.read_idx(tmp_path / "a.idx"), a)
+    f = np.linspace(-1, 1, 6, dtype=np.float32)
+    write_idx(tmp_path / "f.idx.gz", f, 0x0D)
+    np.testing.assert_array_equal(datasets.read_idx(tmp_path / "f.idx.gz"), f)
+    (tmp_path / "bad.idx").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(datasets.DataError, match="not an IDX file"):
+        datasets.read_idx(tmp_path / "bad.idx")
+    (tmp_path / "short.idx").write_bytes(struct.pack(">BBBBi", 0, 0, 8, 1, 100) + b"\x00" * 10)
+    with pytest.raises(datasets.DataError, match="holds 10"):
+        datasets.read_idx(tmp_path / "short.idx")
+
+
+def test_idx_folder_keeps_its_own_test_split_and_scales_bytes(mnist_like):
+    d = datasets.load(path=mnist_like, validation_fraction=0.25)
+    assert datasets.format_of(mnist_like) == "idx"
+    assert len(d.y_test) == 12 and len(d.y_train) + len(d.y_val) == 40 and d.in_shape == (5, 4)
+    assert d.x_train.dtype == np.float32 and 0 <= d.x_train.min() and d.x_train.max() <= 1 and d.x_train.max() > 0.9
+    np.testing.assert_array_equal(d.y_test, np.arange(12) % 3)
+
+
+def test_idx_images_file_finds_its_labels_or_is_told_them(mnist_like, tmp_path):
+    images = mnist_like / "train-images-idx3-ubyte.gz"
+    assert datasets.format_of(images) == "idx"
+    d = datasets.load(path=images, test_fraction=0.25, validation_fraction=0)
+    assert len(d.y_train) == 30 and len(d.y_test) == 10
+    lonely = tmp_path / "lonely.idx"
+    write_idx(lonely, np.zeros((4, 2, 2)))
+    with pytest.raises(datasets.DataError, match="no labels file"):
+        datasets.load(path=lonely)
+    write_idx(tmp_path / "few-labels.idx", np.arange(3))
+    with pytest.raises(datasets.DataError, match="4 samples"):
+        datasets.load(path=lonely, labels=str(tmp_path / "few-labels.idx"))
+
+
+FASHION = datasets.FASHION_MNIST_DIR
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_headers_and_first_rows():
+    with gzip.open(FASHION / "train-labels-idx1-ubyte.gz") as f:
+        assert struct.unpack(">BBBBi", f.read(8)) == (0, 0, 8, 1, 60000)
+        first_labels = list(f.read(5))
+    with gzip.open(FASHION / "t10k-images-idx3-ubyte.gz") as f:
+        assert struct.unpack(">BBBBiii", f.read(16)) == (0, 0, 8, 3, 10000, 28, 28)
+    labels = datasets.read_idx(FASHION / "train-labels-idx1-ubyte.gz")
+    assert labels.shape == (60000,) and list(labels[:5]) == first_labels == [9, 0, 0, 3, 0]
+    assert np.bincount(labels).tolist() == [6000] * 10
+    images = datasets.read_idx(FASHION / "t10k-images-idx3-ubyte.gz")
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8 and images[0].max() > 200
+    arrays = datasets.NAMED["fashion-mnist"]()
+    assert arrays.x.shape == (60000, 28, 28) and arrays.x_test.shape == (10000, 28, 28)
+    assert arrays.classes[9] == "Ankle boot" and float(arrays.x.max()) == 1.0
+
+
+@pytest.fixture
+def wav_folder(tmp_path):
+    """3 speakers x 2 digits x 2 takes; digit d is a tone of 300 (d + 1) Hz."""
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    t = np.arange(4000) / 8000
+    for speaker in ("ann", "bob_x", "cy"):
+        for label in (0, 1):
+            for take in (0, 1):
+                write_wav(folder / f"{label}_{speaker}_{take}.wav", 0.5 * np.sin(2 * np.pi * 300 * (label + 1) * t) * (1 + take) / 2)
+    return folder
+
+
+def test_wav_folder_reads_labels_speakers_and_fixes_length(wav_folder):
+    arrays = datasets.FORMATS["wav"](wav_folder, sample_rate=16000, duration=0.75)
+    assert arrays.x.shape == (12, 12000) and arrays.x.dtype == np.float32
+    assert np.abs(arrays.x[:, :8000]).max() > 0.4 and np.abs(arrays.x[:, 8000:]).max() == 0  # 0.5 s resampled, then zeros
+    assert sorted(set(arrays.speakers)) == ["ann", "bob_x", "cy"] and sorted(set(arrays.y.tolist())) == [0, 1]
+    assert datasets.parse_wav_name("7_en-us.m3_12.wav") == ("7", "en-us.m3", "12")
+    assert datasets.parse_wav_name("noise.wav") is None
+
+
+def test_wav_8_bit_and_rate_are_read(tmp_path):
+    write_wav(tmp_path / "x.wav", np.full(100, 0.5), rate=11025, width=1)
+    a, rate = datasets.read_wav(tmp_path / "x.wav")
+    assert rate == 11025 and a.shape == (100,) and abs(float(a.mean()) - 0.5) < 0.01
+
+
+def test_whole_speakers_are_held_out_for_test(wav_folder):
+    d = datasets.load(path=wav_folder, test_speakers=["cy"], validation_fraction=0, sample_rate=8000, duration=0.5)
+    assert d.test_speakers == ["cy"] and len(d.y_test) == 4 and len(d.y_train) == 8
+    by_pattern = datasets.load(path=wav_folder, test_speakers=["b*"], validation_fraction=0, sample_rate=8000)
+    assert by_pattern.test_speakers == ["bob_x"]
+    share = datasets.load(path=wav_folder, test_speakers=0.34, validation_fraction=0, seed=3, sample_rate=8000)
+    assert len(share.test_speakers) == 1 and len(share.y_test) == 4
+    again = datasets.load(path=wav_folder, test_speakers=0.34, validation_fraction=0, seed=3, sample_rate=8000)
+    assert again.test_speakers == share.test_speakers
+    with pytest.raises(datasets.DataError, match="match none"):
+        datasets.load(path=wav_folder, test_speakers=["zed"])
+    with pytest.raises(datasets.DataError, match="nothing to train on"):
+        datasets.load(path=wav_folder, test_speakers=["*"])
+    with pytest.raises(datasets.DataError, match="needs rows with speakers"):
+        datasets.load("digits", test_speakers=["a"])
+
+
+def test_wav_folder_refuses_badly_named_files(wav_folder):
+    (wav_folder / "stray.wav").write_bytes(b"")
+    with pytest.raises(datasets.DataError, match="not named"):
+        datasets.load(path=wav_folder)
+
+
+def write_csv(path, rows, header=("label", "text")):
+    opener = bz2.open if str(path).endswith(".bz2") else open
+    with opener(path, "wt", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.csv.bz2"])
+def test_csv_with_label_and_text_columns(tmp_path, name):
+    rows = [("good" if i % 2 else "bad", f'text, "quoted" {i}\nline two') for i in range(20)]
+    write_csv(tmp_path / name, [(lab, "x", txt) for lab, txt in rows], header=("category", "other", "body"))
+    assert datasets.format_of(tmp_path / name) == "csv"
+    d = datasets.load(path=tmp_path / name, label_column="category", text_column="body", test_fraction=0.2, validation_fraction=0)
+    assert d.classes == ["bad", "good"] and len(d.y_test) == 4 and d.x_train.dtype == object
+    assert all(isinstance(t, str) and "line two" in t for t in d.x_train)
+    with pytest.raises(datasets.DataError, match="no column 'text'"):
+        datasets.load(path=tmp_path / name, label_column="category")
+
+
+def test_data_spec_fields_name_their_path():
+    def problems(data):
+        try:
+            parse_spec({"data": data, "model": ["softmax"]})
+        except SpecError as e:
+            return e.problems
+        return []
+
+    assert problems({"path": "x", "format": "wav", "test_speakers": ["a", "b*"], "sample_rate": 8000, "duration": 0.5}) == []
+    assert problems({"path": "x", "format": "csv", "label_column": "category", "text_column": "text"}) == []
+    assert problems({"path": "x", "test_speakers": 1.5})[0].startswith("data.test_speakers: must be a non-empty list")
+    assert problems({"path": "x", "sample_rate": 10}) == ["data.sample_rate: must be >= 1000, got 10"]
+    assert problems({"path": "x", "format": "wave"})[0].startswith("data.format: unknown format; known: csv, idx, npz, wav")
+    assert problems({"path": "x", "features": [{"tfidf": {"ngrams": 5}}]}) == ["data.features[0].tfidf.ngrams: must be <= 3, got 5"]
+    assert problems({"path": "x", "features": [{"logmel": {"n_mel": 3}}]}) == ["data.features[0].logmel.n_mel: unknown field; did you mean 'n_mels'?"]
+    assert problems({"path": "x", "features": ["fft"]})[0].startswith("data.features[0]: must be one step as {name: options}")
+    assert problems({"dataset": "fashion-mnist", "augment": {"copies": 0}}) == ["data.augment.copies: must be >= 1, got 0"]
