@@ -37,21 +37,23 @@ class _Strict(BaseModel):
 
 
 # --------------------------------------------------------------------------- model list
-def _module_kind(item: Any) -> str | None:
-    if isinstance(item, BaseModel):  # serialising a validated spec
-        return layer_kind(item)
-    if isinstance(item, dict) and len(item) == 1:
-        kind = next(iter(item))
-        return kind if kind in MODULES else None
-    return None
+def _single_key_union(registry: dict, suffix: str, noun: str):
+    """A tagged union of ``{name: options}`` items, one member per entry of ``registry`` (whose
+    classes carry ``Options`` and ``summary``); errors name the item and list the known names."""
 
+    def kind_of(item: Any) -> str | None:
+        if isinstance(item, BaseModel):  # serialising a validated spec
+            return next(iter(type(item).model_fields))
+        if isinstance(item, dict) and len(item) == 1:
+            kind = next(iter(item))
+            return kind if kind in registry else None
+        return None
 
-def _module_item_type():
     members = []
-    for kind, cls in MODULES.items():
+    for kind, cls in registry.items():
         item = create_model(
-            f"{cls.__name__}Layer",
-            __config__=ConfigDict(extra="forbid", title=f"{kind} layer"),
+            f"{cls.__name__}{suffix}",
+            __config__=ConfigDict(extra="forbid", title=f"{kind} {noun}"),
             __doc__=cls.summary,
             **{kind: (cls.Options, ...)},
         )
@@ -59,46 +61,15 @@ def _module_item_type():
     return Annotated[
         Union[tuple(members)],
         Discriminator(
-            _module_kind,
-            custom_error_type="module",
-            custom_error_message=f"must be one module as {{name: options}}, name one of {', '.join(MODULES)}",
+            kind_of,
+            custom_error_type=noun,
+            custom_error_message=f"must be one {noun} as {{name: options}}, name one of {', '.join(registry)}",
         ),
     ]
 
 
-ModuleLayer = _module_item_type()
-
-
-def _step_kind(item: Any) -> str | None:
-    if isinstance(item, BaseModel):
-        return next(iter(type(item).model_fields))
-    if isinstance(item, dict) and len(item) == 1:
-        kind = next(iter(item))
-        return kind if kind in STEPS else None
-    return None
-
-
-def _feature_item_type():
-    members = []
-    for kind, cls in STEPS.items():
-        item = create_model(
-            f"{cls.__name__}Step",
-            __config__=ConfigDict(extra="forbid", title=f"{kind} step"),
-            __doc__=cls.summary,
-            **{kind: (cls.Options, ...)},
-        )
-        members.append(Annotated[item, Tag(kind)])
-    return Annotated[
-        Union[tuple(members)],
-        Discriminator(
-            _step_kind,
-            custom_error_type="feature",
-            custom_error_message=f"must be one step as {{name: options}}, name one of {', '.join(STEPS)}",
-        ),
-    ]
-
-
-FeatureStep = _feature_item_type()
+ModuleLayer = _single_key_union(MODULES, "Layer", "module")
+FeatureStep = _single_key_union(STEPS, "Step", "step")
 
 
 def _normalise_layer(item: Any) -> Any:
