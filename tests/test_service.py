@@ -140,6 +140,19 @@ def test_a_data_parallel_job_runs_in_its_reservation(server, alice):
     assert "placing 2 workers" in alice.get(f"/v1/jobs/{job['id']}/logs").text
 
 
+def test_a_service_job_saves_its_fitted_preprocessing_with_the_model(server, alice, tmp_path):
+    from xsharp.algos import Model
+
+    spec = short_spec("features", cpus=1)
+    spec["data"] = spec["data"] | {"features": [{"standardize": {}}]}
+    job = alice.post("/v1/jobs", json=spec).json()
+    wait_state(alice, job["id"], "SUCCEEDED")
+    path = tmp_path / "model.npz"
+    path.write_bytes(alice.get(f"/v1/jobs/{job['id']}/artifacts/model.npz").content)
+    model = Model.load(path)
+    assert model.pipeline is not None and "standardize" in str(model.pipeline.describe())
+
+
 def test_pause_resume_stop_and_delete(server, alice, monkeypatch):
     job = alice.post("/v1/jobs", json=long_spec("pausable", epochs=20000)).json()
     wait_state(alice, job["id"], "RUNNING")

@@ -92,7 +92,8 @@ class JobRunner:
         except Stopped as e:
             return ("stopped", e.state)
         model, metrics = summarize(spec, data, result)
-        meta = {"in_shape": list(data.in_shape), "n_classes": data.n_classes, "classes": data.classes}
+        # the fitted preprocessing travels with the model, so predict transforms raw rows the same way
+        meta = {"in_shape": list(data.in_shape), "n_classes": data.n_classes, "classes": data.classes, "pipeline": getattr(data, "pipeline", None)}
         return ("done", result.flat, meta, metrics)
 
     def search(self, raw: dict, previous: str | None, placement_group) -> tuple:

@@ -376,6 +376,7 @@ class Scheduler:
         spec = a.spec
         model = Model(spec.layers, tuple(meta["in_shape"]), meta["n_classes"], seed=spec.seed, classes=meta["classes"])
         model.set_flat(flat)
+        model.pipeline = meta.get("pipeline")
         write_artifacts(self.store.job_dir(job_id) / "artifacts", spec, model, metrics)
         self.store.transition(
             job_id, ["RUNNING"], "SUCCEEDED", f"test accuracy {metrics['test_accuracy']:.4f}", result=metrics, finished=time.time(), request=None

@@ -430,6 +430,7 @@ def run_search(
                                 spec = specs[t.id][1]
                                 model = Model(spec.layers, tuple(meta["in_shape"]), meta["n_classes"], seed=spec.seed, classes=meta["classes"])
                                 model.set_flat(flat)
+                                model.pipeline = meta.get("pipeline")
                                 write_artifacts(out_dir / "best", spec, model, metrics | {"trial": t.id, "params": t.params})
                     s.trial = None
                     _save(done_file, trials, params, settings, time.time() - t0)
@@ -455,6 +456,7 @@ def run_search(
             if out_dir is not None:
                 model = Model(spec.layers, tuple(meta["in_shape"]), meta["n_classes"], seed=spec.seed, classes=meta["classes"])
                 model.set_flat(flat)
+                model.pipeline = meta.get("pipeline")
                 write_artifacts(out_dir / "best", spec, model, metrics | {"trial": best.id, "params": best.params, "cv_accuracy": best.metric})
     finally:
         for s in slots:
