@@ -21,15 +21,17 @@ import dataclasses
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from xsharp import backend
+
+from .modules.base import Options as SpecOptions
 
 CHUNK = 512  # rows per transform call: bounds the memory of framed audio
 
 
-class StepOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class StepOptions(SpecOptions):
+    """A preprocessing step's options, as written under ``data.features`` (same rules as a module's)."""
 
 
 class Step:

@@ -412,21 +412,21 @@ def _memory(values: dict[str, float], m: Any) -> None:
         values["DCGM_FI_DEV_FB_RESERVED"] = float(int(m.reserved) // MIB)
 
 
+# NVML value type -> the member of the value union that holds it
+_VALUE_MEMBERS = {
+    "NVML_VALUE_TYPE_DOUBLE": "dVal",
+    "NVML_VALUE_TYPE_UNSIGNED_INT": "uiVal",
+    "NVML_VALUE_TYPE_UNSIGNED_LONG": "ulVal",
+    "NVML_VALUE_TYPE_UNSIGNED_LONG_LONG": "ullVal",
+    "NVML_VALUE_TYPE_SIGNED_LONG_LONG": "sllVal",
+    "NVML_VALUE_TYPE_SIGNED_INT": "siVal",
+    "NVML_VALUE_TYPE_UNSIGNED_SHORT": "usVal",  # newer NVML only
+}
+
+
 def _field_value(nvml: Any, answer: Any) -> float:
     kind = answer.valueType
-    v = answer.value
-    if kind == nvml.NVML_VALUE_TYPE_DOUBLE:
-        return float(v.dVal)
-    if kind == nvml.NVML_VALUE_TYPE_UNSIGNED_INT:
-        return float(v.uiVal)
-    if kind == nvml.NVML_VALUE_TYPE_UNSIGNED_LONG:
-        return float(v.ulVal)
-    if kind == nvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG:
-        return float(v.ullVal)
-    if kind == nvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG:
-        return float(v.sllVal)
-    if kind == nvml.NVML_VALUE_TYPE_SIGNED_INT:
-        return float(v.siVal)
-    if kind == getattr(nvml, "NVML_VALUE_TYPE_UNSIGNED_SHORT", -1):
-        return float(v.usVal)
+    for name, member in _VALUE_MEMBERS.items():
+        if kind == getattr(nvml, name, None):
+            return float(getattr(answer.value, member))
     raise ValueError(f"unknown NVML value type {kind}")
