@@ -7,8 +7,16 @@ from xsharp.parallel.collective import CollectiveError, CollectiveMember, Mailbo
 
 @ray.remote
 class Peer(CollectiveMember):
-    def join(self, rank, peers):
-        self.coll = RayCollective(rank, peers, self._mailbox(), timeout=60)
+    def join(self, rank, peers, transport):
+        self.coll = RayCollective(rank, peers, self._mailbox(), timeout=60, transport=transport)
+
+    def transport(self):
+        return self.coll.transport
+
+    def shm_files(self):
+        import glob
+
+        return glob.glob("/dev/shm/xsharp-coll-*")
 
     def allreduce(self, buf):
         out = buf.copy()
@@ -21,11 +29,12 @@ class Peer(CollectiveMember):
         return out
 
 
-@pytest.fixture(scope="module")
-def peers(ray_address):
+@pytest.fixture(scope="module", params=["ring", "shm"])
+def peers(ray_address, request):
     actors = [Peer.options(num_cpus=0, max_concurrency=4).remote() for _ in range(3)]
-    ray.get([a.join.remote(i, actors) for i, a in enumerate(actors)])
+    ray.get([a.join.remote(i, actors, request.param) for i, a in enumerate(actors)])
     yield actors
+    assert ray.get([a.transport.remote() for a in actors]) == [request.param] * 3
     for a in actors:
         ray.kill(a)
 
@@ -48,6 +57,23 @@ def test_repeated_allreduces_do_not_mix_messages(peers):
     for step, outs in enumerate(results):
         for out in outs:
             np.testing.assert_array_equal(out, np.full(10, 3 + 30 * step, np.float32))
+
+
+def test_buffer_sizes_and_operations_interleave(peers):
+    # A new size maps new segments mid-run; broadcasts and allreduces share the double buffers.
+    for step, size in enumerate([5, 7, 5, 300_000, 7]):
+        bufs = [np.full(size, rank + step, np.float32) for rank in range(3)]
+        outs = ray.get([p.allreduce.remote(b) for p, b in zip(peers, bufs)])
+        for out in outs:
+            np.testing.assert_array_equal(out, np.full(size, 3 + 3 * step, np.float32))
+        outs = ray.get([p.broadcast.remote(b, step % 3) for p, b in zip(peers, bufs)])
+        for out in outs:
+            np.testing.assert_array_equal(out, bufs[step % 3])
+
+
+def test_shared_memory_files_are_unlinked_once_mapped(peers):
+    ray.get([p.allreduce.remote(np.ones(64, np.float32)) for p in peers])
+    assert ray.get(peers[0].shm_files.remote()) == []
 
 
 def test_broadcast_copies_the_root_buffer(peers):
