@@ -13,8 +13,12 @@
   what makes data parallel pay on one multi-core node (bench/parallel.py measures both).
   Reduce-scatter then all-gather as in the ring: worker r sums chunk r of every segment.
 
-Either way every worker ends with bit-identical sums: each chunk is summed in one fixed order,
-then copied. ``XSHARP_COLLECTIVE=ring`` forces the ring (for comparisons).
+- **nccl** (every worker's buffer on a GPU, CuPy with NCCL present): ``cupy.cuda.nccl``, the
+  unique id made by rank 0 and passed to its peers through Ray (``ray.util.collective`` needs
+  torch in Ray 2.60). The buffer never leaves the GPU.
+
+Every worker ends with bit-identical sums: each chunk is summed in one fixed order, then
+copied. ``XSHARP_COLLECTIVE=ring|shm|nccl`` forces a transport (for comparisons).
 """
 
 from __future__ import annotations
@@ -86,6 +90,15 @@ def _node_id() -> str:
         return f"pid-{os.getpid()}"
 
 
+def _nccl_module() -> Any:
+    """``cupy.cuda.nccl`` where CuPy was built with NCCL, else None."""
+    try:
+        from cupy.cuda import nccl
+    except ImportError:
+        return None
+    return nccl if getattr(nccl, "available", True) else None
+
+
 class SharedSegments:
     """Shared-memory buffers and sequence counters of a group whose workers share one node.
 
@@ -151,10 +164,11 @@ class RayCollective:
         self.timeout = timeout
         self._op = 0
         self.requested = transport or os.environ.get("XSHARP_COLLECTIVE", "auto")
-        if self.requested not in ("auto", "ring", "shm"):
-            raise ValueError(f"XSHARP_COLLECTIVE / transport: must be auto, ring or shm, got {self.requested!r}")
+        if self.requested not in ("auto", "ring", "shm", "nccl"):
+            raise ValueError(f"XSHARP_COLLECTIVE / transport: must be auto, ring, shm or nccl, got {self.requested!r}")
         self.transport: str | None = None  # decided on the first call, together with every peer
         self._shm: SharedSegments | None = None
+        self._nccl: Any = None
 
     def _handshake(self, tag: tuple) -> None:
         """All-to-all exchange of nothing: returns when every peer has reached the same tag."""
@@ -165,9 +179,12 @@ class RayCollective:
             if src != self.rank:
                 self._take(("hs", tag, src))
 
-    def _setup(self) -> None:
-        """Choose the transport: shared memory when every worker is on this node (and allowed)."""
-        me = (_node_id(), uuid.uuid4().hex[:12] if self.rank == 0 else "")
+    def _setup(self, buf: Any) -> None:
+        """Choose the transport with every peer: NCCL when every buffer is on a GPU, shared
+        memory when every worker is on this node, else the ring (unless one is forced)."""
+        nccl = _nccl_module() if backend.to_host(buf) is not buf and self.requested in ("auto", "nccl") else None
+        uid = nccl.get_unique_id() if nccl is not None and self.rank == 0 else None
+        me = (_node_id(), uuid.uuid4().hex[:12] if self.rank == 0 else "", nccl is not None, uid)
         for dst in range(self.world):
             if dst != self.rank:
                 self.peers[dst].deliver.remote(("setup", self.rank), me)
@@ -175,14 +192,34 @@ class RayCollective:
         for src in range(self.world):
             if src != self.rank:
                 seen[src] = self._take(("setup", src))
-        same_node = len({node for node, _ in seen.values()}) == 1
+        same_node = len({info[0] for info in seen.values()}) == 1
+        all_gpu = all(info[2] for info in seen.values())
         if self.requested == "shm" and not same_node:
             raise CollectiveError("XSHARP_COLLECTIVE=shm needs every worker on one node; they are on several")
-        if self.requested != "ring" and same_node and SHM_DIR.is_dir():
+        if self.requested == "nccl" and not all_gpu:
+            raise CollectiveError("XSHARP_COLLECTIVE=nccl needs every worker's buffer on a GPU and CuPy with NCCL")
+        if all_gpu and self.requested in ("auto", "nccl"):
+            self._nccl = (nccl, nccl.NcclCommunicator(self.world, seen[0][3], self.rank))  # blocks until every rank joins
+            self.transport = "nccl"
+        elif self.requested in ("auto", "shm") and same_node and SHM_DIR.is_dir():
             self._shm = SharedSegments(self.rank, self.world, seen[0][1], self._handshake, self.timeout)
             self.transport = "shm"
         else:
             self.transport = "ring"
+
+    def _nccl_call(self, buf: Any, root: int | None) -> Any:
+        nccl, comm = self._nccl
+        kinds = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}
+        if buf.dtype not in kinds or not buf.flags.c_contiguous:
+            raise CollectiveError(f"NCCL collectives take one contiguous float32/float64 buffer, got {buf.dtype}")
+        xp = backend.xp_of(buf)
+        stream = xp.cuda.get_current_stream()
+        if root is None:
+            comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, kinds[buf.dtype], nccl.NCCL_SUM, stream.ptr)
+        else:
+            comm.bcast(buf.data.ptr, buf.size, kinds[buf.dtype], root, stream.ptr)
+        stream.synchronize()
+        return buf
 
     def _send(self, dst: int, key: tuple, value: np.ndarray) -> None:
         # Arguments are serialised at call time, so the buffer may change right after.
@@ -196,8 +233,10 @@ class RayCollective:
         if self.world == 1:
             return buf
         if self.transport is None:
-            self._setup()
+            self._setup(buf)
         self._op += 1
+        if self._nccl is not None:
+            return self._nccl_call(buf, None)
         host = backend.to_host(buf)
         on_device = host is not buf
         if on_device:
@@ -246,8 +285,10 @@ class RayCollective:
         if self.world == 1:
             return buf
         if self.transport is None:
-            self._setup()
+            self._setup(buf)
         self._op += 1
+        if self._nccl is not None:
+            return self._nccl_call(buf, root)
         if self._shm is not None:
             seg = self._shm.buffers(buf.shape[0], self._op % 2)[root]
             if self.rank == root:
