@@ -4,6 +4,7 @@
 #   espeak-ng, sox              - synthesising the spoken-digit data set
 #   dataset-fashion-mnist       - Fashion-MNIST as IDX files under /usr/share/datasets
 #   chromium                    - the web console's browser tests (Playwright drives /usr/bin/chromium)
+#   openssh-server, iproute2    - the two-host provisioning test: sshd inside two network namespaces
 set -euo pipefail
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
@@ -11,6 +12,8 @@ command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
 [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "xsharp needs these Debian packages: ${missing[*]} (no apt-get here; install them yourself)" >&2

@@ -1,16 +1,18 @@
-"""The ansible/ playbook: syntax, `ansible-lint --profile production`, `xsharp cluster up` errors, and a
-real converge of common, nvidia, xsharp, ray_head and xsharp_exporter on localhost into a throw-away prefix.
+"""The ansible/ playbook: syntax, `ansible-lint --profile production`, `xsharp cluster up` errors, and
+molecule's default scenario (ansible/molecule/default): site.yml converges common, nvidia, xsharp, ray_head,
+xsharp_exporter and monitoring on localhost into a throw-away prefix, a second converge changes nothing
+(molecule idempotence), and molecule verify asks the Ray head and the exporter.
 
-The converge uses `xsharp_service_manager: none` (no systemd here: PID 1 is not systemd), so the rendered
+The scenario uses `xsharp_service_manager: none` (no systemd here: PID 1 is not systemd), so the rendered
 units run under the playbook's own xsharp-supervise with pidfiles. xsharp is installed as a wheel built from
-this checkout into a fresh venv under the prefix with --no-deps; that venv reaches the dependencies (Ray,
-NumPy, ...) of the venv running the tests through a .pth file (xsharp_venv_extra_paths), which keeps the
-test at about a minute instead of a multi-GB dependency install, while xsharp itself comes from the wheel.
+a snapshot of this checkout into a fresh venv under the prefix with --no-deps; that venv reaches the
+dependencies (Ray, NumPy, ...) of the venv running the tests through a .pth file (xsharp_venv_extra_paths),
+which keeps the test at about a minute instead of a multi-GB dependency install. The two-host cluster in
+network namespaces is tests/test_ansible_netns.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -29,13 +31,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 ANSIBLE = REPO / "ansible"
 BIN = Path(sys.executable).parent
-UNITS = ("xsharp-exporter", "xsharp-ray-head")
 
 
 def _tool(name: str) -> str:
     path = shutil.which(name) or (str(BIN / name) if (BIN / name).exists() else None)
     if path is None:
-        pytest.skip(f"{name} is not installed (pip install -e '.[dev]')")
+        pytest.fail(f"{name} is not installed (pip install -e '.[dev]')")
     return path
 
 
@@ -53,7 +54,7 @@ def _port_base() -> int:
     for base in range(46000, 60000, 500):
         if all(_free(p) for p in [*range(base, base + 10), base + 20, base + 119]):
             return base
-    pytest.skip("no free port range on loopback")
+    pytest.fail("no free port range on loopback")
 
 
 def _recap(output: str) -> dict[str, int]:
@@ -136,76 +137,73 @@ def test_cluster_up_without_ansible(tmp_path):
     assert "pip install ansible-core" in proc.stderr
 
 
+def snapshot_source(dest: Path) -> Path:
+    """A copy of this checkout's tracked and unignored files: the playbook builds its wheel from it, so
+    edits made while the test runs cannot make the second converge see a different wheel."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for rel in filter(None, listed.decode().split("\0")):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+def _molecule(step: str, env: dict) -> dict:
+    t0 = time.monotonic()
+    proc = subprocess.run([_tool("molecule"), step], cwd=ANSIBLE, capture_output=True, text=True, env=env, timeout=500)
+    return {"rc": proc.returncode, "out": proc.stdout + proc.stderr, "seconds": time.monotonic() - t0}
+
+
 @pytest.fixture(scope="module")
 def converged():
-    _tool("ansible-playbook")
-    # Short prefix: Ray's unix sockets live under its temp dir and paths are limited to 107 bytes.
+    """molecule's default scenario (molecule/default): converge, idempotence, verify; cleanup at the end."""
+    _tool("molecule")
+    # Short root: Ray's unix sockets live under its temp dir and paths are limited to 107 bytes.
     root = Path(tempfile.mkdtemp(prefix="xs-", dir="/tmp"))
-    prefix = root / "root"
     base = _port_base()
-    ports = {
-        "ray": base, "node_manager": base + 1, "object_manager": base + 2, "agent_grpc": base + 3,
-        "runtime_env": base + 4, "agent_listen": base + 5, "metrics": base + 6, "exporter": base + 7,
+    ports = {"ray": base, "exporter": base + 7}  # molecule/default/inventory/hosts.yml lays out base .. base+119
+    env = {
+        **os.environ,
+        "XSHARP_MOLECULE_ROOT": str(root),
+        "XSHARP_MOLECULE_PORT_BASE": str(base),
+        "XSHARP_MOLECULE_SOURCE": str(snapshot_source(root / "src")),
+        "NO_COLOR": "1",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
     }
-    (root / "inventory.ini").write_text(f"[head]\nnode0 ansible_connection=local ansible_python_interpreter={sys.executable}\n[workers]\n[monitoring]\n")
-    extra = {
-        "xsharp_prefix": str(prefix),
-        "xsharp_service_manager": "none",
-        "xsharp_user": "root" if os.getuid() == 0 else os.environ.get("USER", "nobody"),
-        "xsharp_group": "root" if os.getuid() == 0 else os.environ.get("USER", "nobody"),
-        "xsharp_ray_head_ip": "127.0.0.1",
-        "xsharp_ray_port": ports["ray"],
-        "xsharp_enable_server": False,
-        "ansible_become": False,
-        "common_install_packages": False,
-        "common_manage_user": False,
-        "xsharp_wheel_dir": str(root / "wheels"),
-        "xsharp_python": sys._base_executable,
-        "xsharp_pip_extra_args": "--no-deps",
-        "xsharp_venv_extra_paths": [sysconfig.get_paths()["purelib"]],
-        "ray_head_node_manager_port": ports["node_manager"],
-        "ray_head_object_manager_port": ports["object_manager"],
-        "ray_head_dashboard_agent_grpc_port": ports["agent_grpc"],
-        "ray_head_runtime_env_agent_port": ports["runtime_env"],
-        "ray_head_dashboard_agent_listen_port": ports["agent_listen"],
-        "ray_head_min_worker_port": base + 20,
-        "ray_head_max_worker_port": base + 119,
-        "ray_head_metrics_export_port": ports["metrics"],
-        "ray_head_num_cpus": 1,
-        "ray_head_object_store_memory": 128 * 1024**2,
-        "ray_head_stop_timeout": 10,
-        "xsharp_exporter_host": "127.0.0.1",
-        "xsharp_exporter_port": ports["exporter"],
-    }
-    (root / "vars.json").write_text(json.dumps(extra))
-    cmd = ["cluster", "up", "--inventory", str(root / "inventory.ini"), "-e", f"@{root / 'vars.json'}"]
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
-    runs = []
+    runs: dict[str, dict] = {}
     try:
-        for _ in range(2):
-            t0 = time.monotonic()
-            proc = _xsharp(*cmd, env=env, timeout=400)
-            runs.append({"rc": proc.returncode, "out": proc.stdout + proc.stderr, "seconds": time.monotonic() - t0})
-            if proc.returncode != 0:
+        for step in ("converge", "idempotence", "verify"):
+            runs[step] = _molecule(step, env)
+            if runs[step]["rc"] != 0:
                 break
-        yield {"prefix": prefix, "ports": ports, "runs": runs}
+        yield {"prefix": root / "root", "ports": ports, "runs": runs}
     finally:
-        supervisor = prefix / "usr/local/sbin/xsharp-supervise"
-        for unit in UNITS:
-            if supervisor.exists():
-                subprocess.run([sys.executable, str(supervisor), "stop", unit], capture_output=True, timeout=60)
+        cleanup = _molecule("cleanup", env)
         _kill_under(str(root))
         shutil.rmtree(root, ignore_errors=True)
+        assert cleanup["rc"] == 0, cleanup["out"][-4000:]
 
 
 def test_converge_then_idempotent(converged):
-    first, *rest = converged["runs"]
+    runs = converged["runs"]
+    first = runs["converge"]
     assert first["rc"] == 0, first["out"][-6000:]
     assert _recap(first["out"]).get("changed", 0) > 0
-    assert rest and rest[0]["rc"] == 0, rest[0]["out"][-6000:] if rest else "no second run"
-    recap = _recap(rest[0]["out"])
-    assert recap.get("changed") == 0 and recap.get("failed") == 0, rest[0]["out"][-6000:]
-    print(f"converge {first['seconds']:.1f}s, second run {rest[0]['seconds']:.1f}s, recap {recap}")
+    again = runs.get("idempotence")
+    assert again is not None and again["rc"] == 0, again["out"][-6000:] if again else "no idempotence run"
+    recap = _recap(again["out"])
+    assert recap.get("changed") == 0 and recap.get("failed") == 0, again["out"][-6000:]
+    print(f"converge {first['seconds']:.1f}s, idempotence {again['seconds']:.1f}s, recap {recap}")
+
+
+def test_molecule_verify(converged):
+    verify = converged["runs"].get("verify")
+    assert verify is not None and verify["rc"] == 0, verify["out"][-6000:] if verify else "no verify run"
+    recap = _recap(verify["out"])
+    assert recap.get("ok", 0) >= 8 and recap.get("failed") == 0, verify["out"][-6000:]
 
 
 def test_converged_files(converged):
@@ -223,6 +221,18 @@ def test_converged_files(converged):
     assert where.stdout.strip().startswith(str(prefix / "opt/xsharp/venv")), where.stdout + where.stderr
 
 
+def test_monitoring_converged(converged):
+    """The monitoring role wrote a Prometheus config that scrapes this exporter (promtool checked it
+    during the converge) and pointed Debian's prometheus defaults at it."""
+    prefix = converged["prefix"]
+    config = (prefix / "etc/xsharp/monitoring/prometheus.yml").read_text()
+    assert f"127.0.0.1:{converged['ports']['exporter']}" in config
+    assert (prefix / "etc/xsharp/monitoring/rules").is_dir() and any((prefix / "etc/xsharp/monitoring/dashboards").glob("*.json"))
+    assert f"--config.file={prefix}/etc/xsharp/monitoring/prometheus.yml" in (prefix / "etc/default/prometheus").read_text()
+    assert oct((prefix / "etc/grafana/provisioning").stat().st_mode & 0o777) == "0o755"
+    assert (prefix / "etc/grafana/provisioning/datasources/xsharp.yml").is_file()
+
+
 def test_ray_head_answers_with_token(converged):
     prefix, port = converged["prefix"], converged["ports"]["ray"]
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(prefix / "etc/xsharp/ray_auth_token")}
@@ -238,4 +248,4 @@ def test_exporter_serves_metrics(converged):
     with urllib.request.urlopen(url, timeout=30) as resp:
         body = resp.read().decode()
     assert resp.status == 200
-    assert "xsharp_node_health_check" in body or "xsharp_" in body
+    assert "xsharp_node_healthy" in body and "xsharp_node_health_check" in body
