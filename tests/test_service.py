@@ -309,3 +309,71 @@ def test_a_search_is_one_job_that_pauses_and_never_reruns_a_finished_trial(serve
     bad = raw | {"search": {"strategy": "bayes"}}
     r = alice.post("/v1/searches", json=bad)
     assert r.status_code == 422 and r.json()["detail"][0].startswith("search.strategy")
+
+
+# --------------------------------------------------------------------------- polling: after=, live search tables
+def test_metrics_and_logs_with_after_send_only_what_is_new(server, alice, bob):
+    job = alice.post("/v1/jobs", json=short_spec("polled", cpus=1)).json()
+    wait_state(alice, job["id"], "SUCCEEDED")
+    path = f"/v1/jobs/{job['id']}"
+    every = alice.get(f"{path}/metrics")
+    rows = every.json()
+    assert len(rows) > 20 and every.headers["X-Next-After"] == str(len(rows))  # without after: every row, as before
+    head = alice.get(f"{path}/metrics", params={"after": 0})
+    assert head.json() == rows
+    tail = alice.get(f"{path}/metrics", params={"after": 20})
+    assert tail.json() == rows[20:] and tail.headers["X-Next-After"] == str(len(rows))
+    done = alice.get(f"{path}/metrics", params={"after": len(rows)})
+    assert done.json() == [] and done.headers["X-Next-After"] == str(len(rows))
+
+    log = alice.get(f"{path}/logs")
+    text = log.content  # after= counts bytes
+    assert text.endswith(b"\n") and log.headers["X-Next-After"] == str(len(text))
+    middle = text.index(b"\n", len(text) // 2) + 1  # a line start
+    rest = alice.get(f"{path}/logs", params={"after": middle})
+    assert rest.content == text[middle:] and rest.headers["X-Next-After"] == str(len(text))
+    assert alice.get(f"{path}/logs", params={"after": len(text)}).content == b""
+    assert alice.get(f"{path}/logs", params={"after": middle + 3}).content == text[middle + 3 :]  # mid-line: the rest of that line, then whole lines
+    with open(server.home / "jobs" / str(job["id"]) / "job.log", "ab") as f:
+        f.write(b"half a li")  # a line still being written
+    grown = alice.get(f"{path}/logs", params={"after": len(text)})
+    assert grown.content == b"" and grown.headers["X-Next-After"] == str(len(text))  # it comes whole, next time
+    assert alice.get(f"{path}/logs").content == text + b"half a li"  # without after: everything, as before
+
+    r = alice.get(f"{path}/metrics", params={"after": -1})
+    assert r.status_code == 422 and r.json()["detail"] == ["query.after: must be >= 0, got '-1'"]
+    assert alice.get(f"{path}/logs", params={"after": "x"}).status_code == 422
+    assert bob.get(f"{path}/metrics", params={"after": 0}).status_code == 403
+    assert bob.get(f"{path}/logs", params={"after": 0}).status_code == 403
+
+
+def test_a_searchs_trial_table_is_served_while_it_runs_and_fenced_like_its_job(server, alice, bob):
+    raw = long_spec("live-search", epochs=800, cpus=1)
+    raw["train"]["learning_rate"] = {"grid": [0.1, 0.3]}
+    raw["search"] = {"strategy": "grid", "max_parallel": 2}
+    plain = alice.post("/v1/jobs", json=short_spec("not-a-search", cpus=1)).json()
+    job = alice.post("/v1/searches", json=raw).json()
+    early = alice.get(f"/v1/searches/{job['id']}").json()  # before it starts: what it searches, no trials yet
+    assert early["params"] == ["train.learning_rate"] and early["settings"]["strategy"] == "grid" and early["final"] is False
+    assert bob.get(f"/v1/searches/{job['id']}").status_code == 403
+    assert alice.get(f"/v1/searches/{plain['id']}").json()["detail"] == f"job {plain['id']} is not a search"
+    assert alice.get("/v1/searches/999999").status_code == 404
+    listed = [j["id"] for j in alice.get("/v1/searches").json()]
+    assert job["id"] in listed and plain["id"] not in listed
+    assert job["id"] not in [j["id"] for j in bob.get("/v1/searches").json()]
+
+    def running_table():
+        s = alice.get(f"/v1/searches/{job['id']}").json()
+        live = [t for t in s["trials"] if t["state"] == "RUNNING" and t["epochs"] > 0]
+        return s if live and not s["final"] else None
+
+    s = wait_for(running_table, 90, every=0.1, what="a live table with a trial part-way through")
+    assert len(s["trials"]) == 2 and s["job"]["state"] == "RUNNING"
+    t = next(t for t in s["trials"] if t["state"] == "RUNNING" and t["epochs"] > 0)
+    assert 0 < t["epochs"] < 800 and len(t["curve"]) == t["epochs"] and t["metric"] == t["curve"][-1] and t["seconds"] > 0
+    done = wait_state(alice, job["id"], "SUCCEEDED", 120)
+    final = alice.get(f"/v1/searches/{job['id']}").json()
+    assert final["final"] and final["best"] == done["result"]["best_trial"] is not None
+    assert [t["state"] for t in final["trials"]] == ["SUCCEEDED", "SUCCEEDED"] and all(len(t["curve"]) == t["epochs"] == 800 for t in final["trials"])
+    assert final["trials"] == json.loads(alice.get(f"/v1/jobs/{job['id']}/artifacts/search.json").content)["trials"]
+    wait_state(alice, plain["id"], "SUCCEEDED")

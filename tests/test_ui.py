@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from playwright.sync_api import Page, expect, sync_playwright
 
@@ -70,6 +71,7 @@ def shot(page: Page, name: str, tmp_path: Path, full_page: bool = True) -> None:
     folder = Path(os.environ["XSHARP_SCREENSHOTS"]) if os.environ.get("XSHARP_SCREENSHOTS") else tmp_path
     folder = folder if folder.is_absolute() else ROOT / folder
     folder.mkdir(parents=True, exist_ok=True)
+    page.evaluate("() => document.activeElement?.blur()")  # else Chromium scrolls a focused input back into view after a full-page shot, under the next click
     page.screenshot(path=str(folder / f"console-{name}.png"), full_page=full_page)
 
 
@@ -170,6 +172,8 @@ def test_a_bad_field_shows_the_servers_error_next_to_that_field(server, browser,
 
 def test_submit_a_job_watch_its_curve_grow_pause_resume_stop_and_delete(server, browser, tmp_path):
     page = log_in(browser, server, "alice")
+    polled = []
+    page.on("request", lambda r: polled.append(r.url) if re.search(r"/v1/jobs/\d+/(metrics|logs)\?", r.url) else None)
     page.goto(f"{server.url}/ui/submit")
     page.select_option("#recipe", "digits-dbn")  # a recipe fills the form, then shrink it to a quick local run
     expect(page.locator('[data-path="model[1].rbm.hidden"]')).to_have_value("128")
@@ -192,6 +196,9 @@ def test_submit_a_job_watch_its_curve_grow_pause_resume_stop_and_delete(server, 
     expect(page.locator('[data-fact="eta"]')).to_have_text(re.compile(r"^\d+[smhd]"))
     expect(page.locator("#grafana-link")).to_have_attribute("href", f"{GRAFANA}/d/xsharp-training?var-job_id={job_id}")
     expect(page.locator("#log")).to_contain_text("fine-tune epoch")
+    after = {kind: [int(a) for u in polled if f"/{kind}?" in u for a in re.findall(r"after=(\d+)", u)] for kind in ("metrics", "logs")}
+    assert after["metrics"][0] == after["logs"][0] == 0 and after["metrics"][-1] > 0 and after["logs"][-1] > 0  # later polls ask only for what is new
+    assert after["metrics"] == sorted(after["metrics"]) and after["logs"] == sorted(after["logs"])
     shot(page, "job", tmp_path)
 
     page.goto(f"{server.url}/ui/jobs")
@@ -272,7 +279,7 @@ def test_another_users_job_is_refused(server, browser):
     page.context.close()
 
 
-def test_a_search_shows_its_trials_and_metric_plot_and_a_search_recipe_submits_as_written(server, browser, tmp_path):
+def test_a_search_shows_its_trials_and_metric_plot_and_a_search_recipe_fills_the_form(server, browser, tmp_path):
     raw = short_spec("lr-search", cpus=1)
     raw["train"] = raw["train"] | {"learning_rate": {"grid": [0.1, 0.3]}}
     raw["search"] = {"strategy": "grid", "max_parallel": 2}
@@ -283,25 +290,102 @@ def test_a_search_shows_its_trials_and_metric_plot_and_a_search_recipe_submits_a
         page.goto(f"{server.url}/ui/searches")
         row = page.locator(f'#searches tr[data-job="{search["id"]}"]')
         expect(row.locator(".trials")).to_have_text("2")
-        row.locator("a").click()
-        page.wait_for_url(f"**/ui/jobs/{search['id']}")
+        row.locator("a", has_text="#").click()
+        page.wait_for_url(f"**/ui/jobs/{search['id']}")  # a search's job page shows the same trial table
         trials = page.locator("#trial-table tbody tr")
         expect(trials).to_have_count(2)
         expect(page.locator("#trial-table thead")).to_contain_text("train.learning_rate")
         expect(page.locator("#trial-table tr.best")).to_have_count(1)
         expect(page.locator("#trial-metric svg")).to_have_attribute("data-points", "2")  # accuracy by learning rate
         expect(page.locator("#trial-curves svg")).to_have_attribute("data-points", "40")  # 2 trials x 20 epochs
-        shot(page, "search", tmp_path)
+        expect(page.locator("#search-png img")).to_be_visible()  # the server's plot, fetched with the token
+        shot(page, "search-job", tmp_path)
 
         page.goto(f"{server.url}/ui/submit")
-        page.select_option("#recipe", "digits-search")
-        expect(page.locator("#yaml")).to_contain_text("hidden: {grid: [32, 128, 512]}")
-        expect(page.locator('section[data-field="model"]')).to_be_hidden()
-        page.click("#submit-button")  # posted to /v1/searches as written
-        page.wait_for_url(re.compile(r"/ui/jobs/\d+$"))
+        page.select_option("#recipe", "digits-search")  # a search recipe fills the form, grids and all
+        expect(page.locator("#yaml")).to_contain_text("  - rbm: {hidden: {grid: [32, 128, 512]}}")
+        expect(page.locator("#yaml")).to_contain_text("learning_rate: {grid: [0.01, 0.05, 0.25]}")
+        expect(page.locator('[data-field="model[0].rbm.hidden"] .hp-grid')).to_have_value("32, 128, 512")
+        expect(page.locator('section[data-field="search"]')).to_be_visible()
+        expect(page.locator("#submit-button")).to_have_text("Submit search")
+        page.click("#submit-button")
+        page.wait_for_url(re.compile(r"/ui/searches/\d+$"))
         job_id = int(page.url.rsplit("/", 1)[1])
         expect(page.locator("#flash")).to_have_text(f"Search #{job_id} submitted.")
-        assert alice.get(f"/v1/jobs/{job_id}").json()["spec"]["search"]["strategy"] == "grid"
+        submitted = alice.get(f"/v1/jobs/{job_id}").json()["spec"]
+        assert submitted["search"]["strategy"] == "grid" and submitted["model"][0]["rbm"]["hidden"] == {"grid": [32, 128, 512]}
         assert alice.post(f"/v1/jobs/{job_id}/stop").status_code in (202, 409)  # 409: it may already be done
         wait_state(alice, job_id, ["STOPPED", "SUCCEEDED"])
         page.context.close()
+
+
+def test_a_search_built_on_the_form_with_a_range_and_auto_fills_its_trial_table_while_it_runs(server, browser, tmp_path):
+    page = log_in(browser, server, "alice")
+    page.goto(f"{server.url}/ui/submit")
+    kinds = page.locator("#module-kind option")
+    expect(kinds).to_have_count(len(MODULES))
+    assert sorted(kinds.evaluate_all("els => els.map(e => e.value)")) == sorted(MODULES)  # the server's module registry
+    hidden, lr = page.locator('[data-field="model[0].rbm.hidden"]'), page.locator('[data-field="train.learning_rate"]')
+    expect(lr.locator(".hp-mode option")).to_have_text(["fixed", "range", "grid", "auto"])
+    expect(page.locator('[data-field="train.eps"] .hp-mode option')).to_have_text(["fixed", "range", "grid"])  # no prior for eps: no auto
+    expect(page.locator('section[data-field="search"]')).to_be_hidden()
+    for path, value in {"name": "form-search", "data.limit": "300", "pretrain.epochs": "2", "pretrain.batch_size": "20",
+                        "train.epochs": "300", "train.batch_size": "20", "resources.cpus_per_worker": "1"}.items():
+        page.fill(f'[data-path="{path}"]', value)
+    page.select_option('[data-path="mode"]', "local")
+    hidden.locator(".hp-mode").select_option("range")
+    for role, value in {"low": "32", "high": "16", "step": "16"}.items():
+        hidden.locator(f'[data-hp="{role}"]').fill(value)
+    lr.locator(".hp-mode").select_option("auto")
+    expect(lr.locator(".hp-auto")).to_have_text("log-uniform 0.001 to 0.5")
+    expect(page.locator('section[data-field="search"]')).to_be_visible()  # a field that varies makes it a search
+    expect(page.locator("#submit-button")).to_have_text("Submit search")
+    momentum = page.locator('[data-field="pretrain.momentum"]')
+    momentum.locator(".hp-mode").select_option("grid")
+    momentum.locator(".hp-grid").fill("0.5, 1.5")
+    expect(page.locator("#yaml")).to_contain_text("  - rbm: {hidden: {range: [32, 16], step: 16}}")
+    expect(page.locator("#yaml")).to_contain_text("  momentum: {grid: [0.5, 1.5]}")
+    page.click("#submit-button")  # low above high: the server's message lands on the field
+    expect(hidden.locator(".field-error")).to_have_text("range: must be [low, high] numbers with low < high, got [32, 16]")
+    expect(page.locator("#submit-errors")).to_contain_text("1 problem, marked on the form")
+    hidden.locator('[data-hp="low"]').fill("16")
+    hidden.locator('[data-hp="high"]').fill("32")
+    expect(hidden.locator(".field-error")).to_have_text("")
+    page.click("#submit-button")  # a grid value no trial can take: the trial's message, on that field
+    expect(momentum.locator(".field-error")).to_have_text(re.compile(r"^trial \d+ \(.*pretrain\.momentum=1\.5.*\): must be < 1\.0, got 1\.5$"))
+    momentum.locator(".hp-mode").select_option("fixed")
+    page.select_option('[data-path="search.strategy"]', "random")
+    page.fill('[data-path="search.samples"]', "3")
+    page.fill('[data-path="search.max_parallel"]', "2")
+    page.fill('[data-path="search.seed"]', "1")
+    yaml_text = page.locator("#yaml").inner_text()
+    for line in ["  - rbm: {hidden: {range: [16, 32], step: 16}}", "  learning_rate: auto", "search:\n  strategy: random\n  samples: 3\n  max_parallel: 2\n  seed: 1"]:
+        assert line in yaml_text
+    shot(page, "submit-search", tmp_path)
+    page.click("#submit-button")
+    page.wait_for_url(re.compile(r"/ui/searches/\d+$"))
+    job_id = int(page.url.rsplit("/", 1)[1])
+    expect(page.locator("#flash")).to_have_text(f"Search #{job_id} submitted.")
+    with server.client(server.tokens["alice"]) as alice:
+        assert alice.get(f"/v1/jobs/{job_id}").json()["spec"] == yaml.safe_load(yaml_text)  # the YAML shown is what was sent
+
+        live = page.locator('#trial-table[data-final="false"]')
+        expect(live.locator("tbody tr")).to_have_count(3, timeout=60_000)  # the table so far, while the search runs
+        page.wait_for_function("() => document.querySelector('#trial-table')?.dataset.final === 'false'"  # curves drawn while it runs
+                               " && document.querySelector('#trial-summary').textContent.endsWith('live')"
+                               " && +(document.querySelector('#trial-curves svg')?.dataset.points || 0) > 0", timeout=60_000)
+        expect(page.locator("#trial-table thead")).to_contain_text("model[0].rbm.hidden")
+        shot(page, "search-live", tmp_path)
+
+        final = page.locator('#trial-table[data-final="true"]')
+        expect(final).to_have_count(1, timeout=120_000)
+        expect(final.locator('tbody tr[data-state="SUCCEEDED"]')).to_have_count(3)
+        result = wait_state(alice, job_id, "SUCCEEDED")["result"]
+        expect(final.locator("tr.best")).to_have_attribute("data-trial", str(result["best_trial"]))
+        expect(page.locator("#trial-summary")).to_contain_text(f"best: trial {result['best_trial']}")
+        expect(page.locator("#search-png img")).to_be_visible()
+        expect(page.locator(f'#searches tr[data-job="{job_id}"] .trials')).to_have_text("3")
+        for t in alice.get(f"/v1/searches/{job_id}").json()["trials"]:
+            assert t["params"]["model[0].rbm.hidden"] in (16, 32) and 0.001 <= t["params"]["train.learning_rate"] <= 0.5
+        shot(page, "search", tmp_path)
+    page.context.close()

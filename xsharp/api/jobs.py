@@ -116,13 +116,29 @@ def delete(job_id: JobId, user: User = Depends(current_user), store: Store = Dep
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+After = Query(
+    None, ge=0, le=2**62, description="poll for what is new: the X-Next-After of the previous answer (a byte offset for logs, a row count for metrics)"
+)
+
+
 @router.get("/{job_id}/logs", summary="The job's log (follow=true streams until it finishes)", response_class=StreamingResponse)
-async def logs(job_id: JobId, follow: bool = False, user: User = Depends(current_user), store: Store = Depends(get_store)):
+async def logs(job_id: JobId, follow: bool = False, after: int | None = After, user: User = Depends(current_user), store: Store = Depends(get_store)):
+    """The log as text. With ``after``: only the whole lines written since that byte offset; the
+    X-Next-After header of every answer but a followed one is the offset to ask from next."""
     visible_job(job_id, user, store)
     path = store.job_dir(job_id) / "job.log"
+    if not follow:
+        chunk = b""
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(after or 0)
+                chunk = f.read()
+        if after is not None:
+            chunk = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written comes next time, whole
+        return Response(chunk, media_type="text/plain", headers={"X-Next-After": str((after or 0) + len(chunk))})
 
     async def lines():
-        pos = 0
+        pos = after or 0
         while True:
             if path.exists():
                 with open(path, "rb") as f:
@@ -140,9 +156,12 @@ async def logs(job_id: JobId, follow: bool = False, user: User = Depends(current
 
 
 @router.get("/{job_id}/metrics", response_model=list[MetricRow], summary="The job's metric series")
-def metrics(job_id: JobId, user: User = Depends(current_user), store: Store = Depends(get_store)) -> list[MetricRow]:
+def metrics(response: Response, job_id: JobId, after: int | None = After, user: User = Depends(current_user), store: Store = Depends(get_store)) -> list[MetricRow]:
+    """Every row in the order written; with ``after=N``, the rows after the first N (X-Next-After: N plus the rows sent)."""
     visible_job(job_id, user, store)
-    return [MetricRow(**row) for row in store.metrics(job_id)]
+    rows = store.metrics(job_id, after or 0)
+    response.headers["X-Next-After"] = str((after or 0) + len(rows))
+    return [MetricRow(**row) for row in rows]
 
 
 @router.get("/{job_id}/artifacts", response_model=list[Artifact], summary="The job's artifacts")

@@ -57,3 +57,26 @@ class ClusterOut(BaseModel):
     free: dict[str, float]
     jobs_by_state: dict[str, int]
     queue: list[JobOut]
+
+
+class TrialOut(BaseModel):
+    id: int
+    params: dict[str, Any]
+    state: str  # PENDING RUNNING SUCCEEDED STOPPED (early) FAILED
+    metric: float | None = None  # validation accuracy at the last epoch run (with folds: the mean over folds)
+    test_accuracy: float | None = None
+    epochs: int = 0
+    seconds: float = 0.0  # a running trial: its time so far
+    error: str | None = None
+    curve: list[float] = []  # validation accuracy per fine-tuning epoch
+    fold_metrics: list[float] = []
+
+
+class SearchOut(BaseModel):
+    job: JobOut
+    final: bool  # the table the finished search left (its search.json artifact); else the one so far
+    settings: dict[str, Any]
+    params: list[str]  # the searched fields, as spec paths
+    seconds: float | None = None
+    best: int | None = None  # the best finished trial (so far, while it runs)
+    trials: list[TrialOut]

@@ -85,6 +85,11 @@ def searches_page() -> HTMLResponse:
     return _page("searches")
 
 
+@pages.get("/ui/searches/{job_id}")
+def search_page(job_id: int) -> HTMLResponse:
+    return _page("searches", job_id)
+
+
 @pages.get("/ui/cluster")
 def cluster_page() -> HTMLResponse:
     return _page("cluster")
@@ -112,10 +117,19 @@ class Recipe(BaseModel):
     error: str | None = None
 
 
+class AutoPrior(BaseModel):
+    low: float
+    high: float
+    log: bool
+    integer: bool
+
+
 class SpecSchema(BaseModel):
     jobspec: dict[str, Any]
     datasets: list[str]
     formats: list[str]
+    search: dict[str, Any]  # the search: section as JSON Schema
+    auto: dict[str, AutoPrior]  # option name -> the prior `auto` draws from (other options cannot be auto)
 
 
 @router.get("/me", response_model=Me, summary="The user the token belongs to")
@@ -141,12 +155,16 @@ def modules(user: User = Depends(current_user)) -> list[ModuleInfo]:
 @lru_cache(maxsize=1)
 def _schema() -> SpecSchema:
     from xsharp.algos import datasets
+    from xsharp.cluster.search import AUTO_PRIORS, SearchSettings
     from xsharp.spec import json_schema
 
-    return SpecSchema(jobspec=json_schema(), datasets=sorted(datasets.NAMED), formats=sorted(datasets.FORMATS))
+    auto = {name: AutoPrior(low=lo, high=hi, log=log, integer=integer) for name, (lo, hi, log, integer) in AUTO_PRIORS.items()}
+    return SpecSchema(
+        jobspec=json_schema(), datasets=sorted(datasets.NAMED), formats=sorted(datasets.FORMATS), search=SearchSettings.model_json_schema(), auto=auto
+    )
 
 
-@router.get("/spec/schema", response_model=SpecSchema, summary="The JobSpec as JSON Schema, with the named datasets and file formats")
+@router.get("/spec/schema", response_model=SpecSchema, summary="The JobSpec and a search's settings as JSON Schema, the named datasets and file formats, the priors of `auto`")
 def spec_schema(user: User = Depends(current_user)) -> SpecSchema:
     return _schema()
 

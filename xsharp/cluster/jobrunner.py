@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import threading
+import time
 from collections import deque
 
 import ray
@@ -105,17 +106,23 @@ class JobRunner:
         import tempfile
         from pathlib import Path
 
-        from .search import SearchStopped, run_search
+        from .search import SearchStopped, run_search, settings_of, snapshot, split_space
 
         stop = self._stop_of(0)
         self._events.append(("pids", [os.getpid()]))
         out = Path(tempfile.mkdtemp(prefix="xsharp-search-"))
         if previous:
             (out / "search.json").write_text(previous)
-        seen = {"done": -1}
+        seen = {"done": -1, "table": None, "at": 0.0}
+        settings, names, started = settings_of(raw), [p.name for p in split_space(raw)[1]], time.time()
 
         def update(trials) -> None:
             done = sum(t.state in ("SUCCEEDED", "STOPPED", "FAILED") for t in trials)
+            # The trial table for the API while the search runs: on each change, at most twice a second
+            table, now = [(t.state, t.epochs) for t in trials], time.time()
+            if table != seen["table"] and (done != seen["done"] or now - seen["at"] >= 0.5):
+                seen["table"], seen["at"] = table, now
+                self._events.append(("trials", snapshot(trials, names, settings, now - started)))
             if done != seen["done"]:
                 seen["done"] = done
                 scores = [t.metric for t in trials if t.state == "SUCCEEDED" and t.metric is not None]

@@ -297,12 +297,13 @@ class Scheduler:
         import ray
 
         from . import checkpoint
+        from .search import save_table
 
         try:
             events = ray.get(a.runner.poll.remote(), timeout=10)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             return
-        rows = []
+        rows, table = [], None
         for kind, item in events:
             if kind == "progress":
                 rows.append(item)
@@ -317,6 +318,10 @@ class Scheduler:
                 self.store.log(job_id, str(item))
             elif kind == "pids":
                 self.store.set_pids(job_id, item)
+            elif kind == "trials":  # a search's trial table so far, read by GET /v1/searches/{id}
+                table = item
+        if table is not None:
+            save_table(self.store.job_dir(job_id) / "search.json", table)
         if rows:
             self.store.add_metrics(job_id, rows)
             self.store.update_progress(job_id, rows[-1])
@@ -330,6 +335,7 @@ class Scheduler:
 
         from . import checkpoint
         from .runner import write_artifacts
+        from .search import save_table
 
         self._drain(job_id, a)
         try:
@@ -356,7 +362,7 @@ class Scheduler:
         if outcome[0] in ("stopped", "search_stopped"):
             state = outcome[1]
             if outcome[0] == "search_stopped":
-                (self.store.job_dir(job_id) / "search.json").write_text(state)  # finished trials, kept for the resume
+                save_table(self.store.job_dir(job_id) / "search.json", json.loads(state))  # finished trials, kept for the resume
                 state = None
             elif state is not None:
                 checkpoint.save(self.store.job_dir(job_id) / "checkpoints", state)

@@ -388,6 +388,8 @@ def run_search(
                 if s.trial is None:
                     continue
                 t = s.trial
+                if s.fold is None:
+                    t.seconds = time.time() - s.started  # live tables show a running trial's time so far
                 for kind, item in ray.get(s.runner.poll.remote()):
                     if s.fold is not None:
                         continue  # a fold counts when it ends
@@ -440,7 +442,7 @@ def run_search(
                 for s in slots:
                     if s.trial is not None:
                         s.runner.request_stop.remote(s.run_id)
-                        s.trial.state, s.trial.curve, s.trial.epochs, s.trial.fold_metrics = "PENDING", [], 0, []
+                        s.trial.state, s.trial.curve, s.trial.epochs, s.trial.fold_metrics, s.trial.seconds = "PENDING", [], 0, [], 0.0
                         s.trial = None
                 for t, _ in pending:
                     if t.state == "RUNNING":  # some folds ran, others did not: all rerun
@@ -474,20 +476,22 @@ class SearchStopped(Exception):
     """The search was asked to stop; finished trials are kept in search.json, the rest rerun."""
 
 
-def _save(path: Path | None, trials: list[Trial], params: list[Param], settings: SearchSettings, seconds: float, best: Trial | None = None) -> None:
-    if path is None:
-        return
+def snapshot(trials: list[Trial], params: list[str], settings: SearchSettings, seconds: float, best: Trial | None = None) -> dict:
+    """The search as search.json holds it: settings, parameter names, every trial so far."""
+    return {"settings": settings.model_dump(), "params": params, "seconds": seconds, "best": best.id if best else None, "trials": [asdict(t) for t in trials]}
+
+
+def save_table(path: Path, data: dict) -> None:
+    """Write search.json atomically: a reader (the API, a resumed search) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {
-        "settings": settings.model_dump(),
-        "params": [p.name for p in params],
-        "seconds": seconds,
-        "best": best.id if best else None,
-        "trials": [asdict(t) for t in trials],
-    }
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
+
+
+def _save(path: Path | None, trials: list[Trial], params: list[Param], settings: SearchSettings, seconds: float, best: Trial | None = None) -> None:
+    if path is not None:
+        save_table(path, snapshot(trials, [p.name for p in params], settings, seconds, best))
 
 
 def plot(result: SearchResult, path: Path) -> Path | None:

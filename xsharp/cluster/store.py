@@ -291,8 +291,10 @@ class Store:
                 [(job_id, r.get("ts", time.time()), *(r.get(c) for c in cols)) for r in rows],
             )
 
-    def metrics(self, job_id: int) -> list[dict]:
-        return [dict(r) for r in self.db.execute("SELECT * FROM metrics WHERE job_id = ? ORDER BY rowid", (job_id,))]
+    def metrics(self, job_id: int, after: int = 0) -> list[dict]:
+        """The job's metric rows in the order written; ``after``: skip that many (rows are only ever appended)."""
+        rows = self.db.execute("SELECT * FROM metrics WHERE job_id = ? ORDER BY rowid LIMIT -1 OFFSET ?", (job_id, after))
+        return [dict(r) for r in rows]
 
     # ------------------------------------------------------------------ recovery and the read side
     def recover(self) -> list[int]:

@@ -7,6 +7,7 @@ const FLASH_KEY = "xsharp.flash";
 const WAITING = ["QUEUED", "PREEMPTED"];
 const ACTIVE = ["RUNNING", "QUEUED", "PREEMPTED", "PAUSED"];
 const FINISHED = ["SUCCEEDED", "FAILED", "STOPPED"];
+const SEARCHABLE = /^(model\[|pretrain\.|train\.)/;  // the hyper-parameters: module options, pretraining, fine-tuning
 const COLORS = ["#2f5bea", "#e8590c", "#2b8a3e", "#ae3ec9", "#1098ad", "#c92a2a", "#5c940d", "#862e9c"];
 
 // ------------------------------------------------------------------------------------------ basics
@@ -38,19 +39,36 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body, bearer = token()) {
+async function readBody(r) {
+  const type = r.headers.get("content-type") || "";
+  return r.status === 204 ? null : type.includes("json") ? r.json() : r.text();
+}
+
+async function request(method, path, data, bearer = token()) {
+  // The response, when it is a success (callers that need its headers); else an ApiError.
   const headers = { Authorization: `Bearer ${bearer || ""}` };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (data !== undefined) headers["Content-Type"] = "application/json";
+  const r = await fetch(path, { method, headers, body: data === undefined ? undefined : JSON.stringify(data) });
   if (r.status === 401 && document.body.dataset.page !== "login") {
     sessionStorage.removeItem(TOKEN_KEY);
     location.assign(`/ui/login?next=${encodeURIComponent(location.pathname)}`);
     throw new ApiError(401, "log in again");
   }
-  const type = r.headers.get("content-type") || "";
-  const data = r.status === 204 ? null : type.includes("json") ? await r.json() : await r.text();
-  if (!r.ok) throw new ApiError(r.status, data && data.detail !== undefined ? data.detail : data || r.statusText);
-  return data;
+  if (!r.ok) {
+    const detail = await readBody(r).catch(() => null);
+    throw new ApiError(r.status, detail && detail.detail !== undefined ? detail.detail : detail || r.statusText);
+  }
+  return r;
+}
+
+async function api(method, path, data, bearer = token()) {
+  return readBody(await request(method, path, data, bearer));
+}
+
+async function since(path, after) {
+  // A polled series: what is new after `after`, and where to ask from next (X-Next-After).
+  const r = await request("GET", `${path}${path.includes("?") ? "&" : "?"}after=${after}`);
+  return [await readBody(r), Number(r.headers.get("X-Next-After"))];
 }
 
 function flash(message) {
@@ -173,7 +191,7 @@ async function moduleIndex() {
 // ------------------------------------------------------------------------------------------ charts
 // A line chart in inline SVG: series = [{name, points: [[x, y], ...]}]. The svg carries
 // data-points, the number of points drawn.
-function lineChart(series, { xLabel = "", yLabel = "", maxPoints = 2000, yMin } = {}) {
+function lineChart(series, { xLabel = "", yLabel = "", maxPoints = 2000, yMin, dots = false } = {}) {
   const W = 560, H = 240, L = 52, R = 12, T = 12, B = 34;
   const svg = h("svg:svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img" });
   const drawn = series.map((s) => ({ ...s, points: thin(s.points, maxPoints) })).filter((s) => s.points.length);
@@ -186,13 +204,14 @@ function lineChart(series, { xLabel = "", yLabel = "", maxPoints = 2000, yMin } 
   let [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
   let [y0, y1] = [yMin ?? Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
   if (x1 === x0) x1 = x0 + 1;
-  if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
+  if (y1 === y0) { const pad = Math.abs(y0) * 0.05 || 0.5; y0 -= pad; y1 += pad; }
   const X = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const Y = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
-  for (let i = 0; i <= 4; i++) {
-    const yv = y0 + ((y1 - y0) * i) / 4, xv = x0 + ((x1 - x0) * i) / 4;
+  for (const yv of ticks(y0, y1, false)) {
     svg.append(h("svg:line", { class: "grid", x1: L, x2: W - R, y1: Y(yv), y2: Y(yv) }));
     svg.append(h("svg:text", { x: L - 6, y: Y(yv) + 3, "text-anchor": "end", text: fmt.num(yv, 3) }));
+  }
+  for (const xv of ticks(x0, x1, all.every((p) => Number.isInteger(p[0])))) {
     svg.append(h("svg:text", { x: X(xv), y: H - B + 14, "text-anchor": "middle", text: fmt.num(xv, 4) }));
   }
   svg.append(h("svg:line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }));
@@ -202,14 +221,24 @@ function lineChart(series, { xLabel = "", yLabel = "", maxPoints = 2000, yMin } 
   drawn.forEach((s, i) => {
     const color = COLORS[i % COLORS.length];
     const pts = s.points.map(([x, y]) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join(" ");
-    svg.append(h("svg:polyline", { points: pts, stroke: color, "data-series": s.name }));
-    if (s.points.length === 1) svg.append(h("svg:circle", { cx: X(s.points[0][0]), cy: Y(s.points[0][1]), r: 2.5, fill: color }));
+    if (!dots) svg.append(h("svg:polyline", { points: pts, stroke: color, "data-series": s.name }));
+    if (dots) for (const [x, y] of s.points) svg.append(h("svg:circle", { cx: X(x), cy: Y(y), r: 3.5, fill: color }));
+    else if (s.points.length === 1) svg.append(h("svg:circle", { cx: X(s.points[0][0]), cy: Y(s.points[0][1]), r: 2.5, fill: color }));
     if (drawn.length > 1 && i < 8) {
       svg.append(h("svg:rect", { x: W - R - 150, y: T + 4 + i * 14, width: 10, height: 3, fill: color }));
       svg.append(h("svg:text", { x: W - R - 136, y: T + 9 + i * 14, text: s.name }));
     }
   });
   return svg;
+}
+
+function ticks(lo, hi, integer, n = 4) {
+  // About n round values (1, 2 or 5 times a power of ten apart) from lo to hi; whole numbers on an integer axis.
+  const raw = (hi - lo) / n, mag = 10 ** Math.floor(Math.log10(raw)), f = raw / mag;
+  const step = Math.max((f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag, integer ? 1 : 0);
+  const out = [];
+  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+  return out;
 }
 
 function thin(points, max) {
@@ -221,10 +250,68 @@ function thin(points, max) {
   return out;
 }
 
+// ------------------------------------------------------------------------------------------ a search's trials
+// The trial table and two plots (each trial's validation curve; the metric by the searched value,
+// or by trial) from GET /v1/searches/{id}: the table so far while the search runs, then the one
+// it left, with the server's search.png. refresh() returns the search.
+function trialPanel(id) {
+  const summary = h("p", { class: "muted", id: "trial-summary", text: "Loading the trials…" });
+  const table = h("div", { class: "table-wrap" });
+  const curves = h("figure", { id: "trial-curves" }), metric = h("figure", { id: "trial-metric" });
+  const png = h("figure", { id: "search-png", hidden: true });
+  const el = h("div", { id: "trials" }, summary, table, h("div", { class: "charts" }, curves, metric, png));
+  let pngShown = false;
+
+  function render(s) {
+    const names = s.params || [], list = s.trials || [];
+    const done = list.filter((t) => ["SUCCEEDED", "STOPPED", "FAILED"].includes(t.state)).length;
+    const running = list.filter((t) => t.state === "RUNNING").length;
+    const best = list.find((t) => t.id === s.best);
+    summary.textContent = [
+      `${(s.settings && s.settings.strategy) || "search"} over ${names.join(", ") || "—"}`,
+      list.length ? `${done}/${list.length} trials done` + (running ? `, ${running} running` : "") : "no trial started yet",
+      s.seconds != null ? fmt.duration(s.seconds) : null,
+      best ? `${s.final ? "best" : "best so far"}: trial ${best.id} (${fmt.pct(best.metric)})` : null,
+      s.final ? "final" : FINISHED.includes(s.job.state) ? null : "live",
+    ].filter(Boolean).join(" · ");
+    table.replaceChildren(h("table", { id: "trial-table", dataset: { final: s.final ? "true" : "false" } },
+      h("thead", {}, h("tr", {}, h("th", { text: "Trial" }), names.map((n) => h("th", { class: "param num", text: n })),
+        ["State", "Val. accuracy", "Test accuracy", "Epochs", "Time"].map((t) => h("th", { text: t })))),
+      h("tbody", {}, list.map((t) => h("tr", { dataset: { trial: t.id, state: t.state }, class: t.id === s.best ? "best" : null, title: t.error || null },
+        h("td", { class: "num", text: t.id === s.best ? `${t.id} ★` : t.id }), names.map((n) => h("td", { class: "num mono", title: JSON.stringify(t.params[n]), text: typeof t.params[n] === "number" ? fmt.num(t.params[n]) : JSON.stringify(t.params[n]) })),
+        h("td", {}, stateBadge(t.state)), h("td", { class: "num metric", text: fmt.pct(t.metric) }), h("td", { class: "num", text: fmt.pct(t.test_accuracy) }),
+        h("td", { class: "num epochs", text: t.epochs }), h("td", { class: "num", text: t.state === "PENDING" ? "—" : fmt.duration(t.seconds) }))))));
+    const one = names.length === 1 && list.every((t) => typeof t.params[names[0]] === "number");
+    const byX = list.filter((t) => t.metric != null).map((t) => [one ? t.params[names[0]] : t.id, t.metric]).sort((a, b) => a[0] - b[0]);
+    curves.replaceChildren(h("figcaption", { text: "Validation accuracy of each trial, by epoch" }),
+      lineChart(list.filter((t) => (t.curve || []).length).map((t) => ({ name: `trial ${t.id}`, points: t.curve.map((v, i) => [i + 1, v]) })), { xLabel: "epoch", yLabel: "accuracy" }));
+    metric.replaceChildren(h("figcaption", { text: one ? `Validation accuracy by ${names[0]}` : "Validation accuracy by trial" }),
+      lineChart([{ name: "accuracy", points: byX }], { xLabel: one ? names[0] : "trial", yLabel: "accuracy", dots: !one }));
+  }
+
+  async function showPng() {
+    // A plain <img src> cannot send the token: fetch the plot and show it as a blob.
+    try {
+      const r = await request("GET", `/v1/jobs/${id}/artifacts/search.png`);
+      png.replaceChildren(h("figcaption", { text: "The search's plot (search.png)" }), h("img", { src: URL.createObjectURL(await r.blob()), alt: "validation accuracy over the searched values" }));
+      png.hidden = false;
+    } catch (e) { /* no trial finished: no plot */ }
+  }
+
+  async function refresh() {
+    const s = await api("GET", `/v1/searches/${id}`);
+    render(s);
+    if (s.final && !pngShown) { pngShown = true; await showPng(); }
+    return s;
+  }
+  return { el, refresh };
+}
+
 // ------------------------------------------------------------------------------------------ YAML (what the form submits)
 function yamlScalar(v) {
   if (v === null || v === undefined) return "null";
-  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  if (typeof v === "boolean") return String(v);
+  if (typeof v === "number") return String(v).replace(/^(-?\d+)e/, "$1.0e");  // YAML 1.1 reads 1e-7 as a string, 1.0e-7 as a number
   const s = String(v);
   const plain = /^[A-Za-z_/.][A-Za-z0-9_./-]*$/.test(s) && !/^(true|false|null|yes|no|on|off|y|n|~)$/i.test(s);
   return plain ? s : JSON.stringify(s);
@@ -238,7 +325,7 @@ function flow(v) {
 function toYAML(obj, pad = "") {
   const out = [];
   for (const [k, v] of Object.entries(obj)) {
-    if (isScalar(v) || (Array.isArray(v) && v.every(isScalar))) out.push(`${pad}${k}: ${flow(v)}`);
+    if (isScalar(v) || (Array.isArray(v) && v.every(isScalar)) || "range" in v || "grid" in v) out.push(`${pad}${k}: ${flow(v)}`);  // a search value on one line
     else if (Array.isArray(v)) {
       out.push(`${pad}${k}:`);
       for (const item of v) {
@@ -342,13 +429,13 @@ pages.job = async (main) => {
   const buttons = { pause: button("pause", "Pause"), resume: button("resume", "Resume"), stop: button("stop", "Stop", "danger"), delete: button("delete", "Delete", "danger") };
   const charts = { pretrain: h("figure", { id: "pretrain-chart" }), finetune: h("figure", { id: "loss-chart" }), accuracy: h("figure", { id: "accuracy-chart" }) };
   const searching = isSearchJob(job);
-  const trials = h("div", { id: "trials" }, h("p", { class: "muted", text: "The trial table appears when the search finishes (search.json)." }));
+  const panel = searching ? trialPanel(id) : null;
   const metricsTable = h("tbody"), log = h("pre", { class: "log", id: "log" }), artifacts = h("ul", { id: "artifacts" }), events = h("ul", { class: "events" });
   const spec = h("pre", { class: "spec", text: toYAML(job.spec) });
   const grafana = h("span");
   main.append(
     h("section", { class: "card" }, h("div", { class: "actions" }, Object.values(buttons), grafana), actionError, facts),
-    searching ? h("section", { class: "card" }, h("h2", { text: "Trials" }), trials)
+    searching ? h("section", { class: "card" }, h("h2", { text: "Trials" }), panel.el)
       : h("section", { class: "card" }, h("h2", { text: "Training curves" }), h("div", { class: "charts" }, Object.values(charts))),
     h("div", { class: "row" },
       h("section", { class: "card grow" }, h("h2", { text: "Metrics" }),
@@ -433,29 +520,6 @@ pages.job = async (main) => {
       h("a", { href: "#", dataset: { artifact: a.path }, text: a.path, onclick: (ev) => { ev.preventDefault(); download(a.path); } }),
       h("span", { class: "muted", text: ` ${(a.size / 1024).toFixed(1)} KiB` }))));
     if (!list.length) artifacts.append(h("li", { class: "muted", text: "none yet" }));
-    if (searching && list.some((a) => a.path === "search.json")) renderTrials(await api("GET", `/v1/jobs/${id}/artifacts/search.json`));
-  }
-
-  function renderTrials(result) {
-    // The trial table and two plots: each trial's validation curve, and the metric by trial
-    // (by the parameter's value when one parameter is searched).
-    const names = result.params || [];
-    const list = result.trials || [];
-    const one = names.length === 1 && list.every((t) => typeof t.params[names[0]] === "number");
-    const byX = list.filter((t) => t.metric != null).map((t) => [one ? t.params[names[0]] : t.id, t.metric]).sort((a, b) => a[0] - b[0]);
-    trials.replaceChildren(
-      h("p", { class: "muted", text: `${result.settings ? result.settings.strategy : "search"} · ${list.length} trials · ${fmt.duration(result.seconds)}` + (result.best != null ? ` · best: trial ${result.best}` : "") }),
-      h("table", { id: "trial-table" },
-        h("thead", {}, h("tr", {}, ["Trial", ...names, "State", "Val. accuracy", "Test accuracy", "Epochs", "Time"].map((t) => h("th", { text: t })))),
-        h("tbody", {}, list.map((t) => h("tr", { dataset: { trial: t.id }, class: t.id === result.best ? "best" : null },
-          h("td", { class: "num", text: t.id === result.best ? `${t.id} ★` : t.id }), names.map((n) => h("td", { class: "num mono", text: JSON.stringify(t.params[n]) })),
-          h("td", {}, stateBadge(t.state)), h("td", { class: "num", text: fmt.pct(t.metric) }), h("td", { class: "num", text: fmt.pct(t.test_accuracy) }),
-          h("td", { class: "num", text: t.epochs }), h("td", { class: "num", text: fmt.duration(t.seconds) }))))),
-      h("div", { class: "charts" },
-        h("figure", { id: "trial-curves" }, h("figcaption", { text: "Validation accuracy of each trial" }),
-          lineChart(list.map((t) => ({ name: `trial ${t.id}`, points: (t.curve || []).map((v, i) => [i + 1, v]) })), { xLabel: "epoch", yLabel: "accuracy" })),
-        h("figure", { id: "trial-metric" }, h("figcaption", { text: one ? `Validation accuracy by ${names[0]}` : "Validation accuracy by trial" }),
-          lineChart([{ name: "accuracy", points: byX }], { xLabel: one ? names[0] : "trial", yLabel: "accuracy" }))));
   }
 
   async function download(path) {
@@ -471,21 +535,31 @@ pages.job = async (main) => {
   }
 
   render();
-  let lastState = null, delay = 1000;
+  // Metrics and log lines are polled with after=: each tick fetches only what is new.
+  const rows = [], lines = [];
+  let rowsAfter = 0, logAfter = 0, lastState = null, delay = 1000;
   every(() => delay, async () => {
     try {
-      const [fresh, rows, text] = await Promise.all([api("GET", `/v1/jobs/${id}`), api("GET", `/v1/jobs/${id}/metrics`), api("GET", `/v1/jobs/${id}/logs`)]);
+      const [fresh, [newRows, nextRows], [text, nextLog]] = await Promise.all([
+        api("GET", `/v1/jobs/${id}`), since(`/v1/jobs/${id}/metrics`, rowsAfter), since(`/v1/jobs/${id}/logs`, logAfter)]);
       job = fresh;
       error.textContent = "";
+      for (const r of newRows) rows.push(r);
+      rowsAfter = nextRows;
+      logAfter = nextLog;
       const p = job.progress, est = progressOf(job, job.spec, modules);
       history = p && est ? rows.filter((r) => r.ts >= (job.run_started || 0) && r.phase === p.phase && (r.phase === "finetune" || r.layer === p.layer)).map((r) => [r.ts, est.at(r.step)]) : [];
       render();
-      renderMetrics(rows);
-      delay = rows.length > 5000 ? 5000 : rows.length > 1000 ? 2000 : 1000;  // the API sends every row each time
-      const lines = text.split("\n");
-      const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-      log.textContent = lines.slice(-400).join("\n");
-      if (atBottom) log.scrollTop = log.scrollHeight;
+      if (newRows.length || lastState === null) renderMetrics(rows);
+      delay = rows.length > 20000 ? 3000 : 1000;  // redrawing the charts costs with the rows held
+      if (text) {
+        for (const line of text.replace(/\n$/, "").split("\n")) lines.push(line);
+        lines.splice(0, Math.max(0, lines.length - 400));
+        const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+        log.textContent = lines.join("\n");
+        if (atBottom) log.scrollTop = log.scrollHeight;
+      }
+      if (panel && (job.state === "RUNNING" || job.state !== lastState)) await panel.refresh();
       if (job.state !== lastState) { lastState = job.state; await renderArtifacts(); }
     } catch (e) {
       error.textContent = e.message;
@@ -557,7 +631,34 @@ pages.submit = async (main) => {
     const title = p.title || name;
     const hint = p.description ? h("span", { class: "hint", text: p.description }) : null;
     const label = type === "boolean" ? h("label", { for: id }, el, ` ${title}`, hint) : h("label", { for: id }, title, required ? " *" : "", hint);
-    return h("div", { class: "field", dataset: { field: path } }, label, type === "boolean" ? null : el, h("div", { class: "field-error" }));
+    const hp = (type === "integer" || type === "number") && SEARCHABLE.test(path) ? searchControls(name, type) : null;
+    return h("div", { class: hp ? "field hp" : "field", dataset: { field: path } }, label,
+      hp ? h("div", { class: "hp-row" }, hp.mode, el, hp.controls) : type === "boolean" ? null : el, h("div", { class: "field-error" }));
+  }
+
+  // A hyper-parameter is a fixed value, a range (low, high, an optional step; log scale), a grid
+  // of values, or auto (where the server has a prior for options of that name). Any but a fixed
+  // value makes the spec a search, which the search section configures.
+  function searchControls(name, type) {
+    const prior = schema.auto[name];
+    const mode = h("select", { class: "hp-mode", "aria-label": `${name}: fixed, range, grid or auto` },
+      ["fixed", "range", "grid", ...(prior ? ["auto"] : [])].map((m) => h("option", { value: m, text: m })));
+    const num = (role) => h("input", { type: "number", step: type === "integer" ? "1" : "any", class: "hp-num", placeholder: role, "aria-label": `${name} ${role}`, dataset: { hp: role } });
+    const controls = [
+      h("span", { class: "hp-range", hidden: true }, num("low"), h("span", { class: "muted", text: "to" }), num("high"), h("span", { class: "muted", text: "step" }), num("step"),
+        h("label", { class: "hp-log", title: "draw on a log scale" }, h("input", { type: "checkbox", dataset: { hp: "log" } }), "log")),
+      h("input", { type: "text", class: "hp-grid", placeholder: "values, comma-separated", "aria-label": `${name} values`, dataset: { hp: "grid" }, hidden: true }),
+      h("span", { class: "hp-auto muted", hidden: true,
+        text: prior ? `${prior.log ? "log-uniform" : "uniform"} ${fmt.num(prior.low)} to ${fmt.num(prior.high)}${prior.integer ? ", whole numbers" : ""}` : "" }),
+    ];
+    return { mode, controls };
+  }
+  function showMode(f) {
+    const mode = $(".hp-mode", f).value;
+    $("[data-path]", f).hidden = mode !== "fixed";
+    $(".hp-range", f).hidden = mode !== "range";
+    $(".hp-grid", f).hidden = mode !== "grid";
+    $(".hp-auto", f).hidden = mode !== "auto";
   }
 
   function group(path, name, p) {
@@ -616,11 +717,15 @@ pages.submit = async (main) => {
     h("details", { class: "group more" }, h("summary", {}, h("strong", { text: "more" }), h("span", { class: "hint", text: " format-specific options: csv columns, wav audio, idx labels, feature steps, augmentation" })),
       sectionFields("data", pick(false), data.required))];
   const phase = (name) => sectionFields(name, sectionSchema(name).properties, sectionSchema(name).required);
+  const searchSection = section("search", "Search: how to try the values of the fields set to a range, a grid or auto",
+    sectionFields("search", schema.search.properties, schema.search.required || []), { hidden: true });
   const runProps = { mode: js.properties.mode, priority: js.properties.priority, seed: js.properties.seed };
   const parallelSection = section("parallel", "Parallel layout", phase("parallel"));
   const recipeSelect = h("select", { id: "recipe" }, h("option", { value: "", text: "— compose a model —" }), recipes.map((r) => h("option", { value: r.name, disabled: !r.spec,
     text: r.kind === "search" ? `${r.name} (hyper-parameter search)` : r.error ? `${r.name} (invalid: ${r.error})` : r.name })));
   const recipeInfo = h("p", { class: "muted", id: "recipe-info" });
+  const title = h("h1", { text: "Submit job" });
+  const submitButton = h("button", { type: "button", class: "primary", id: "submit-button", text: "Submit job", onclick: submit });
   const nameField = field("name", "name", js.properties.name, false);
   const form = h("div", { class: "form", id: "spec-form" },
     h("section", { class: "card start" }, h("h2", { text: "Start from" }), h("div", { class: "row" }, h("div", { class: "field grow" }, h("label", { for: "recipe", text: "Recipe" }), recipeSelect), h("div", { class: "grow" }, nameField)), recipeInfo),
@@ -628,11 +733,12 @@ pages.submit = async (main) => {
     section("model", "Model: modules in order, input first", [stack, h("div", { class: "add-module" }, kindSelect, h("button", { type: "button", id: "add-module", text: "Add module", onclick: () => addModule(kindSelect.value) }))]),
     section("pretrain", "Pretraining (greedy, per unsupervised module)", phase("pretrain")),
     section("train", "Fine-tuning", phase("train")),
+    searchSection,
     section("run", "Run", sectionFields("", runProps, [])),
     section("resources", "Resources", phase("resources")),
     parallelSection,
-    h("div", { class: "submit-bar" }, h("button", { type: "button", class: "primary", id: "submit-button", text: "Submit job", onclick: submit }), errors));
-  main.append(h("h1", { text: "Submit a job" }), h("div", { class: "submit-grid" }, form, h("aside", { class: "card" }, h("h2", { text: "YAML it will submit" }), yaml)));
+    h("div", { class: "submit-bar" }, submitButton, errors));
+  main.append(title, h("div", { class: "submit-grid" }, form, h("aside", { class: "card" }, h("h2", { text: "YAML it will submit" }), yaml)));
 
   // ---- values
   function readValue(el) {
@@ -649,14 +755,45 @@ pages.submit = async (main) => {
     if (t === "json") { try { return JSON.parse(raw); } catch { return raw; } }
     return raw;
   }
+  const isSearchValue = (v) => v === "auto" || (!!v && typeof v === "object" && !Array.isArray(v) && ("range" in v || "grid" in v));
+  function searchValue(el) {
+    // What the spec holds in place of a number: undefined for a fixed value.
+    const f = el.closest(".field.hp");
+    const mode = f ? $(".hp-mode", f).value : "fixed";
+    if (mode === "fixed") return undefined;
+    if (mode === "auto") return "auto";
+    const num = (raw) => (raw === "" ? null : isNaN(Number(raw)) ? raw : Number(raw));
+    if (mode === "grid") return { grid: $('[data-hp="grid"]', f).value.split(/\s*,\s*|\s+/).filter(Boolean).map(num) };
+    const v = { range: ["low", "high"].map((r) => num($(`[data-hp="${r}"]`, f).value.trim())) };
+    const step = num($('[data-hp="step"]', f).value.trim());
+    if (step !== null) v.step = step;
+    if ($('[data-hp="log"]', f).checked) v.log = true;
+    return v;
+  }
+  function setSearch(f, v) {
+    const mode = v === "auto" ? "auto" : "grid" in v ? "grid" : "range";
+    $(".hp-mode", f).value = mode;
+    if (mode === "grid") $('[data-hp="grid"]', f).value = (Array.isArray(v.grid) ? v.grid : [v.grid]).join(", ");
+    if (mode === "range") {
+      const [low, high] = Array.isArray(v.range) ? v.range : [];
+      for (const [role, x] of [["low", low], ["high", high], ["step", v.step]]) $(`[data-hp="${role}"]`, f).value = x ?? "";
+      $('[data-hp="log"]', f).checked = !!v.log;
+    }
+    showMode(f);
+  }
   function setValue(el, v) {
     if (v === undefined) return;
+    const f = el.closest(".field.hp");
+    if (f && isSearchValue(v)) return setSearch(f, v);
+    if (f && $(".hp-mode", f).value !== "fixed") { $(".hp-mode", f).value = "fixed"; showMode(f); }
     const t = el.dataset.type;
     if (t === "boolean") el.checked = !!v;
     else if (t === "json") el.value = v === null ? "" : JSON.stringify(v);
     else el.value = v === null ? "" : Array.isArray(v) ? v.join(", ") : String(v);
   }
   const changedValue = (el) => {
+    const search = searchValue(el);
+    if (search !== undefined) return search;
     const v = readValue(el);
     return v !== undefined && JSON.stringify(v) !== el.dataset.default ? v : undefined;
   };
@@ -669,25 +806,35 @@ pages.submit = async (main) => {
     o[keys[keys.length - 1]] = v;
   }
   const usesParallel = () => ["param_server", "pipeline", "hybrid"].includes($('[data-path="mode"]', form).value);
+  const isSearching = () => $$(".hp-mode", form).some((m) => m.value !== "fixed");
   function collect() {
-    const spec = {};
+    const spec = {}, searching = isSearching();
     for (const el of $$("[data-path]", form)) {
-      if (el.closest("#stack") || (el.closest('[data-field="parallel"]') && !usesParallel())) continue;
+      if (el.closest("#stack") || (el.closest('[data-field="parallel"]') && !usesParallel()) || (el.closest('[data-field="search"]') && !searching)) continue;
       const v = changedValue(el);
       if (v !== undefined) setPath(spec, el.dataset.path, v);
     }
+    if (searching) spec.search = { strategy: $('[data-path="search.strategy"]', form).value, ...spec.search };
     spec.model = $$(".module", stack).map((card) => {
       const opts = {};
       for (const el of $$("[data-path]", card)) { const v = changedValue(el); if (v !== undefined) setPath(opts, relative(el), v); }
       return { [card.dataset.kind]: opts };
     });
-    const order = ["name", "data", "model", "pretrain", "train", "seed", "mode", "resources", "parallel", "priority"];
+    const order = ["name", "data", "model", "pretrain", "train", "seed", "mode", "resources", "parallel", "priority", "search"];
     return Object.fromEntries(order.filter((k) => spec[k] !== undefined).map((k) => [k, spec[k]]));
   }
   function changed() {
     renumber();
     parallelSection.hidden = !usesParallel();
-    yaml.textContent = search ? search.yaml : toYAML(collect());
+    searchSection.hidden = !isSearching();
+    submitButton.textContent = title.textContent = asWritten || isSearching() ? "Submit search" : "Submit job";
+    yaml.textContent = asWritten ? asWritten.yaml : toYAML(collect());
+  }
+  function searchPaths(obj, path = "") {
+    // ["path=value", ...] for every search value in a spec, to tell whether the form holds them all.
+    if (isSearchValue(obj) && (obj !== "auto" || schema.auto[path.split(".").pop()])) return [`${path}=${JSON.stringify(obj)}`];
+    if (!obj || typeof obj !== "object") return [];
+    return Object.entries(obj).flatMap(([k, v]) => (path === "" && k === "search" ? [] : searchPaths(v, Array.isArray(obj) ? `${path}[${k}]` : path ? `${path}.${k}` : k)));
   }
   function load(spec) {
     stack.replaceChildren();
@@ -702,22 +849,26 @@ pages.submit = async (main) => {
     }
     changed();
   }
-  // A search recipe (ranges, grids, auto) is submitted as written to /v1/searches; the form,
-  // which holds fixed values only, steps aside.
-  let search = null;
+  // A search recipe loads into the form like any other; one that searches a field the form
+  // cannot vary (data, seed) is submitted as written to /v1/searches, and the form steps aside.
+  let asWritten = null;
   recipeSelect.addEventListener("change", () => {
     const r = recipes.find((x) => x.name === recipeSelect.value);
     recipeInfo.textContent = r ? r.description : "";
-    search = r && r.kind === "search" ? r : null;
-    form.classList.toggle("search-mode", !!search);
-    $("#submit-button").textContent = search ? "Submit search" : "Submit job";
-    if (r && r.spec && !search) load(r.spec);
-    else changed();
+    asWritten = null;
+    if (r && r.spec) load(r.spec);
+    const wanted = r && r.kind === "search" ? searchPaths(r.spec).sort() : [];
+    if (r && r.kind === "search" && JSON.stringify(searchPaths(collect()).sort()) !== JSON.stringify(wanted)) asWritten = r;
+    form.classList.toggle("search-mode", !!asWritten);
+    changed();
     clearErrors();
   });
   form.addEventListener("input", (ev) => {
     const f = ev.target.closest(".field");
-    if (f) { f.classList.remove("invalid"); $(".field-error", f).textContent = ""; }
+    const box = f && $(":scope > .field-error", f);
+    if (box) { f.classList.remove("invalid"); box.textContent = ""; }
+    if (box && !$(".invalid", form)) errors.textContent = "";  // every problem the server named is being fixed
+    if (f && ev.target.classList.contains("hp-mode")) showMode(f);
     changed();
   });
 
@@ -742,12 +893,16 @@ pages.submit = async (main) => {
     clearErrors();
     const unplaced = [];
     for (const line of lines) {
-      const i = line.indexOf(": ");
-      const [path, msg] = i > 0 ? [line.slice(0, i), line.slice(i + 2)] : ["", line];
+      // A search's trial names its values first: "trial 3 (train.learning_rate=0): train.learning_rate: must be > 0.0, got 0"
+      const trial = line.match(/^(trial \d+ \(.*?\)): (.*)$/);
+      const text = trial ? trial[2] : line;
+      const i = text.indexOf(": ");
+      const [path, msg] = i > 0 ? [text.slice(0, i), (trial ? `${trial[1]}: ` : "") + text.slice(i + 2)] : ["", line];
       const target = targetFor(path);
       if (!target) { unplaced.push(line); continue; }
       const box = $(":scope > .field-error", target) || $(":scope > .section-error", target);
-      box.textContent += (box.textContent ? "\n" : "") + (target.dataset.field === path ? msg : `${path}: ${msg}`);
+      const rest = path.slice(target.dataset.field.length).replace(/^\./, "");  // model[0].rbm.hidden.range -> range
+      box.textContent += (box.textContent ? "\n" : "") + (rest ? `${rest}: ${msg}` : msg);
       target.classList.add("invalid");
       for (let d = target.closest("details"); d; d = d.parentElement.closest("details")) d.open = true;
     }
@@ -757,12 +912,13 @@ pages.submit = async (main) => {
   }
   async function submit() {
     clearErrors();
-    const btn = $("#submit-button");
+    const btn = submitButton;
     btn.disabled = true;
     try {
-      const job = search ? await api("POST", "/v1/searches", search.spec) : await api("POST", "/v1/jobs", collect());
-      sessionStorage.setItem(FLASH_KEY, `${search ? "Search" : "Job"} #${job.id} submitted.`);
-      location.assign(`/ui/jobs/${job.id}`);
+      const searching = !!asWritten || isSearching();
+      const job = await api("POST", searching ? "/v1/searches" : "/v1/jobs", asWritten ? asWritten.spec : collect());
+      sessionStorage.setItem(FLASH_KEY, `${searching ? "Search" : "Job"} #${job.id} submitted.`);
+      location.assign(searching ? `/ui/searches/${job.id}` : `/ui/jobs/${job.id}`);
     } catch (e) {
       if (e.status === 422) showErrors(e.lines);
       else errors.textContent = e.message;
@@ -778,30 +934,54 @@ pages.submit = async (main) => {
 };
 
 // ------------------------------------------------------------------------------------------ searches
+// The searches (GET /v1/searches) and, below, one search's trial table and plots, updated while
+// it runs: the one in the address (/ui/searches/ID), else the first running, else the latest.
 pages.searches = async (main) => {
   const body = h("tbody"), error = h("div", { class: "error-box" });
+  const detail = h("section", { class: "card", id: "search-detail", hidden: true });
   main.append(h("h1", { text: "Searches" }), error,
-    h("p", { class: "muted" }, "A hyper-parameter search runs as one job: its trials share the job's reservation. Submit one from a search recipe on ",
-      h("a", { href: "/ui/submit", text: "Submit" }), ", with ", h("code", { text: "POST /v1/searches" }), ", or run one with ", h("code", { text: "xsharp run SEARCH.yaml" }), "."),
+    h("p", { class: "muted" }, "A hyper-parameter search runs as one job: its trials share the job's reservation. Submit one on ",
+      h("a", { href: "/ui/submit", text: "Submit" }), " (set a field to a range, a grid or auto), with ", h("code", { text: "POST /v1/searches" }), ", or run one with ", h("code", { text: "xsharp run SEARCH.yaml" }), "."),
     h("section", { class: "card" }, h("table", { id: "searches" },
-      h("thead", {}, h("tr", {}, ["ID", "Name", "User", "State", "Trials", "Best val. accuracy", "Test accuracy", "Submitted"].map((t) => h("th", { text: t })))), body)));
-  const specs = new Map();
-  every(3000, async () => {
-    let jobs;
-    try { jobs = await api("GET", "/v1/jobs?limit=10000"); error.textContent = ""; } catch (e) { error.textContent = e.message; return; }
-    for (const j of jobs) {  // a search not started yet shows itself only in its spec
-      if (!j.progress && !FINISHED.includes(j.state) && !specs.has(j.id)) specs.set(j.id, (await api("GET", `/v1/jobs/${j.id}`).catch(() => ({}))).spec);
-    }
-    const found = jobs.filter((j) => isSearchJob({ ...j, spec: specs.get(j.id) })).reverse();
+      h("thead", {}, h("tr", {}, ["ID", "Name", "User", "State", "Trials", "Best val. accuracy", "Test accuracy", "Submitted"].map((t) => h("th", { text: t })))), body)),
+    detail);
+  let chosen = document.body.dataset.job ? Number(document.body.dataset.job) : null;
+  let panel = null, shown = null;
+  const choose = (id) => {
+    chosen = id;
+    history.replaceState(null, "", `/ui/searches/${id}`);
+    tick();
+  };
+  const tick = async () => {
+    let found;
+    try { found = (await api("GET", "/v1/searches")).reverse(); error.textContent = ""; } catch (e) { error.textContent = e.message; return; }
     body.replaceChildren(...found.map((j) => {
       const p = j.progress || {}, r = j.result || {};
-      return h("tr", { dataset: { job: j.id } },
-        h("td", {}, h("a", { href: `/ui/jobs/${j.id}`, text: `#${j.id}` })), h("td", { text: j.name }), h("td", { text: j.user }), h("td", {}, stateBadge(j.state)),
+      return h("tr", { dataset: { job: j.id }, class: j.id === chosen ? "chosen" : null },
+        h("td", {}, h("a", { href: `/ui/jobs/${j.id}`, title: "the job", text: `#${j.id}` })),
+        h("td", {}, h("a", { href: `/ui/searches/${j.id}`, class: "choose", text: j.name, onclick: (ev) => { ev.preventDefault(); choose(j.id); } })),
+        h("td", { text: j.user }), h("td", {}, stateBadge(j.state)),
         h("td", { class: "num trials", text: r.trials !== undefined ? `${r.trials}` : p.steps ? `${p.step}/${p.steps}` : "—" }),
         h("td", { class: "num", text: fmt.pct(r.val_accuracy ?? p.val_accuracy) }), h("td", { class: "num", text: fmt.pct(r.test_accuracy) }), h("td", { text: fmt.time(j.submitted) }));
     }));
     if (!found.length) body.append(h("tr", {}, h("td", { colspan: 8, class: "muted", text: "No searches yet." })));
-  });
+    if (chosen === null && found.length) chosen = (found.find((j) => j.state === "RUNNING") || found[0]).id;
+    if (chosen === null) return;
+    if (shown !== chosen) {
+      shown = chosen;
+      panel = trialPanel(chosen);
+      panel.state = null;
+      const j = found.find((x) => x.id === chosen);
+      detail.replaceChildren(h("h2", {}, `Trials of ${j ? j.name : "search"} `, h("a", { href: `/ui/jobs/${chosen}`, text: `#${chosen}` })), panel.el);
+      detail.hidden = false;
+    }
+    const state = (found.find((x) => x.id === chosen) || {}).state;
+    if (state === "RUNNING" || state !== panel.state) {  // while it runs, and once on each change of state
+      panel.state = state;
+      try { await panel.refresh(); } catch (e) { panel.el.replaceChildren(h("p", { class: "error", text: e.message })); }
+    }
+  };
+  every(1500, tick);
 };
 
 // ------------------------------------------------------------------------------------------ cluster
