@@ -105,6 +105,7 @@ class ModuleInfo(BaseModel):
     kind: str
     summary: str
     pretrainable: bool
+    solved: bool = False  # trained by a closed-form solve: one pass, always run (elm, elm_ae)
     options: dict[str, Any]  # the module's Options as JSON Schema
 
 
@@ -142,7 +143,9 @@ def _modules() -> list[ModuleInfo]:
     from xsharp.algos.modules import MODULES
 
     return [
-        ModuleInfo(kind=kind, summary=cls.summary, pretrainable=hasattr(cls, "pretrain_step"), options=cls.Options.model_json_schema())
+        ModuleInfo(
+            kind=kind, summary=cls.summary, pretrainable=hasattr(cls, "pretrain_step"), solved=hasattr(cls, "solve"), options=cls.Options.model_json_schema()
+        )
         for kind, cls in MODULES.items()
     ]
 

@@ -123,18 +123,18 @@ function bar(fraction, hot) {
 }
 
 // ------------------------------------------------------------------------------------------ progress and ETA
-// A job's phases in order: one pretraining phase per pretrainable module (when pretrain.epochs > 0),
-// then fine-tuning. The work of a phase is its epochs x the training rows, which the current
+// A job's phases in order: one pretraining phase per pretrainable module (when pretrain.epochs > 0)
+// or solved module (always: one pass in batches of its solve_batch), then fine-tuning. The work of a phase is its epochs x the training rows, which the current
 // phase's step count tells (steps / epochs x batch size).
 function phasesOf(spec, modules) {
   const pre = spec.pretrain || {}, tr = spec.train || {};
   const phases = [];
-  if ((pre.epochs ?? 20) > 0) {
-    (spec.model || []).forEach((layer, i) => {
-      const kind = typeof layer === "string" ? layer : Object.keys(layer)[0];
-      if (modules[kind] && modules[kind].pretrainable) phases.push({ phase: "pretrain", layer: i, epochs: pre.epochs ?? 20, batch: pre.batch_size ?? 32 });
-    });
-  }
+  (spec.model || []).forEach((layer, i) => {
+    const kind = typeof layer === "string" ? layer : Object.keys(layer)[0];
+    const opts = (typeof layer === "string" ? {} : layer[kind]) || {};
+    if (modules[kind] && modules[kind].solved) phases.push({ phase: "pretrain", layer: i, epochs: 1, batch: opts.solve_batch ?? 1024 });
+    else if ((pre.epochs ?? 20) > 0 && modules[kind] && modules[kind].pretrainable) phases.push({ phase: "pretrain", layer: i, epochs: pre.epochs ?? 20, batch: pre.batch_size ?? 32 });
+  });
   if ((tr.epochs ?? 50) > 0) phases.push({ phase: "finetune", layer: null, epochs: tr.epochs ?? 50, batch: tr.batch_size ?? 32 });
   return phases;
 }
