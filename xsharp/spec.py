@@ -176,7 +176,7 @@ class PhaseSpec(_Strict):
 class PretrainSpec(PhaseSpec):
     """Greedy layer-wise pretraining of every unsupervised module (rbm, autoencoder), in order."""
 
-    epochs: int = Field(20, ge=0, le=100_000, description="epochs per pretrained layer; 0 skips pretraining")
+    epochs: int = Field(20, ge=0, le=100_000, description="epochs per pretrained layer; 0 skips pretraining (closed-form solves of elm, elm_ae still run)")
     batch_size: int = Field(32, gt=0, le=1_000_000)
     learning_rate: float = Field(0.1, gt=0, le=100)
     momentum: float = Field(0.5, ge=0, lt=1)
@@ -255,6 +255,17 @@ class JobSpec(_Strict):
                 "rule", "local mode runs one worker, got workers: {w}; use mode: data_parallel", {"w": v.workers}
             )
         return v
+
+    @model_validator(mode="after")
+    def _solves_in_this_mode(self):
+        """A closed-form solve (elm, elm_ae) runs through the local / data-parallel engine only."""
+        if self.mode in ("local", "data_parallel"):
+            return self
+        for i, layer in enumerate(self.model):
+            kind = layer_kind(layer)
+            if hasattr(MODULES[kind], "solve"):
+                raise _rule(("mode",), self.mode, f"{kind} at model[{i}] is solved in closed form, which runs in local and data_parallel modes only, got {{v}}")
+        return self
 
     @model_validator(mode="after")
     def _layout_fits(self):

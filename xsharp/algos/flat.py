@@ -23,7 +23,9 @@ class Entry:
 
 
 class FlatLayout:
-    def __init__(self, shapes: list[dict[str, tuple[int, ...]]]):
+    def __init__(self, shapes: list[dict[str, tuple[int, ...]]], fixed: list[tuple[str, ...]] | None = None):
+        """``fixed[m]``: names of module m's entries that are not trained (never weight-decayed)."""
+        self.fixed = [tuple(f) for f in fixed] if fixed is not None else [()] * len(shapes)
         entries, offset, slices = [], 0, []
         for m, named in enumerate(shapes):
             start = offset
@@ -51,9 +53,10 @@ class FlatLayout:
                 dst[...] = 0
 
     def decay_mask(self, xp: Any, dtype: Any) -> Any:
-        """1 over weight matrices and kernels, 0 over biases: weight decay applies to the former."""
+        """1 over weight matrices and kernels, 0 over biases and fixed entries: weight decay
+        applies to the former."""
         mask = np.zeros(self.size, dtype=dtype)
         for e in self.entries:
-            if len(e.shape) >= 2:
+            if len(e.shape) >= 2 and e.name not in self.fixed[e.module]:
                 mask[e.offset : e.offset + e.size] = 1
         return xp.asarray(mask)

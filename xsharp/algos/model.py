@@ -15,7 +15,7 @@ import numpy as np
 from xsharp import backend
 
 from .flat import FlatLayout
-from .modules import Module, Softmax, build, nll_loss
+from .modules import CLASS_OPTIONS, Module, build, nll_loss
 
 FORMAT_VERSION = 1
 
@@ -42,8 +42,9 @@ class Model:
         for item in layers:
             (kind, options), = item.items()
             options = dict(options or {})
-            if kind == Softmax.kind and options.get("units") is None:
-                options["units"] = self.n_classes
+            per_class = CLASS_OPTIONS.get(kind)  # softmax.units, elm.outputs
+            if per_class is not None and options.get(per_class) is None:
+                options[per_class] = self.n_classes
             self.modules.append(build(kind, options))
 
         host_rng = np.random.default_rng(backend.seed_of(seed, 0x1217))
@@ -55,7 +56,7 @@ class Model:
             shape = module.output_shape(shape)
         self.out_shape = shape
 
-        self.layout = FlatLayout(shapes)
+        self.layout = FlatLayout(shapes, [getattr(m, "non_trainable", ()) for m in self.modules])
         self.flat = self.xp.zeros(self.layout.size, dtype=dtype)
         self.params = self.layout.views(self.flat)
         for m, params in enumerate(host_params):
@@ -88,14 +89,17 @@ class Model:
             caches.append(cache)
         return x, caches
 
-    def loss_and_grad(self, x: Any, labels: Any, rng: Any = None) -> tuple[float, Any]:
-        """Mean NLL over the batch; the gradient is written into ``self.grad`` (flat) and returned."""
+    def loss_and_grad(self, x: Any, labels: Any, rng: Any = None, out: Any = None) -> tuple[float, Any]:
+        """Mean NLL over the batch; the gradient is written into ``out`` (a flat buffer of the
+        model's size; ``self.grad`` by default) and returned."""
+        grad = self.grad if out is None else out
         logp, caches = self.forward(x, train=True, rng=rng)
         loss, dy = nll_loss(logp, labels)
-        for m in range(len(self.modules) - 1, -1, -1):
+        for m in range(len(self.modules) - 1, 0, -1):
             grads, dy = self.modules[m].backward(self.params[m], caches[m], dy)
-            self.layout.pack(m, grads, self.grad)
-        return loss, self.grad
+            self.layout.pack(m, grads, grad)
+        self.layout.pack(0, self.modules[0].backward_params(self.params[0], caches[0], dy), grad)  # no dx: the input takes no gradient
+        return loss, grad
 
     def transform(self, x: Any, upto: int, batch_size: int = 2048) -> Any:
         """Outputs of the first ``upto`` modules for a whole array, on this model's device."""

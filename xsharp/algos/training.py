@@ -14,6 +14,13 @@ and a run stopped at a checkpoint and resumed ends where an uninterrupted run en
 
 Training is a list of phases (one per pretrained layer, then fine-tuning), each of epochs of
 steps. A :class:`TrainState` taken at a step boundary is everything needed to go on from there.
+
+A module trained in closed form (``solvable``: the ELM readouts) gets a *solve* phase in its
+place among the pretraining phases, whether or not pretraining is on: one epoch whose steps add
+the layer's ``statistics`` of their rows (summed over workers by the same allreduce) into the
+phase's state, and whose last step ``solve``s. The accumulated sums stand where an optimiser
+state stands, so checkpoints and resumes inside the pass carry them. Its loss is the solve's
+residual, counted at the last step.
 """
 
 from __future__ import annotations
@@ -147,6 +154,7 @@ class Phase:
     settings: Any
     sl: slice  # the parameters this phase trains, in the flat buffer
     rows: int  # training rows
+    solve: bool = False  # a closed-form solve of ``layer`` (name "pretrain": it is that layer's greedy phase)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -158,16 +166,32 @@ class Phase:
 
     def restrict(self, layer: int | None, sl: slice) -> "Phase":
         """The same phase seen by a part of the model: its own module numbering and slice."""
-        return Phase(self.name, layer, self.kind, self.seed_phase, self.settings, sl, self.rows)
+        return Phase(self.name, layer, self.kind, self.seed_phase, self.settings, sl, self.rows, self.solve)
+
+
+@dataclass(frozen=True)
+class SolveSettings:
+    """A solve phase: one pass over the layer's training rows in batches of ``batch_size``. The
+    optimiser fields are there for code that reads any phase's settings; nothing descends."""
+
+    batch_size: int
+    epochs: int = 1
+    learning_rate: float = 0.0
+    momentum: float = 0.0
+    weight_decay: float = 0.0
 
 
 def plan(modules: list, layout: FlatLayout, pretrain: PhaseSettings | None, train: PhaseSettings, rows: int) -> list[Phase]:
-    """The run's phases: each pretrainable module in order (if pretraining is on), then fine-tuning."""
+    """The run's phases: each pretrainable module in order (if pretraining is on) and each
+    solvable module in its place (always: the solve is its training), then fine-tuning."""
     out = []
-    if pretrain is not None and pretrain.epochs > 0:
-        for i, module in enumerate(modules):
-            if module.pretrainable:
-                out.append(Phase("pretrain", i, module.kind, PRETRAIN_PHASE + i, pretrain, layout.module_slices[i], rows))
+    pretraining = pretrain is not None and pretrain.epochs > 0
+    for i, module in enumerate(modules):
+        if module.solvable:
+            settings = SolveSettings(module.options.solve_batch)
+            out.append(Phase("pretrain", i, module.kind, PRETRAIN_PHASE + i, settings, layout.module_slices[i], rows, solve=True))
+        elif pretraining and module.pretrainable:
+            out.append(Phase("pretrain", i, module.kind, PRETRAIN_PHASE + i, pretrain, layout.module_slices[i], rows))
     out.append(Phase("finetune", None, None, FINETUNE_PHASE, train, slice(0, layout.size), rows))
     return out
 
@@ -327,6 +351,8 @@ class ModelEngine:
         self.coll.broadcast(self.model.flat, 0)  # every worker starts from rank 0's parameters
 
     def begin_phase(self, index: int, phase: Phase, velocity: np.ndarray | None) -> None:
+        if phase.solve:
+            return self.begin_solve(phase, velocity)
         model = self.model
         self.phase, self.sl = phase, phase.sl
         self.size = phase.sl.stop - phase.sl.start
@@ -367,11 +393,48 @@ class ModelEngine:
             grad = self.model.grad[self.sl]
         else:
             x, y = self.batch(step, lo, hi)
-            loss, grad = self.model.loss_and_grad(x, y, rng)
-        self.xp.multiply(grad, weight, out=out)
+            whole = out.shape[0] == self.model.layout.size
+            loss, grad = self.model.loss_and_grad(x, y, rng, out=out if whole else None)  # straight into out: no copy
+        if grad is not out:
+            self.xp.multiply(grad, weight, out=out)
+        elif weight != 1.0:
+            out *= weight
         return loss * weight
 
+    def begin_solve(self, phase: Phase, stats: np.ndarray | None) -> None:
+        """A solve phase: its state (``self.velocity``) is the statistics summed so far."""
+        model, layer = self.model, phase.layer
+        self.phase, self.sl, self.opt = phase, phase.sl, None
+        self.module = model.modules[layer]
+        size = self.module.statistics_size(model.params[layer])
+        self.velocity = self.xp.zeros(size, dtype=model.flat.dtype) if stats is None else self.xp.asarray(stats, dtype=model.flat.dtype).copy()
+        self.stats_buf = self.xp.zeros(size + 1, dtype=model.flat.dtype)  # [statistics, stop]
+        self.fetch.source(model.transform(self.x, upto=layer), self.y)  # inputs of the layer, once; labels for elm
+
+    def solve_step(self, step: Step) -> tuple[float, bool]:
+        """Add this step's statistics (every worker's rows) to the sums; the last step solves."""
+        layer, buf = self.phase.layer, self.stats_buf
+        params, size = self.model.params[layer], buf.shape[0] - 1
+        lo, hi = self.rows(step)
+        if hi > lo:
+            x, y = self.batch(step, lo, hi)
+            buf[:size] = self.module.statistics(params, x, y)
+        else:
+            buf[:size] = 0
+        buf[size] = 1.0 if step.stop else 0.0
+        reduced = self.coll.allreduce(buf)
+        self.velocity += reduced[:size]
+        loss = 0.0
+        if step.step == self.phase.steps_per_epoch - 1:  # every row is in: solve, on every worker alike
+            solved, error = self.module.solve(params, self.velocity)
+            for name, value in solved.items():
+                params[name][...] = value  # views into the flat buffer
+            loss = error * self.phase.rows / len(step.idx)  # the loop weighs a step's loss by its rows
+        return loss, float(reduced[size]) > 0
+
     def submit(self, step: Step) -> tuple[float, bool]:
+        if self.phase.solve:
+            return self.solve_step(step)
         size, buf = self.size, self.buf
         lo, hi = self.rows(step)
         if hi > lo:

@@ -1,4 +1,5 @@
-"""`xsharp algos`: the module library a job spec's `model` list is written in."""
+"""`xsharp algos`: the module library a job spec's `model` list is written in, and the recipes
+(examples/*.yaml) built from it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sys
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -16,9 +18,40 @@ from rich.table import Table
 from .common import fail, out
 from .run import Output
 
-app = typer.Typer(help="The algorithm toolkit: list the modules a job spec can stack, show one's options.", no_args_is_help=True)
+app = typer.Typer(help="The algorithm toolkit: list the modules a job spec can stack and the recipes built from them, show one.", no_args_is_help=True)
 
 _BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"  # the recipes, in a source checkout
+
+
+def recipes() -> dict[str, dict]:
+    """Every examples/*.yaml by name: what its leading comment says, its module stack and mode."""
+    import yaml
+
+    found = {}
+    for path in sorted(EXAMPLES.glob("*.yaml")) if EXAMPLES.is_dir() else []:
+        text = path.read_text()
+        comment = []
+        for line in text.splitlines():
+            if not line.startswith("#"):
+                break
+            comment.append(line.lstrip("#").strip())
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raw = None
+        raw = raw if isinstance(raw, dict) else {}
+        model = raw.get("model") if isinstance(raw.get("model"), list) else []
+        kinds = [item if isinstance(item, str) else next(iter(item), "?") if isinstance(item, dict) else "?" for item in model]
+        found[path.stem] = {
+            "name": path.stem,
+            "description": " ".join(comment),
+            "model": " -> ".join(kinds),
+            "mode": "search" if "search" in raw else str(raw.get("mode", "local")),
+            "path": str(path),
+            "yaml": text,
+        }
+    return found
 
 
 def _type_name(annotation: Any) -> str:
@@ -65,48 +98,77 @@ def describe(kind: str) -> dict:
         "name": kind,
         "summary": cls.summary,
         "pretrainable": hasattr(cls, "pretrain_step"),
+        "solved": hasattr(cls, "solve"),
         "options": options,
         "details": inspect.getdoc(sys.modules[cls.__module__]) or "",
     }
+
+
+def _first_sentence(text: str, limit: int = 100) -> str:
+    first = text.split(". ")[0].split(": ")[0].rstrip(".")
+    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 @app.command("list")
 def list_modules(
     output: Output = typer.Option(Output.text, "--output", "-o", help="text: a table; json: the same rows as JSON on stdout."),
 ) -> None:
-    """List every module a job spec's `model` can stack: name, what it is, and whether it is pretrained (greedy, unsupervised) before fine-tuning."""
+    """List every module a job spec's `model` can stack (name, what it is, whether it is pretrained
+    before fine-tuning: greedily by steps, or solved in closed form), then the recipes."""
     from xsharp.algos.modules import MODULES
 
-    rows = [{"name": kind, "summary": cls.summary, "pretrainable": hasattr(cls, "pretrain_step")} for kind, cls in MODULES.items()]
+    rows = [
+        {"name": kind, "summary": cls.summary, "pretrainable": hasattr(cls, "pretrain_step"), "solved": hasattr(cls, "solve")}
+        for kind, cls in MODULES.items()
+    ]
+    books = [{k: v for k, v in r.items() if k != "yaml"} for r in recipes().values()]
     if output is Output.json:
-        out.print_json(json.dumps({"modules": rows}))
+        out.print_json(json.dumps({"modules": rows, "recipes": books}))
         return
     table = Table(title="modules", title_justify="left")
     table.add_column("name", style="bold")
     table.add_column("pretrain")
     table.add_column("summary")
     for row in rows:
-        table.add_row(row["name"], "yes" if row["pretrainable"] else "-", escape(row["summary"]))
+        table.add_row(row["name"], "yes" if row["pretrainable"] else "solve" if row["solved"] else "-", escape(row["summary"]))
     out.print(table)
-    out.print("Options of one module: xsharp algos show NAME")
+    if books:
+        table = Table(title="recipes (examples/)", title_justify="left")
+        for column in ("name", "model", "mode", "description"):
+            table.add_column(column, style="bold" if column == "name" else None)
+        for r in books:
+            table.add_row(r["name"], escape(r["model"]), r["mode"], escape(_first_sentence(r["description"])))
+        out.print(table)
+    out.print("Options of one module, or one recipe: xsharp algos show NAME; train a recipe: xsharp run examples/NAME.yaml")
 
 
 @app.command()
 def show(
-    name: str = typer.Argument(..., metavar="NAME", help="A module name from `xsharp algos list`."),
+    name: str = typer.Argument(..., metavar="NAME", help="A module or recipe name from `xsharp algos list`."),
     output: Output = typer.Option(Output.text, "--output", "-o", help="text: a table; json: the description as JSON on stdout."),
 ) -> None:
-    """Show one module's options (type, default, bounds, meaning) as written under its name in a job spec."""
+    """Show one module's options (type, default, bounds, meaning) as written under its name in a
+    job spec, or one recipe's spec."""
     from xsharp.algos.modules import MODULES
 
     if name not in MODULES:
-        raise fail(f"unknown module {name!r}; known: {', '.join(MODULES)}")
+        book = recipes().get(name)
+        if book is None:
+            raise fail(f"unknown module {name!r}; known: {', '.join(MODULES)}; recipes: {', '.join(recipes()) or '(none here)'}")
+        if output is Output.json:
+            out.print_json(json.dumps(book))
+            return
+        out.print(f"[bold]{name}[/] ({escape(book['path'])}): {escape(book['model'])}, mode {book['mode']}")
+        out.print(book["yaml"], markup=False)
+        out.print(f"train it: xsharp run {escape(book['path'])}")
+        return
     info = describe(name)
     if output is Output.json:
         out.print_json(json.dumps(info))
         return
     out.print(f"[bold]{name}[/]: {escape(info['summary'])}")
-    out.print(f"pretrained before fine-tuning: {'yes' if info['pretrainable'] else 'no'}")
+    solved = "solved in closed form (its own phase, even with pretraining off)"
+    out.print(f"pretrained before fine-tuning: {'yes' if info['pretrainable'] else solved if info['solved'] else 'no'}")
     table = Table(title="options", title_justify="left")
     for column in ("option", "type", "default", "bounds", "description"):
         table.add_column(column)

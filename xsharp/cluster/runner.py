@@ -60,16 +60,16 @@ def load_data(spec: JobSpec) -> datasets.Dataset:
 
 def check_against_data(spec: JobSpec, data: datasets.Dataset) -> None:
     """What the spec cannot know until the data is loaded: class count and layer shapes."""
-    from xsharp.algos.modules import build
+    from xsharp.algos.modules import CLASS_OPTIONS, build
 
-    units = spec.layers[-1]["softmax"].get("units")
-    if units is not None and units != data.n_classes:
-        raise SpecError([f"model[{len(spec.layers) - 1}].softmax.units: the data has {data.n_classes} classes, got {units}"], spec.name)
     shape = data.in_shape
     for i, layer in enumerate(spec.layers):
         (kind, options), = layer.items()
+        per_class = CLASS_OPTIONS.get(kind)  # softmax.units, elm.outputs
+        if per_class is not None and options.get(per_class, data.n_classes) != data.n_classes:
+            raise SpecError([f"model[{i}].{kind}.{per_class}: the data has {data.n_classes} classes, got {options[per_class]}"], spec.name)
         try:
-            shape = build(kind, options | ({"units": data.n_classes} if kind == "softmax" else {})).output_shape(shape)
+            shape = build(kind, options | ({per_class: data.n_classes} if per_class else {})).output_shape(shape)
         except ValueError as e:  # a window larger than its input, say
             raise SpecError([f"model[{i}].{kind}: {e} (input shape {tuple(shape)})"], spec.name) from None
 

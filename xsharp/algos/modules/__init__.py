@@ -10,6 +10,7 @@ from .conv2d import Conv2D
 from .crbm import CRBM
 from .dense import Dense
 from .dropout import Dropout
+from .elm import ELM, ELMAutoEncoder
 from .maxpool import MaxPool
 from .rbm import RBM
 from .softmax import Softmax, log_softmax, nll_loss
@@ -17,8 +18,11 @@ from .sparse_coding import SparseCoding
 
 MODULES: dict[str, type[Module]] = {
     cls.kind: cls
-    for cls in (Dense, Softmax, Dropout, BatchNorm, RBM, AutoEncoder, SparseCoding, Conv2D, MaxPool, AvgPool, CRBM)
+    for cls in (Dense, Softmax, Dropout, BatchNorm, RBM, AutoEncoder, SparseCoding, Conv2D, MaxPool, AvgPool, CRBM, ELM, ELMAutoEncoder)
 }
+
+# Options that stand for the number of classes: left out, they take the data's; given, they must match it.
+CLASS_OPTIONS: dict[str, str] = {Softmax.kind: "units", ELM.kind: "outputs"}
 
 
 def build(kind: str, options: dict | Options | None = None) -> Module:
@@ -31,6 +35,7 @@ def build(kind: str, options: dict | Options | None = None) -> Module:
 
 
 __all__ = [
+    "CLASS_OPTIONS",
     "MODULES",
     "Module",
     "Options",
@@ -46,6 +51,8 @@ __all__ = [
     "MaxPool",
     "AvgPool",
     "CRBM",
+    "ELM",
+    "ELMAutoEncoder",
     "log_softmax",
     "nll_loss",
 ]

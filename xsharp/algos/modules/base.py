@@ -8,6 +8,8 @@ parameters can be one flat buffer, and any list of modules stacks into a model.
     forward(params, x, train, rng)      -> (y, cache)
     backward(params, cache, dy)         -> (grads, dx)
     pretrain_step(params, x, rng)       -> (grads, reconstruction_error)   # unsupervised only
+    statistics(params, x, labels)       -> flat sums over the rows         # closed-form (ELM) only:
+    solve(params, summed_statistics)    -> (solved params, error)          #   see algos.training
 
 Gradients are of the *mean* loss over the batch, ready for an optimiser to descend.
 """
@@ -41,6 +43,11 @@ class Module:
     def pretrainable(self) -> bool:
         return hasattr(self, "pretrain_step")
 
+    @property
+    def solvable(self) -> bool:
+        """Trained by a closed-form solve over summed statistics (a solve phase), not by steps."""
+        return hasattr(self, "solve")
+
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         raise NotImplementedError
 
@@ -52,6 +59,11 @@ class Module:
 
     def backward(self, params: dict, cache: Any, dy: Any) -> tuple[dict, Any]:
         raise NotImplementedError
+
+    def backward_params(self, params: dict, cache: Any, dy: Any) -> dict:
+        """The parameters' gradients alone, for the first module of a stack (its input needs no
+        gradient); modules whose dx costs a product override it to skip that product."""
+        return self.backward(params, cache, dy)[0]
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.model_dump().items())
