@@ -11,7 +11,7 @@ parameters' device, so no step waits on a device-to-host copy) to a learning rat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
 from xsharp.backend import xp_of
@@ -82,6 +82,8 @@ class SGD:
     momentum: float = 0.0
     weight_decay: float = 0.0
     mask: Any = None  # 1 where decay applies; None: everywhere
+    # lr * grads goes here rather than into a new parameter-sized array every step
+    _scratch: Any = field(default=None, init=False, repr=False, compare=False)
 
     def init(self, params: Any) -> Any:
         xp = xp_of(params)
@@ -90,18 +92,25 @@ class SGD:
         return xp.zeros_like(params)
 
     def update(self, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
+        xp = xp_of(grads)
         if callable(self.learning_rate):
             velocity, count = state[:-1], state[-1:]
             lr = self.learning_rate(count)
             count += 1
         else:
             velocity, lr = state, self.learning_rate
+        step = self._scratch
+        if step is None or step.shape != velocity.shape or step.dtype != velocity.dtype or xp_of(step) is not xp:
+            step = self._scratch = xp.empty_like(velocity)
         velocity *= self.momentum
-        velocity -= lr * grads
+        velocity -= xp.multiply(grads, lr, out=step)
         if self.weight_decay:
-            decay = params if self.mask is None else params * self.mask
-            velocity -= (lr * self.weight_decay) * decay
+            decay = params if self.mask is None else xp.multiply(params, self.mask, out=step)
+            velocity -= xp.multiply(decay, lr * self.weight_decay, out=step)
         return velocity, state
+
+    def __getstate__(self) -> dict:  # the scratch buffer does not travel
+        return {**self.__dict__, "_scratch": None}
 
 
 @dataclass

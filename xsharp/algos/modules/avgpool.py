@@ -19,8 +19,12 @@ class AvgPool(Pool):
         images = as_images(x)
         total = None
         for _, _, view in windows(images, self.options.size, self.stride):
-            total = view.copy() if total is None else total + view
-        y = total / self.options.size**2
+            if total is None:
+                total = view.copy(order="K")  # keeps the input's memory layout (channels-last after conv2d)
+            else:
+                total += view
+        y = total
+        y /= self.options.size**2  # in place: total is ours
         return (y[:, 0] if x.ndim == 3 else y), (x.shape, images.shape)
 
     def backward(self, params, cache, dy):

@@ -33,16 +33,26 @@ class Dense(Module):
         dW, db, dx = affine_backward(cache, dy, params["W"], self.options.activation)
         return {"W": dW, "b": db}, dx
 
+    def backward_params(self, params, cache, dy):
+        dW, db, _ = affine_backward(cache, dy, params["W"], self.options.activation, need_dx=False)
+        return {"W": dW, "b": db}
+
 
 def affine_forward(x, W, b, activation: str):
-    """y = activation(x W + b) over flattened samples; the cache serves :func:`affine_backward`."""
+    """y = activation(x W + b) over flattened samples; the cache serves :func:`affine_backward`.
+
+    The bias and the activation go in place on the product: one output array, no temporaries."""
     x2 = x.reshape(x.shape[0], -1)
-    y = activations.apply(activation, x2 @ W + b)
+    z = x2 @ W
+    z += b
+    y = activations.apply_(activation, z)
     return y, (x.shape, x2, y)
 
 
-def affine_backward(cache, dy, W, activation: str):
-    """Gradients (dW, db, dx) of an affine layer from its cache and the output gradient."""
+def affine_backward(cache, dy, W, activation: str, need_dx: bool = True):
+    """Gradients (dW, db, dx) of an affine layer from its cache and the output gradient
+    (dx is None when not ``need_dx``: the first layer of a stack saves that product)."""
     shape, x2, y = cache
-    dz = dy * activations.grad_from_output(activation, y)
-    return x2.T @ dz, dz.sum(axis=0), (dz @ W.T).reshape(shape)
+    dz = activations.backprop(activation, dy, y)
+    dx = (dz @ W.T).reshape(shape) if need_dx else None
+    return x2.T @ dz, dz.sum(axis=0), dx

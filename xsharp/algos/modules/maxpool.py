@@ -50,18 +50,28 @@ class MaxPool(Pool):
         images = as_images(x)
         best = None
         for _, _, view in windows(images, self.options.size, self.stride):
-            best = view.copy() if best is None else xp.maximum(best, view)
+            if best is None:
+                best = view.copy(order="K")  # keeps the input's memory layout (channels-last after conv2d)
+            else:
+                xp.maximum(best, view, out=best)
         # which offset won is found again in backward: tracking it here costs more than the max
         return (best[:, 0] if x.ndim == 3 else best), (x.shape, images, best)
 
     def backward(self, params, cache, dy):
         x_shape, images, best = cache
         xp = xp_of(dy)
-        dy = dy.reshape(best.shape)
-        dx = xp.zeros(images.shape, dtype=dy.dtype)
-        taken = xp.zeros(best.shape, dtype=bool)
-        for (_, _, view), (_, _, grad) in zip(windows(images, self.options.size, self.stride), windows(dx, self.options.size, self.stride)):
-            hit = (view == best) & ~taken  # the first maximum of each window takes the gradient
-            grad += xp.where(hit, dy, 0)
-            taken |= hit
+        left = xp.empty_like(best)  # the gradient no offset has taken yet, laid out like the windows
+        left[...] = dy.reshape(best.shape)
+        dx = xp.zeros_like(images)  # same memory layout as the input, so conv2d's backward reads it as it is
+        disjoint = self.stride >= self.options.size  # each pixel in one window at most
+        offsets = list(zip(windows(images, self.options.size, self.stride), windows(dx, self.options.size, self.stride)))
+        for o, ((_, _, view), (_, _, grad)) in enumerate(offsets):
+            # the first maximum of each window takes the gradient: it leaves none for later ties
+            if disjoint:
+                taken = xp.multiply(view == best, left, out=grad)
+            else:
+                taken = (view == best) * left
+                grad += taken
+            if o < len(offsets) - 1:
+                left -= taken
         return {}, dx.reshape(x_shape)

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from xsharp.backend import xp_of
 
-from .activations import sigmoid
+from .activations import sigmoid_
 from .base import Module, Options, flat_size
 from .dense import affine_backward, affine_forward
 
@@ -65,23 +65,32 @@ class RBM(Module):
         dW, db, dx = affine_backward(cache, dy, params["W"], "sigmoid")
         return {"W": dW, "b_h": db}, dx
 
+    def backward_params(self, params, cache, dy):
+        dW, db, _ = affine_backward(cache, dy, params["W"], "sigmoid", need_dx=False)
+        return {"W": dW, "b_h": db}
+
     # ----------------------------------------------------------------- sampling
+    # Each product below is a fresh array that the bias and the sigmoid then overwrite in place:
+    # CD-1 is 5 matrix products of the batch, and little else should cost.
     def visible_mean(self, params, h):
         """E[v | h]: sigmoid for Bernoulli units, linear for Gaussian ones."""
-        a = h @ params["W"].T + params["b_v"]
-        return a if self.options.visible == "gaussian" else sigmoid(a)
+        a = h @ params["W"].T
+        a += params["b_v"]
+        return a if self.options.visible == "gaussian" else sigmoid_(a)
 
     def sample_visible(self, mean, rng):
         if self.options.visible == "gaussian":
             return mean + rng.standard_normal(mean.shape, dtype=mean.dtype)
-        return (rng.random(mean.shape, dtype=mean.dtype) < mean).astype(mean.dtype)
+        return bernoulli(mean, rng)
 
     @staticmethod
     def sample_hidden(ph, rng):
-        return (rng.random(ph.shape, dtype=ph.dtype) < ph).astype(ph.dtype)
+        return bernoulli(ph, rng)
 
     def hidden_prob(self, params, v):
-        return sigmoid(v @ params["W"] + params["b_h"])
+        z = v @ params["W"]
+        z += params["b_h"]
+        return sigmoid_(z)
 
     def _persistent_chain(self, v0):
         chain = self.chain
@@ -107,10 +116,21 @@ class RBM(Module):
                 pv = self.visible_mean(params, self.sample_hidden(ph, rng))  # mean-field visible reconstruction, the usual CD practice
                 ph = self.hidden_prob(params, pv)
             v_neg, ph_neg, recon = pv, ph, pv
+        xp = xp_of(v0)
+        dW = v0.T @ ph0
+        dW -= v_neg.T @ ph_neg
+        diff = v0 - recon
         grads = {
-            "W": -(v0.T @ ph0 - v_neg.T @ ph_neg) / n,
+            "W": xp.divide(dW, -n, out=dW),  # -(v0^T ph0 - v_neg^T ph_neg) / n
             "b_h": -(ph0 - ph_neg).sum(axis=0) / n,
-            "b_v": -(v0 - v_neg).sum(axis=0) / n,
+            "b_v": -(diff if recon is v_neg else v0 - v_neg).sum(axis=0) / n,
         }
-        error = float(((v0 - recon) ** 2).sum()) / n
+        diff *= diff
+        error = float(diff.sum()) / n
         return grads, error
+
+
+def bernoulli(p, rng):
+    """1.0 where a uniform draw falls below ``p``, else 0.0 (in the draw's own array)."""
+    u = rng.random(p.shape, dtype=p.dtype)
+    return xp_of(p).less(u, p, out=u)

@@ -42,15 +42,24 @@ class Softmax(Module):
 
     def forward(self, params, x, train=False, rng=None):
         x2 = x.reshape(x.shape[0], -1)
-        logp = log_softmax(x2 @ params["W"] + params["b"])
+        z = x2 @ params["W"]
+        z += params["b"]
+        logp = log_softmax(z)
         return logp, (x.shape, x2, logp)
 
     def backward(self, params, cache, dy):
-        shape, x2, logp = cache
+        grads, dz = self._grads(cache, dy)
+        return grads, (dz @ params["W"].T).reshape(cache[0])
+
+    def backward_params(self, params, cache, dy):
+        return self._grads(cache, dy)[0]
+
+    @staticmethod
+    def _grads(cache, dy):
+        _, x2, logp = cache
         xp = xp_of(logp)
         dz = dy - xp.exp(logp) * dy.sum(axis=1, keepdims=True)
-        grads = {"W": x2.T @ dz, "b": dz.sum(axis=0)}
-        return grads, (dz @ params["W"].T).reshape(shape)
+        return {"W": x2.T @ dz, "b": dz.sum(axis=0)}, dz
 
 
 def nll_loss(logp: Any, labels: Any) -> tuple[float, Any]:

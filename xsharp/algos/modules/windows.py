@@ -1,9 +1,13 @@
 """Sliding windows over images: im2col / col2im for convolution, window views for pooling.
 
 Images are batches (n, C, H, W). A window of ``kernel`` x ``kernel`` moves by ``stride`` over the
-input padded with ``padding`` zeros on every side. Each loop below runs over the kernel
-offsets (9 or 25 of them), never over pixels or samples, so the work is a few large array
-copies on NumPy and CuPy alike.
+input padded with ``padding`` zeros on every side. im2col is one copy of a strided view; each
+loop below runs over the kernel offsets (9 or 25 of them), never over pixels or samples, so the
+work is a few large array copies on NumPy and CuPy alike.
+
+The ``_hwc`` pair works on channels-last images (n, H, W, C) with columns in (i, j, c) order:
+a window's row of C channels is then one contiguous run in memory, on both the gather and the
+scatter side, which makes them several times faster than the (c, i, j) pair when C > 1.
 """
 
 from __future__ import annotations
@@ -49,11 +53,9 @@ def im2col(x: Any, kernel: int, stride: int, padding: int) -> Any:
     oh, ow = out_size(h, kernel, stride, padding), out_size(w, kernel, stride, padding)
     if padding:
         x = xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    cols = xp.empty((n, oh, ow, c, kernel, kernel), dtype=x.dtype)
-    for i in range(kernel):
-        for j in range(kernel):
-            cols[:, :, :, :, i, j] = x[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride].transpose(0, 2, 3, 1)
-    return cols.reshape(n * oh * ow, c * kernel * kernel)
+    sn, sc, sh, sw = x.strides
+    view = xp.lib.stride_tricks.as_strided(x, (n, oh, ow, c, kernel, kernel), (sn, sh * stride, sw * stride, sc, sh, sw))
+    return view.reshape(n * oh * ow, c * kernel * kernel)  # the one copy
 
 
 def col2im(cols: Any, x_shape: tuple[int, ...], kernel: int, stride: int, padding: int) -> Any:
@@ -67,6 +69,38 @@ def col2im(cols: Any, x_shape: tuple[int, ...], kernel: int, stride: int, paddin
         for j in range(kernel):
             out[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride] += cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
     return out[:, :, padding : padding + h, padding : padding + w] if padding else out
+
+
+def channels_last(images: Any) -> Any:
+    """(n, C, H, W) -> contiguous (n, H, W, C); free when the memory is channels-last already
+    (the outputs of conv2d and of pooling over them are)."""
+    return xp_of(images).ascontiguousarray(images.transpose(0, 2, 3, 1))
+
+
+def im2col_hwc(x: Any, kernel: int, stride: int, padding: int) -> Any:
+    """Channels-last (n, H, W, C) -> (n * OH * OW, kernel * kernel * C): one row per window, in
+    (n, oh, ow) order; columns in (i, j, c) order, matching ``W.transpose(0, 2, 3, 1)``."""
+    xp = xp_of(x)
+    n, h, w, c = x.shape
+    oh, ow = out_size(h, kernel, stride, padding), out_size(w, kernel, stride, padding)
+    if padding:
+        x = xp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    sn, sh, sw, sc = x.strides
+    view = xp.lib.stride_tricks.as_strided(x, (n, oh, ow, kernel, kernel, c), (sn, sh * stride, sw * stride, sh, sw, sc))
+    return view.reshape(n * oh * ow, kernel * kernel * c)  # the one copy
+
+
+def col2im_hwc(cols: Any, x_shape: tuple[int, ...], kernel: int, stride: int, padding: int) -> Any:
+    """The adjoint of :func:`im2col_hwc`: a channels-last (n, H, W, C) image from the columns."""
+    xp = xp_of(cols)
+    n, h, w, c = x_shape
+    oh, ow = out_size(h, kernel, stride, padding), out_size(w, kernel, stride, padding)
+    cols = cols.reshape(n, oh, ow, kernel, kernel, c)
+    out = xp.zeros((n, h + 2 * padding, w + 2 * padding, c), dtype=cols.dtype)
+    for i in range(kernel):
+        for j in range(kernel):
+            out[:, i : i + stride * oh : stride, j : j + stride * ow : stride] += cols[:, :, :, i, j]
+    return out[:, padding : padding + h, padding : padding + w] if padding else out
 
 
 def windows(x: Any, size: int, stride: int):
