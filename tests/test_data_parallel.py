@@ -53,11 +53,14 @@ def test_a_group_that_can_never_fit_is_refused_at_once(ray_address, tiny):
         run_job(parse_spec(dp(tiny, 3)))
 
 
-def test_a_stopped_group_resumes_where_it_stopped(ray_address, tiny, local_result):
+def test_a_stopped_group_resumes_where_it_stopped(ray_address, tiny):
     from xsharp.algos.training import Stopped
     from xsharp.parallel import RunContext
     from xsharp.parallel.data_parallel import DataParallelMode
 
+    # Long enough that the stop, sent when the driver sees epoch 3, lands before the end: the
+    # shared-memory allreduce runs the 20 epochs of `tiny` inside one 0.2 s driver poll.
+    tiny["train"]["epochs"] = 150
     spec = parse_spec(dp(tiny, 2))
     data = load_data(spec)
     seen = []
@@ -65,8 +68,9 @@ def test_a_stopped_group_resumes_where_it_stopped(ray_address, tiny, local_resul
     with pytest.raises(Stopped) as e:
         DataParallelMode().run(spec, ctx)
     state = e.value.state
-    assert state.phase == 2 and state.epoch >= 2  # phases: pretrain rbm, pretrain autoencoder, fine-tune
+    assert state.phase == 2 and 2 <= state.epoch < 150  # phases: pretrain rbm, pretrain autoencoder, fine-tune
     checkpoints = []
-    result = DataParallelMode().run(spec, RunContext(data=data, resume=state, on_checkpoint=checkpoints.append, checkpoint_every=0))
-    np.testing.assert_allclose(result.flat, local_result.model.get_flat(), rtol=1e-4, atol=1e-4)
-    assert result.history.resumed_from[0]["epoch"] == state.epoch and checkpoints
+    resumed = DataParallelMode().run(spec, RunContext(data=data, resume=state, on_checkpoint=checkpoints.append, checkpoint_every=0))
+    whole = DataParallelMode().run(spec, RunContext(data=data))
+    np.testing.assert_array_equal(resumed.flat, whole.flat)  # the same group, the same sums: bitwise
+    assert resumed.history.resumed_from[0]["epoch"] == state.epoch and checkpoints
