@@ -347,7 +347,7 @@ def test_metrics_and_logs_with_after_send_only_what_is_new(server, alice, bob):
     assert bob.get(f"{path}/logs", params={"after": 0}).status_code == 403
 
 
-def test_a_searchs_trial_table_is_served_while_it_runs_and_fenced_like_its_job(server, alice, bob):
+def test_a_searchs_trial_table_is_served_while_it_runs_and_fenced_like_its_job(server, alice, bob, tmp_path):
     raw = long_spec("live-search", epochs=800, cpus=1)
     raw["train"]["learning_rate"] = {"grid": [0.1, 0.3]}
     raw["search"] = {"strategy": "grid", "max_parallel": 2}
@@ -371,9 +371,16 @@ def test_a_searchs_trial_table_is_served_while_it_runs_and_fenced_like_its_job(s
     assert len(s["trials"]) == 2 and s["job"]["state"] == "RUNNING"
     t = next(t for t in s["trials"] if t["state"] == "RUNNING" and t["epochs"] > 0)
     assert 0 < t["epochs"] < 800 and len(t["curve"]) == t["epochs"] and t["metric"] == t["curve"][-1] and t["seconds"] > 0
+    env = {"XSHARP_URL": server.url, "XSHARP_TOKEN": server.tokens["alice"], "XSHARP_HOME": str(tmp_path)}
+    r = run_cli("search", "show", str(job["id"]), env=env)  # the CLI reads the same live table
+    assert r.returncode == 0 and "so far" in r.stdout and "RUNNING" in r.stdout, r.stdout + r.stderr
     done = wait_state(alice, job["id"], "SUCCEEDED", 120)
     final = alice.get(f"/v1/searches/{job['id']}").json()
     assert final["final"] and final["best"] == done["result"]["best_trial"] is not None
     assert [t["state"] for t in final["trials"]] == ["SUCCEEDED", "SUCCEEDED"] and all(len(t["curve"]) == t["epochs"] == 800 for t in final["trials"])
     assert final["trials"] == json.loads(alice.get(f"/v1/jobs/{job['id']}/artifacts/search.json").content)["trials"]
+    shown = json.loads(run_cli("search", "show", str(job["id"]), "-o", "json", env=env).stdout)
+    assert shown["final"] and shown["trials"] == final["trials"]
+    r = run_cli("search", "show", str(job["id"]), env={**env, "XSHARP_TOKEN": server.tokens["bob"]})
+    assert r.returncode == 2 and "403" in r.stderr
     wait_state(alice, plain["id"], "SUCCEEDED")

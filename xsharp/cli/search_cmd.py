@@ -90,11 +90,13 @@ def show(
     elif target.isdigit():
         from .client import Client
 
-        text = Client.from_options(url, token).request("GET", f"/v1/jobs/{target}/artifacts/search.json")
-        data = json.loads(text) if isinstance(text, str) else text
+        # the live table while the search runs, the finished one after
+        got = Client.from_options(url, token).request("GET", f"/v1/searches/{target}")
+        data = json.loads(got) if isinstance(got, str) else got
     else:
         raise fail(f"{target}: no search.json there, and not a job id")
     if output is Output.json:
         out.print_json(json.dumps(data))
         return
-    out.print(trials_table(data["trials"], data["params"], f"{len(data['trials'])} trials, {data['settings']['strategy']}", data.get("best")))
+    state = "" if data.get("final", True) else f" (job {data['job']['state']}, so far)"
+    out.print(trials_table(data["trials"], data["params"], f"{len(data['trials'])} trials, {data['settings'].get('strategy', 'grid')}{state}", data.get("best")))
