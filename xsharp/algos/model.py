@@ -89,16 +89,22 @@ class Model:
             caches.append(cache)
         return x, caches
 
-    def loss_and_grad(self, x: Any, labels: Any, rng: Any = None, out: Any = None) -> tuple[float, Any]:
+    def loss_and_grad(self, x: Any, labels: Any, rng: Any = None, out: Any = None, packed: Any = None) -> tuple[float, Any]:
         """Mean NLL over the batch; the gradient is written into ``out`` (a flat buffer of the
-        model's size; ``self.grad`` by default) and returned."""
+        model's size; ``self.grad`` by default) and returned. ``packed(m, loss)``, if given, is
+        called as soon as module m's gradients are in (last module first), so a data-parallel
+        worker can start sending them while the rest of the backward pass runs."""
         grad = self.grad if out is None else out
         logp, caches = self.forward(x, train=True, rng=rng)
         loss, dy = nll_loss(logp, labels)
         for m in range(len(self.modules) - 1, 0, -1):
             grads, dy = self.modules[m].backward(self.params[m], caches[m], dy)
             self.layout.pack(m, grads, grad)
+            if packed is not None:
+                packed(m, loss)
         self.layout.pack(0, self.modules[0].backward_params(self.params[0], caches[0], dy), grad)  # no dx: the input takes no gradient
+        if packed is not None:
+            packed(0, loss)
         return loss, grad
 
     def transform(self, x: Any, upto: int, batch_size: int = 2048) -> Any:

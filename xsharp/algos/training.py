@@ -46,6 +46,7 @@ from .optim import apply_updates
 
 PRETRAIN_PHASE = 1000  # seed namespaces: pretraining layer i uses PRETRAIN_PHASE + i
 FINETUNE_PHASE = 1
+BUCKET_BYTES = 1 << 20  # overlapped allreduces: fewer, larger messages (a Ray message costs ~1 ms)
 PREFETCH_BYTES = 1 << 20  # batches smaller than this are gathered inline: a thread hand-off costs more
 
 
@@ -333,6 +334,8 @@ class ModelEngine:
     gathered ahead while s computes)."""
 
     depth = 1
+    buckets: list[tuple[int, int, int]] | None = None  # fine-tuning overlapped with its allreduces (ring only)
+    overlap = True  # subclasses whose fine-tuning gradient does not come from loss_and_grad turn it off
 
     def __init__(self, model: Model, x: Any, y: Any, collective: Collective | None = None, *, stride: int = 1, prefetch_bytes: int = PREFETCH_BYTES):
         self.model, self.xp = model, model.xp
@@ -366,6 +369,20 @@ class ModelEngine:
             self.fetch.source(model.transform(self.x, upto=phase.layer))  # inputs of the layer, once
         else:
             self.fetch.source(self.x, self.y)
+        self.buckets = self._buckets() if self.overlap and self.module is None and getattr(self.coll, "overlaps", False) and self.size == model.layout.size and backend.to_host(self.buf) is self.buf else None
+
+    def _buckets(self) -> list[tuple[int, int, int]]:
+        """Fine-tuning with overlap: ranges of the [gradient, loss, stop] buffer sent in turn as
+        the backward pass fills them (last module first), each of at least BUCKET_BYTES where
+        the modules allow; (module, start, stop): the range is complete once ``module`` is
+        packed. The same on every worker, so their allreduces pair up."""
+        out, stop, slices = [], self.size + 2, self.model.layout.module_slices
+        for m in range(len(slices) - 1, -1, -1):
+            start = slices[m].start
+            if m == 0 or (stop - start) * self.buf.itemsize >= getattr(self.coll, "bucket_bytes", BUCKET_BYTES):
+                out.append((m, start, stop))
+                stop = start
+        return out
 
     def rows(self, step: Step) -> tuple[int, int]:
         return shard(len(step.idx), self.rank, self.world)
@@ -435,6 +452,8 @@ class ModelEngine:
     def submit(self, step: Step) -> tuple[float, bool]:
         if self.phase.solve:
             return self.solve_step(step)
+        if self.buckets is not None:
+            return self.submit_overlapped(step)
         size, buf = self.size, self.buf
         lo, hi = self.rows(step)
         if hi > lo:
@@ -445,6 +464,42 @@ class ModelEngine:
         reduced = self.coll.allreduce(buf[: size + 2])
         self.apply(reduced[:size])
         return float(reduced[size]), float(reduced[size + 1]) > 0
+
+    def submit_overlapped(self, step: Step) -> tuple[float, bool]:
+        """``submit`` for fine-tuning on the ring: each bucket's allreduce starts as soon as the
+        backward pass has filled it, on the collective's thread, while earlier layers compute.
+        Per element the same products and sums as ``submit``: the same result."""
+        size, buf, buckets = self.size, self.buf, iter(self.buckets)
+        lo, hi = self.rows(step)
+        weight = (hi - lo) / len(step.idx)
+        pending = []
+        nxt = next(buckets)
+
+        def packed(m: int, loss: float) -> None:
+            nonlocal nxt
+            while nxt is not None and nxt[0] == m:
+                _, a, b = nxt
+                if b > size:  # the first bucket carries the loss and the stop flag
+                    buf[size], buf[size + 1] = loss * weight, 1.0 if step.stop else 0.0
+                    b_grad = size
+                else:
+                    b_grad = b
+                if weight != 1.0:
+                    buf[a:b_grad] *= weight
+                pending.append(self.coll.allreduce_async(buf[a:b]))
+                nxt = next(buckets, None)
+
+        if hi > lo:
+            x, y = self.batch(step, lo, hi)
+            self.model.loss_and_grad(x, y, step.rng(self.model.device, lo), out=buf[:size], packed=packed)
+        else:  # no rows here: zeros, sent in the same buckets as every other worker's
+            buf[:size] = 0
+            for m in range(len(self.model.modules) - 1, -1, -1):
+                packed(m, 0.0)
+        for f in pending:
+            f.result()
+        self.apply(buf[:size])
+        return float(buf[size]), float(buf[size + 1]) > 0
 
     def apply(self, grad: Any) -> None:
         updates, self.velocity = self.opt.update(grad, self.velocity, self.flat_p)

@@ -156,19 +156,44 @@ class SharedSegments:
 
 
 class RayCollective:
-    def __init__(self, rank: int, peers: list[Any], mailbox: Mailbox, timeout: float = 300.0, transport: str | None = None):
+    def __init__(
+        self, rank: int, peers: list[Any], mailbox: Mailbox, timeout: float = 300.0, transport: str | None = None,
+        overlap: bool = False, bucket_bytes: int = 1 << 20,
+    ):
         self.rank = rank
         self.world = len(peers)
         self.peers = peers
         self.mailbox = mailbox
         self.timeout = timeout
         self._op = 0
-        self.requested = transport or os.environ.get("XSHARP_COLLECTIVE", "auto")
+        self.overlap, self.bucket_bytes = overlap, bucket_bytes
+        # the environment overrides the spec: for comparisons on a cluster whose specs say auto
+        self.requested = os.environ.get("XSHARP_COLLECTIVE") or transport or "auto"
         if self.requested not in ("auto", "ring", "shm", "nccl"):
             raise ValueError(f"XSHARP_COLLECTIVE / transport: must be auto, ring, shm or nccl, got {self.requested!r}")
         self.transport: str | None = None  # decided on the first call, together with every peer
         self._shm: SharedSegments | None = None
         self._nccl: Any = None
+        self._comm: Any = None  # the thread of allreduce_async, made on first use
+
+    @property
+    def overlaps(self) -> bool:
+        """Whether to send finished layers during the backward pass: asked for (``overlap``)
+        and on the ring, where an allreduce waits on Ray messages. Shared memory is a memcpy on
+        the core that computes, so there it would only add a thread hand-off. Measured on one
+        2-core node the ring gained nothing either (0.69-1.03x: its serialisation and copies
+        compete with the compute), hence off by default; it is for nodes whose network, not
+        CPU, is the bottleneck. ``XSHARP_OVERLAP=0`` turns it off whatever the spec says."""
+        return self.transport == "ring" and self.overlap and os.environ.get("XSHARP_OVERLAP", "1") != "0"
+
+    def allreduce_async(self, buf: Any) -> Any:
+        """``allreduce(buf)`` on this collective's communication thread; returns a Future. Calls
+        run in the order made, the same on every worker; make no other call until they are done."""
+        if self._comm is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._comm = ThreadPoolExecutor(1, thread_name_prefix="xsharp-allreduce")
+        return self._comm.submit(self.allreduce, buf)
 
     def _handshake(self, tag: tuple) -> None:
         """All-to-all exchange of nothing: returns when every peer has reached the same tag."""

@@ -30,8 +30,8 @@ class DataParallelWorker(CollectiveMember):
         self._events: deque = deque()  # ("progress", Progress) | ("checkpoint", TrainState); drained by the driver
         self._stop = threading.Event()
 
-    def join(self, rank: int, peers: list) -> int:
-        self.collective = RayCollective(rank, peers, self._mailbox())
+    def join(self, rank: int, peers: list, transport: str = "auto", overlap: bool = False, bucket_bytes: int = 1 << 20) -> int:
+        self.collective = RayCollective(rank, peers, self._mailbox(), transport=transport, overlap=overlap, bucket_bytes=bucket_bytes)
         return rank
 
     def events(self) -> list[tuple[str, object]]:
@@ -68,7 +68,8 @@ class DataParallelMode:
         group = WorkerGroup(DataParallelWorker, res.workers, res.cpus_per_worker, res.gpus_per_worker, placement_group=ctx.placement_group)
         with group:
             actors = group.actors
-            ray.get([a.join.remote(i, actors) for i, a in enumerate(actors)])
+            par = spec.parallel
+            ray.get([a.join.remote(i, actors, par.collective, par.overlap, par.bucket_kb * 1024) for i, a in enumerate(actors)])
             ctx.placed(actors)
             ctx.say(f"training on {res.workers} workers")
             data_ref = ray.put(ctx.data)  # one copy in the object store, read zero-copy by every worker

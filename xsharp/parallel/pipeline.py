@@ -69,6 +69,8 @@ class StageEngine(ModelEngine):
     ModelEngine's own (the collective joins the same stage of every group); the fine-tuning
     gradient flows through the pipeline."""
 
+    overlap = False  # the fine-tuning gradient is this class's own (gradient), not loss_and_grad's
+
     def __init__(self, model: Model, data, collective: RayCollective, *, first: bool, last: bool, prev: Any, next: Any, micro_batches: int):
         super().__init__(model, data.x_train if first else None, data.y_train if last else None, collective)
         self.data, self.first, self.last = data, first, last
