@@ -330,7 +330,7 @@ def test_a_search_built_on_the_form_with_a_range_and_auto_fills_its_trial_table_
     expect(page.locator('[data-field="train.eps"] .hp-mode option')).to_have_text(["fixed", "range", "grid"])  # no prior for eps: no auto
     expect(page.locator('section[data-field="search"]')).to_be_hidden()
     for path, value in {"name": "form-search", "data.limit": "300", "pretrain.epochs": "2", "pretrain.batch_size": "20",
-                        "train.epochs": "300", "train.batch_size": "20", "resources.cpus_per_worker": "1"}.items():
+                        "train.epochs": "4000", "train.batch_size": "20", "resources.cpus_per_worker": "1"}.items():
         page.fill(f'[data-path="{path}"]', value)
     page.select_option('[data-path="mode"]', "local")
     hidden.locator(".hp-mode").select_option("range")
