@@ -195,28 +195,23 @@ class RayCollective:
             self._comm = ThreadPoolExecutor(1, thread_name_prefix="xsharp-allreduce")
         return self._comm.submit(self.allreduce, buf)
 
-    def _handshake(self, tag: tuple) -> None:
-        """All-to-all exchange of nothing: returns when every peer has reached the same tag."""
+    def _exchange(self, tag: tuple, value: Any) -> dict[int, Any]:
+        """Every worker's ``value`` for ``tag``, by rank: returns once every peer has sent its own."""
         for dst in range(self.world):
             if dst != self.rank:
-                self.peers[dst].deliver.remote(("hs", tag, self.rank), True)
-        for src in range(self.world):
-            if src != self.rank:
-                self._take(("hs", tag, src))
+                self.peers[dst].deliver.remote((tag, self.rank), value)
+        return {src: value if src == self.rank else self._take((tag, src)) for src in range(self.world)}
+
+    def _handshake(self, tag: tuple) -> None:
+        """A barrier through Ray messages: returns when every peer has reached the same tag."""
+        self._exchange(("hs", tag), True)
 
     def _setup(self, buf: Any) -> None:
         """Choose the transport with every peer: NCCL when every buffer is on a GPU, shared
         memory when every worker is on this node, else the ring (unless one is forced)."""
         nccl = _nccl_module() if backend.to_host(buf) is not buf and self.requested in ("auto", "nccl") else None
         uid = nccl.get_unique_id() if nccl is not None and self.rank == 0 else None
-        me = (_node_id(), uuid.uuid4().hex[:12] if self.rank == 0 else "", nccl is not None, uid)
-        for dst in range(self.world):
-            if dst != self.rank:
-                self.peers[dst].deliver.remote(("setup", self.rank), me)
-        seen = {self.rank: me}
-        for src in range(self.world):
-            if src != self.rank:
-                seen[src] = self._take(("setup", src))
+        seen = self._exchange(("setup",), (_node_id(), uuid.uuid4().hex[:12] if self.rank == 0 else "", nccl is not None, uid))
         same_node = len({info[0] for info in seen.values()}) == 1
         all_gpu = all(info[2] for info in seen.values())
         if self.requested == "shm" and not same_node:

@@ -16,15 +16,9 @@ class AvgPool(Pool):
     summary = "average pooling over size x size windows, per channel"
 
     def forward(self, params, x, train=False, rng=None):
-        images = as_images(x)
-        total = None
-        for _, _, view in windows(images, self.options.size, self.stride):
-            if total is None:
-                total = view.copy(order="K")  # keeps the input's memory layout (channels-last after conv2d)
-            else:
-                total += view
-        y = total
-        y /= self.options.size**2  # in place: total is ours
+        xp, images = xp_of(x), as_images(x)
+        y = self.fold(images, lambda acc, view: xp.add(acc, view, out=acc))
+        y /= self.options.size**2  # in place: the fold made its own copy
         return (y[:, 0] if x.ndim == 3 else y), (x.shape, images.shape)
 
     def backward(self, params, cache, dy):

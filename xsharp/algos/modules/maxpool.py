@@ -40,6 +40,17 @@ class Pool(Module):
         self.output_shape(in_shape)  # refuse a window that does not fit, at build time
         return {}
 
+    def fold(self, images, combine):
+        """The windows folded into one array by ``combine(acc, view)`` (in place), starting from a
+        copy of the first that keeps the input's memory layout (channels-last after conv2d)."""
+        acc = None
+        for _, _, view in windows(images, self.options.size, self.stride):
+            if acc is None:
+                acc = view.copy(order="K")
+            else:
+                combine(acc, view)
+        return acc
+
 
 class MaxPool(Pool):
     kind = "maxpool"
@@ -48,12 +59,7 @@ class MaxPool(Pool):
     def forward(self, params, x, train=False, rng=None):
         xp = xp_of(x)
         images = as_images(x)
-        best = None
-        for _, _, view in windows(images, self.options.size, self.stride):
-            if best is None:
-                best = view.copy(order="K")  # keeps the input's memory layout (channels-last after conv2d)
-            else:
-                xp.maximum(best, view, out=best)
+        best = self.fold(images, lambda acc, view: xp.maximum(acc, view, out=acc))
         # which offset won is found again in backward: tracking it here costs more than the max
         return (best[:, 0] if x.ndim == 3 else best), (x.shape, images, best)
 
