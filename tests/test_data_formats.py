@@ -188,3 +188,40 @@ def test_data_spec_fields_name_their_path():
     assert problems({"path": "x", "features": [{"logmel": {"n_mel": 3}}]}) == ["data.features[0].logmel.n_mel: unknown field; did you mean 'n_mels'?"]
     assert problems({"path": "x", "features": ["fft"]})[0].startswith("data.features[0]: must be one step as {name: options}")
     assert problems({"dataset": "fashion-mnist", "augment": {"copies": 0}}) == ["data.augment.copies: must be >= 1, got 0"]
+
+
+def test_digits_match_scikit_learns_loader():
+    from sklearn.datasets import load_digits
+
+    d, ours = load_digits(), datasets._digits()
+    np.testing.assert_array_equal(ours.x, (d.images / 16.0).astype(np.float32))
+    np.testing.assert_array_equal(ours.y, d.target)
+    assert ours.classes == [str(c) for c in d.target_names]
+
+
+@pytest.mark.parametrize("n, classes, fraction", [(1797, 10, 0.2), (1437, 10, 0.1), (50, 3, 0.3), (23, 4, 0.5), (40, 7, 0.25)])
+@pytest.mark.parametrize("seed", [0, 1, 17])
+def test_split_picks_the_rows_scikit_learn_picks(n, classes, fraction, seed):
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    y[:classes] = np.arange(classes)  # every class at least ...
+    y[classes : 2 * classes] = np.arange(classes)  # ... twice, so the split stratifies
+    x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+    want = train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y)
+    got = datasets._split(x, y, fraction, seed)
+    for a, b in zip(got, [want[0], want[2], want[1], want[3]]):
+        np.testing.assert_array_equal(a, b)
+    y[0] = classes  # a class with one row: no stratification
+    want = train_test_split(x, y, test_size=fraction, random_state=seed)
+    for a, b in zip(datasets._split(x, y, fraction, seed), [want[0], want[2], want[1], want[3]]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_split_names_what_cannot_be_held_out():
+    y = np.repeat(np.arange(5), 2)
+    with pytest.raises(datasets.DataError, match="cannot hold out 0.2 of 10 rows.*5 classes"):
+        datasets._split(np.zeros((10, 1)), y, 0.2, 0)
+    with pytest.raises(datasets.DataError, match="none would be left"):
+        datasets._split(np.zeros((10, 1)), y, 1.0, 0)

@@ -63,11 +63,16 @@ class Arrays:
 
 
 def _digits(**_: Any) -> Arrays:
-    from sklearn.datasets import load_digits
+    # scikit-learn's copy of the UCI digits, read straight from its file: importing
+    # sklearn.datasets costs most of a second, which every trial runner and worker would pay.
+    import importlib.util
 
-    d = load_digits()
-    x = (d.images / 16.0).astype(np.float32)  # 8x8 grey levels 0..16 -> [0, 1]
-    return Arrays(x, d.target.astype(np.int64), classes=[str(c) for c in d.target_names])
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("dataset 'digits' comes with scikit-learn, which is not installed: pip install scikit-learn")
+    table = np.loadtxt(Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz", delimiter=",")
+    x = (table[:, :-1].reshape(-1, 8, 8) / 16.0).astype(np.float32)  # 8x8 grey levels 0..16 -> [0, 1]
+    return Arrays(x, table[:, -1].astype(np.int64), classes=[str(c) for c in range(10)])
 
 
 # --------------------------------------------------------------------------- IDX (MNIST format)
@@ -332,18 +337,56 @@ def _labels(y: np.ndarray, classes: list[str] | None, where: str) -> tuple[np.nd
     return y.astype(np.int64), classes
 
 
-def _split(x, y, fraction: float, seed: int):
-    from sklearn.model_selection import train_test_split
+def _approximate_mode(counts: np.ndarray, draws: int, rng: np.random.RandomState) -> np.ndarray:
+    """How many of ``draws`` rows each class gets: its share rounded down, the rest handed out
+    by largest remainder, ties broken at random (scikit-learn's rule, so splits match it)."""
+    continuous = counts / counts.sum() * draws
+    floored = np.floor(continuous)
+    need = int(draws - floored.sum())
+    if need > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (inds,) = np.where(remainder == value)
+            add = min(len(inds), need)
+            floored[rng.choice(inds, size=add, replace=False)] += 1
+            need -= add
+            if need == 0:
+                break
+    return floored.astype(int)
 
+
+def _split(x, y, fraction: float, seed: int):
+    """Hold out ``fraction`` of the rows (rounded up), stratified by class when every class has
+    two rows or more. The rows are those ``sklearn.model_selection.train_test_split(x, y,
+    test_size=fraction, random_state=seed, stratify=...)`` picks (tests check it); done here
+    because importing scikit-learn costs most of a second in every worker."""
     if fraction <= 0:
         return x, y, x[:0], y[:0]
-    counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 else None
-    try:
-        a_x, b_x, a_y, b_y = train_test_split(x, y, test_size=fraction, random_state=seed, stratify=stratify)
-    except ValueError as e:  # too few rows for the fraction, or fewer rows than classes
-        raise DataError(f"cannot hold out {fraction:g} of {len(y)} rows: {e}") from None
-    return a_x, a_y, b_x, b_y
+    n = len(y)
+    n_test = int(np.ceil(fraction * n))
+    if fraction >= 1 or n_test >= n:
+        raise DataError(f"cannot hold out {fraction:g} of {n} rows: none would be left to train on")
+    n_train = n - n_test
+    rng = np.random.RandomState(seed)
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    if counts.min() < 2:
+        order = rng.permutation(n)
+        test, train = order[:n_test], order[n_test:]
+    else:
+        if min(n_train, n_test) < len(classes):
+            raise DataError(f"cannot hold out {fraction:g} of {n} rows: {n_test} held-out and {n_train} other rows "
+                            f"cannot each hold all {len(classes)} classes")
+        by_class = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+        n_i = _approximate_mode(counts, n_train, rng)
+        t_i = _approximate_mode(counts - n_i, n_test, rng)
+        train_rows: list = []
+        test_rows: list = []
+        for i, rows in enumerate(by_class):
+            shuffled = rows.take(rng.permutation(counts[i]), mode="clip")
+            train_rows.extend(shuffled[: n_i[i]])
+            test_rows.extend(shuffled[n_i[i] : n_i[i] + t_i[i]])
+        train, test = rng.permutation(train_rows), rng.permutation(test_rows)
+    return x[train], y[train], x[test], y[test]
 
 
 def _as_rows(x: Any) -> np.ndarray:
