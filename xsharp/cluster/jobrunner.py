@@ -30,10 +30,26 @@ class JobRunner:
         self._events: deque = deque()
         self._stops: dict[int, threading.Event] = {}
         self._decided = threading.Event()
+        self._wake = threading.Condition()  # poll(wait) returns early on a gate or when no run is on
+        self._gate = False
+        self._running = 0
         self._data: dict[str, object] = {}  # a runner that serves many trials loads each data set once
 
-    def poll(self) -> list[tuple[str, object]]:
+    def poll(self, wait: float = 0.0) -> list[tuple[str, object]]:
+        """The events so far. With ``wait``, first wait up to that long while a run goes on and
+        no gate waits for an answer: a search polls its slots a few times a second, not
+        hundreds, and those calls would take the interpreter from the training thread."""
+        if wait > 0:
+            with self._wake:
+                self._wake.wait_for(lambda: self._gate or not self._running, timeout=wait)
+                self._gate = False
         return [self._events.popleft() for _ in range(len(self._events))]
+
+    def _signal(self, gate: bool = False, running: int = 0) -> None:
+        with self._wake:
+            self._gate = self._gate or gate
+            self._running += running
+            self._wake.notify_all()
 
     def _stop_of(self, run_id: int) -> threading.Event:
         # One event per run, never cleared: a stop sent before its run starts still holds, and a
@@ -56,6 +72,13 @@ class JobRunner:
         report does) until ``decide`` says whether it goes on: a search's early stopping then
         acts at the rung itself, however fast the epochs are.
         """
+        self._signal(running=1)
+        try:
+            return self._run(spec_dict, resume, checkpoint_every, placement_group, gate_epochs, fold, run_id)
+        finally:
+            self._signal(running=-1)
+
+    def _run(self, spec_dict, resume, checkpoint_every, placement_group, gate_epochs, fold, run_id):
         stop = self._stop_of(run_id)
         self._events.append(("pids", [os.getpid()]))
         spec = parse_spec(spec_dict)
@@ -76,6 +99,7 @@ class JobRunner:
             if e.phase == "finetune" and e.epoch_end and e.epoch in gates and e.epoch < e.epochs:
                 self._decided.clear()
                 events.append(("gate", e.epoch))
+                self._signal(gate=True)
                 self._decided.wait(timeout=600)
 
         ctx = RunContext(

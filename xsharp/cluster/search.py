@@ -50,6 +50,7 @@ AUTO_PRIORS: dict[str, tuple[float, float, bool, bool]] = {
     "l1_weight": (1e-3, 1.0, True, False),
 }
 AUTO_GRID_POINTS = 4
+POLL_SECONDS = 0.25  # a running trial's events reach the search at least this often (rungs and ends at once)
 
 
 class SearchSettings(BaseModel):
@@ -291,6 +292,7 @@ class _Slot:
         self.run_id = 0  # one per trial run on this slot's runner
         self.keep: dict[int, bool] = {}  # rung epoch -> asha's verdict for the running trial
         self.ref = None
+        self.poll = None  # the outstanding poll of the runner's events
         self.started = 0.0
         self.stop_sent = False
 
@@ -383,14 +385,27 @@ def run_search(
                     s.ref = s.runner.run.remote(spec.to_dict(), None, 3600.0, None if s.local else s.pg, gates, (fold, k) if k else None, s.run_id)
                     s.keep = {}
                     t.state = "RUNNING"
-            ready = ray.wait([s.ref for s in slots if s.trial], num_returns=1, timeout=0.02)[0]
+            for s in slots:
+                if s.trial is not None and s.poll is None:  # returns early at a rung or the trial's end
+                    s.poll = s.runner.poll.remote(POLL_SECONDS)
+            busy = [s for s in slots if s.trial]
+            ready = set(ray.wait([s.ref for s in busy] + [s.poll for s in busy], num_returns=1, timeout=POLL_SECONDS)[0])
             for s in slots:
                 if s.trial is None:
                     continue
                 t = s.trial
                 if s.fold is None:
                     t.seconds = time.time() - s.started  # live tables show a running trial's time so far
-                for kind, item in ray.get(s.runner.poll.remote()):
+                events = []
+                if s.poll in ready or s.ref in ready:
+                    try:
+                        events = ray.get(s.poll)
+                        if s.ref in ready:  # whatever the trial said after that poll
+                            events += ray.get(s.runner.poll.remote())
+                    except ray.exceptions.RayActorError:
+                        pass  # the runner died: its trial's ref says so below
+                    s.poll = None
+                for kind, item in events:
                     if s.fold is not None:
                         continue  # a fold counts when it ends
                     if kind == "progress" and item["phase"] == "finetune" and item["epoch_end"] and item["val_accuracy"] is not None:
@@ -442,6 +457,7 @@ def run_search(
                 for s in slots:
                     if s.trial is not None:
                         s.runner.request_stop.remote(s.run_id)
+                        s.poll = None
                         s.trial.state, s.trial.curve, s.trial.epochs, s.trial.fold_metrics, s.trial.seconds = "PENDING", [], 0, [], 0.0
                         s.trial = None
                 for t, _ in pending:
