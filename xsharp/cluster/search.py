@@ -522,6 +522,7 @@ def plot(result: SearchResult, path: Path) -> Path | None:
     if not done or not result.params:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    fig.subplots_adjust(left=0.13, right=0.98, bottom=0.11, top=0.93)  # fixed margins: tight_layout costs 0.15 s
     xs = [t.params[result.params[0]] for t in done]
     ys = [100 * t.metric for t in done]
     numeric = all(isinstance(v, (int, float)) for v in xs)
@@ -544,7 +545,6 @@ def plot(result: SearchResult, path: Path) -> Path | None:
         ax.set_xscale("log")
     stopped = sum(t.state == "STOPPED" for t in result.trials)
     ax.set_title(f"{len(done)} trials" + (f", {stopped} stopped early" if stopped else "") + (f"; best trial {result.best.id}" if result.best else ""))
-    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
