@@ -19,6 +19,35 @@ except Exception:  # ImportError, or a CUDA library that fails to load
     _cupy = None
 
 
+def steady_heap() -> None:
+    """Keep buffers freed by one training step in this process's heap for the next (glibc).
+
+    A step allocates and frees the same few batch-sized temporaries. glibc serves those of
+    more than 128 KiB with mmap at first and raises that threshold as they are freed, so a
+    long-lived process settles into reusing its heap; a fresh worker process mid-way does not
+    always, and then every step maps and faults in its temporaries again: 30 times the page
+    faults and 7 % of a data-parallel worker's time at batch 1024. Fixed thresholds (32 MiB,
+    the most glibc takes, and 256 MiB before freed heap is returned) make every process behave
+    like the settled one. Called where training engines start; harmless elsewhere (no glibc)."""
+    import ctypes
+    import ctypes.util
+
+    global _heap_set
+    if _heap_set:
+        return
+    _heap_set = True
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): their allocators are left alone
+        pass
+
+
+_heap_set = False
+
+
 class DeviceError(RuntimeError):
     """The requested device is not available on this machine."""
 

@@ -338,6 +338,7 @@ class ModelEngine:
     overlap = True  # subclasses whose fine-tuning gradient does not come from loss_and_grad turn it off
 
     def __init__(self, model: Model, x: Any, y: Any, collective: Collective | None = None, *, stride: int = 1, prefetch_bytes: int = PREFETCH_BYTES):
+        backend.steady_heap()  # batch-sized temporaries reused, not mapped afresh each step
         self.model, self.xp = model, model.xp
         self.coll = collective or SingleWorker()
         self.rank, self.world = self.coll.rank, self.coll.world

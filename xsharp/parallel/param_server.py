@@ -84,6 +84,7 @@ class ParamShard:
     every step before it is applied here (or trains nothing on this shard)."""
 
     def __init__(self, lo: int, hi: int, flat: np.ndarray, decay: np.ndarray, frozen: np.ndarray | None, phases: list[Phase], starts: list[int]):
+        backend.steady_heap()
         self.lo, self.hi = lo, hi
         self.flat = np.array(flat, dtype=np.float32)
         self.decay, self.frozen = decay, frozen
