@@ -257,6 +257,44 @@ def test_a_killed_server_loses_nothing_and_the_job_resumes(tmp_path, ray_address
         s2.kill(signal.SIGTERM)
 
 
+def test_a_killed_server_keeps_a_searchs_finished_trials_and_best_model(tmp_path, ray_address):
+    home = tmp_path / "killed-search"
+    s = Server(home, ray_address).start()
+    token = s.add_user("erin")
+    raw = long_spec("crash-search", epochs=1500, cpus=1)
+    raw["train"]["learning_rate"] = {"grid": [0.1, 1e-7]}  # the first trial is the best; the second is running when the server dies
+    raw["search"] = {"strategy": "grid", "max_parallel": 1}
+    table = home / "jobs" / "1" / "search.json"
+
+    def first_done():
+        trials = json.loads(table.read_text())["trials"] if table.exists() else []
+        return trials[0] if trials and trials[0]["state"] == "SUCCEEDED" and (home / "jobs" / "1" / "search-best").is_dir() else None
+
+    with s.client(token) as api:
+        job = api.post("/v1/searches", json=raw).json()
+        assert job["id"] == 1
+        first = wait_for(first_done, 90, what="the first trial and its model")
+    s.kill(signal.SIGKILL)
+    s2 = Server(home, ray_address)
+    s2.port, s2.url, s2.args = s.port, s.url, s.args
+    s2.start()
+    try:
+        with s2.client(token) as api:
+            done = wait_state(api, job["id"], "SUCCEEDED", 120)
+            assert "server restarted; will resume from the last checkpoint" in [e["message"] for e in done["events"]]
+            trials = json.loads(api.get(f"/v1/jobs/{job['id']}/artifacts/search.json").content)["trials"]
+            assert [t["state"] for t in trials] == ["SUCCEEDED", "SUCCEEDED"]
+            assert (trials[0]["seconds"], trials[0]["metric"]) == (first["seconds"], first["metric"])  # kept, not trained again
+            assert done["result"]["best_trial"] == 0 and trials[0]["metric"] > trials[1]["metric"]
+            best = json.loads(api.get(f"/v1/jobs/{job['id']}/artifacts/best/metrics.json").content)
+            assert best["trial"] == 0 and best["val_accuracy"] == trials[0]["metric"]
+            model = api.get(f"/v1/jobs/{job['id']}/artifacts/best/model.npz")
+            with np.load(io.BytesIO(model.content)) as f:
+                assert f["params"].size > 0
+    finally:
+        s2.kill(signal.SIGTERM)
+
+
 # --------------------------------------------------------------------------- the CLI client
 def test_cli_submits_lists_follows_and_reports_the_cluster(server, tmp_path):
     env = {"XSHARP_URL": server.url, "XSHARP_TOKEN": server.tokens["alice"], "XSHARP_HOME": str(tmp_path)}
@@ -306,6 +344,8 @@ def test_a_search_is_one_job_that_pauses_and_never_reruns_a_finished_trial(serve
         assert (after[i]["seconds"], after[i]["metric"]) == (t["seconds"], t["metric"])
     names = {a["path"] for a in alice.get(f"/v1/jobs/{job['id']}/artifacts").json()}
     assert {"search.json", "search.png", "best/model.npz"} <= names
+    best = json.loads(alice.get(f"/v1/jobs/{job['id']}/artifacts/best/metrics.json").content)
+    assert best["trial"] == done["result"]["best_trial"]  # wherever the best trial ran: before the pause or after
     bad = raw | {"search": {"strategy": "bayes"}}
     r = alice.post("/v1/searches", json=bad)
     assert r.status_code == 422 and r.json()["detail"][0].startswith("search.strategy")

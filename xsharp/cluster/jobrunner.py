@@ -121,11 +121,13 @@ class JobRunner:
         meta = {"in_shape": list(data.in_shape), "n_classes": data.n_classes, "classes": data.classes, "pipeline": getattr(data, "pipeline", None)}
         return ("done", result.flat, meta, metrics)
 
-    def search(self, raw: dict, previous: str | None, placement_group) -> tuple:
+    def search(self, raw: dict, previous: str | None, placement_group, best: dict[str, bytes] | None = None) -> tuple:
         """Run a search job's trials in its reservation (one bundle a slot).
 
         ("search_done", {artifact path: bytes}, summary) or ("search_stopped", search.json text):
-        the stopped state carries every finished trial, so resuming never reruns one.
+        the stopped state carries every finished trial, so resuming never reruns one. ``best``
+        is the best model so far ({file name: bytes}) of an earlier run of the search; each new
+        best model goes out as a ("best", files) event, so neither a pause nor a crash loses it.
         """
         import tempfile
         from pathlib import Path
@@ -137,6 +139,10 @@ class JobRunner:
         out = Path(tempfile.mkdtemp(prefix="xsharp-search-"))
         if previous:
             (out / "search.json").write_text(previous)
+        if best:
+            (out / "best").mkdir()
+            for name, content in best.items():
+                (out / "best" / Path(name).name).write_bytes(content)
         seen = {"done": -1, "table": None, "at": 0.0}
         settings, names, started = settings_of(raw), [p.name for p in split_space(raw)[1]], time.time()
 
@@ -155,7 +161,8 @@ class JobRunner:
                                                   "val_accuracy": max(scores) if scores else None, "epoch_end": False}))
 
         try:
-            result = run_search(raw, out, on_update=update, should_stop=stop.is_set, placement_group=placement_group)
+            result = run_search(raw, out, on_update=update, should_stop=stop.is_set, placement_group=placement_group,
+                                on_best=lambda d: self._events.append(("best", {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()})))
         except SearchStopped:
             return ("search_stopped", (out / "search.json").read_text())
         files = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}

@@ -239,7 +239,7 @@ class Scheduler:
 
         from . import checkpoint
         from .jobrunner import JobRunner
-        from .search import is_search, trial_specs
+        from .search import is_search, load_files, trial_specs
 
         searching = is_search(job.spec)
         spec = trial_specs(job.spec)[2][0][1] if searching else parse_spec(job.spec)
@@ -262,7 +262,7 @@ class Scheduler:
         if searching:
             state_file = self.store.job_dir(job.id) / "search.json"
             previous = state_file.read_text() if state_file.exists() else None
-            ref = runner.search.remote(job.spec, previous, pg)
+            ref = runner.search.remote(job.spec, previous, pg, load_files(self.store.job_dir(job.id) / "search-best"))
             where = "keeping the trials finished before" if previous else "from the start"
         else:
             found = checkpoint.load_latest(self.store.job_dir(job.id) / "checkpoints")
@@ -297,7 +297,7 @@ class Scheduler:
         import ray
 
         from . import checkpoint
-        from .search import save_table
+        from .search import save_files, save_table
 
         try:
             events = ray.get(a.runner.poll.remote(), timeout=10)
@@ -320,6 +320,8 @@ class Scheduler:
                 self.store.set_pids(job_id, item)
             elif kind == "trials":  # a search's trial table so far, read by GET /v1/searches/{id}
                 table = item
+            elif kind == "best":  # a search's best model so far: kept for a resume after a pause or a crash
+                save_files(self.store.job_dir(job_id) / "search-best", item)
         if table is not None:
             save_table(self.store.job_dir(job_id) / "search.json", table)
         if rows:

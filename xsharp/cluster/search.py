@@ -333,9 +333,14 @@ def run_search(
     on_update: Callable[[list[Trial]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     placement_group=None,
+    on_best: Callable[[Path], None] | None = None,
 ) -> SearchResult:
     """Run every trial of the search ``raw`` on the connected Ray cluster; with
-    ``placement_group`` (a search job's reservation, one bundle per slot) inside it."""
+    ``placement_group`` (a search job's reservation, one bundle per slot) inside it.
+
+    With ``out_dir``, a rerun keeps the finished trials of ``out_dir/search.json`` and the best
+    model so far in ``out_dir/best``; ``on_best(out_dir / "best")`` follows each new best model,
+    so a caller can keep it safe before the search ends."""
     import ray
 
     from xsharp.algos import Model
@@ -449,6 +454,8 @@ def run_search(
                                 model.set_flat(flat)
                                 model.pipeline = meta.get("pipeline")
                                 write_artifacts(out_dir / "best", spec, model, metrics | {"trial": t.id, "params": t.params})
+                                if on_best is not None:
+                                    on_best(out_dir / "best")
                     s.trial = None
                     _save(done_file, trials, params, settings, time.time() - t0)
             if on_update is not None:
@@ -503,6 +510,31 @@ def save_table(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
+
+
+def save_files(folder: Path, files: dict[str, bytes]) -> None:
+    """Replace ``folder`` with ``files`` as a whole (written aside, then renamed in): after a
+    crash it holds the old set or the new one, never half of each."""
+    import shutil
+
+    new, old = folder.with_name(folder.name + ".new"), folder.with_name(folder.name + ".old")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    for name, content in files.items():
+        (new / Path(name).name).write_bytes(content)
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+    new.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_files(folder: Path) -> dict[str, bytes] | None:
+    """What :func:`save_files` last finished writing (the old set if a crash came between its renames)."""
+    for d in (folder, folder.with_name(folder.name + ".old")):
+        if d.is_dir():
+            return {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
+    return None
 
 
 def _save(path: Path | None, trials: list[Trial], params: list[Param], settings: SearchSettings, seconds: float, best: Trial | None = None) -> None:
