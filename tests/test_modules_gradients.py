@@ -123,6 +123,46 @@ def test_crbm_with_a_kernel_as_large_as_the_image_is_an_rbm():
     assert err_c == pytest.approx(err_r)
 
 
+def test_crbm_cd1_on_several_channels_matches_the_formulas_written_out():
+    """CD-1 statistics of a 2-channel CRBM with stride 2, against loops over window positions:
+    catches any mix-up of channel and kernel-offset order in the fast path."""
+    rng = np.random.default_rng(3)
+    n, c, f, k, s, size = 3, 2, 3, 3, 2, 7
+    v0 = rng.random((n, c, size, size))
+    W, b_h, b_v = 0.5 * rng.standard_normal((f, c, k, k)), rng.standard_normal(f), rng.standard_normal(c)
+    crbm = build("crbm", {"filters": f, "kernel": k, "stride": s})
+    grads, error = crbm.pretrain_step({"W": W, "b_h": b_h, "b_v": b_v}, v0, fixed_rng(2))
+
+    o = (size - k) // s + 1
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+
+    def up(v):  # p(h | v): (n, f, o, o)
+        z = np.zeros((n, f, o, o))
+        for a in range(o):
+            for b in range(o):
+                z[:, :, a, b] = np.einsum("ncij,fcij->nf", v[:, :, a * s : a * s + k, b * s : b * s + k], W)
+        return sig(z + b_h[:, None, None])
+
+    def down(h):  # p(v | h): (n, c, size, size)
+        z = np.zeros((n, c, size, size))
+        for a in range(o):
+            for b in range(o):
+                z[:, :, a * s : a * s + k, b * s : b * s + k] += np.einsum("nf,fcij->ncij", h[:, :, a, b], W)
+        return sig(z + b_v[:, None, None])
+
+    def stats(h, v):  # sum over samples and positions of h * window: (f, c, k, k)
+        return sum(np.einsum("nf,ncij->fcij", h[:, :, a, b], v[:, :, a * s : a * s + k, b * s : b * s + k]) for a in range(o) for b in range(o))
+
+    ph0 = up(v0)
+    h0 = (fixed_rng(2).random(ph0.shape, dtype=ph0.dtype) < ph0).astype(ph0.dtype)
+    pv = down(h0)
+    ph1 = up(pv)
+    np.testing.assert_allclose(grads["W"], -(stats(ph0, v0) - stats(ph1, pv)) / (n * o * o), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grads["b_h"], -(ph0 - ph1).sum(axis=(0, 2, 3)) / (n * o * o), rtol=1e-10)
+    np.testing.assert_allclose(grads["b_v"], -(v0 - pv).sum(axis=(0, 2, 3)) / (n * size * size), rtol=1e-10)
+    assert error == pytest.approx(float(((v0 - pv) ** 2).sum()) / n, rel=1e-10)
+
+
 def test_whole_cnn_gradient_over_the_flat_buffer():
     layers = [
         {"conv2d": {"filters": 3, "kernel": 3, "padding": 1, "activation": "tanh"}},

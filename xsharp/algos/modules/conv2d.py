@@ -7,8 +7,7 @@ Inputs are images (C, H, W); a 2-D (H, W) input is one channel. Filters W have s
 The layer computes channels-last inside (:func:`conv_forward_hwc`): the GEMM's output is
 (n, OH, OW, F) in memory, handed on as an (n, F, OH, OW) view, so the next layer (pooling,
 another convolution) reads it without a transposing copy, and gradients coming back in the
-same layout cost none either. :func:`conv_forward` / :func:`conv_backward` keep the (c, i, j)
-column order that the convolutional RBM's statistics are written against.
+same layout cost none either. The convolutional RBM uses the same functions.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from pydantic import Field
 
 from . import activations
 from .base import Module, Options
-from .windows import as_images, channels_last, col2im, col2im_hwc, im2col, im2col_hwc, image_shape, out_size, window_grid
+from .windows import as_images, channels_last, col2im_hwc, im2col_hwc, image_shape, out_size, window_grid
 
 
 class Conv2DOptions(Options):
@@ -66,8 +65,8 @@ class Conv2D(Module):
 
 
 def conv_forward_hwc(x, W, b, stride: int, padding: int):
-    """:func:`conv_forward` computed channels-last: pre-activations (n, F, OH, OW) whose memory
-    is (n, OH, OW, F); the cache serves :func:`conv_backward_hwc`."""
+    """Pre-activations (n, F, OH, OW) of ``W * x + b``, whose memory is (n, OH, OW, F); the
+    cache (its columns in (i, j, c) order) serves :func:`conv_backward_hwc`."""
     n = x.shape[0]
     images = channels_last(as_images(x))
     f, _, k, _ = W.shape
@@ -92,37 +91,16 @@ def conv_backward_hwc(cache, dz, W, need_dx: bool = True):
     return dW, dz2.sum(axis=0), dx.reshape(x_shape)
 
 
-def conv_forward(x, W, b, stride: int, padding: int):
-    """Pre-activations (n, F, OH, OW) of ``W * x + b``; the cache serves :func:`conv_backward`."""
-    n = x.shape[0]
-    images = as_images(x)
-    f, _, k, _ = W.shape
-    cols = im2col(images, k, stride, padding)
-    z = cols @ W.reshape(f, -1).T + b
-    _, _, h, w = images.shape
-    z = z.reshape(n, out_size(h, k, stride, padding), out_size(w, k, stride, padding), f).transpose(0, 3, 1, 2)
-    return z, (x.shape, images.shape, cols, stride, padding)
-
-
-def conv_backward(cache, dz, W):
-    """(dW, db, dx) from the cache of :func:`conv_forward` and the gradient of its output."""
-    x_shape, images_shape, cols, stride, padding = cache
-    f, _, k, _ = W.shape
-    dz2 = dz.transpose(0, 2, 3, 1).reshape(-1, f)
-    dW = filter_grad(cols, dz2).reshape(W.shape)
-    dcols = dz2 @ W.reshape(f, -1)
-    dx = col2im(dcols, images_shape, k, stride, padding)
-    return dW, dz2.sum(axis=0), dx.reshape(x_shape)
-
-
 def filter_grad(cols, dz2):
     """dz2^T cols, the filters' gradient (F, columns), computed as (cols^T dz2)^T: the same
     product, which OpenBLAS splits better over threads (about 1.3x at 2 threads, equal at 1)."""
     return (cols.T @ dz2).T
 
 
-def conv_transpose(h, W, images_shape, stride: int, padding: int):
-    """The adjoint of the convolution: maps (n, F, OH, OW) back onto (n, C, H, W) (no bias)."""
+def conv_transpose_hwc(h, W, images_shape, stride: int, padding: int):
+    """The adjoint of the convolution (no bias): (n, F, OH, OW) back onto (n, C, H, W), returned
+    as a view of channels-last memory, as :func:`conv_forward_hwc` returns its output.
+    ``images_shape`` is the channels-last (n, H, W, C) shape of the convolution's input."""
     f = W.shape[0]
-    cols = h.transpose(0, 2, 3, 1).reshape(-1, f) @ W.reshape(f, -1)
-    return col2im(cols, images_shape, W.shape[2], stride, padding)
+    cols = h.transpose(0, 2, 3, 1).reshape(-1, f) @ W.transpose(0, 2, 3, 1).reshape(f, -1)
+    return col2im_hwc(cols, images_shape, W.shape[2], stride, padding).transpose(0, 3, 1, 2)

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from .activations import sigmoid
 from .base import Module, Options
-from .conv2d import conv_backward, conv_forward, conv_transpose
+from .conv2d import conv_backward_hwc, conv_forward_hwc, conv_transpose_hwc
 from .windows import as_images, image_shape, window_grid
 
 
@@ -46,34 +46,34 @@ class CRBM(Module):
         }
 
     def forward(self, params, x, train=False, rng=None):
-        z, cache = conv_forward(x, params["W"], params["b_h"], self.options.stride, 0)
+        z, cache = conv_forward_hwc(x, params["W"], params["b_h"], self.options.stride, 0)
         y = sigmoid(z)
         return y, (cache, y)
 
     def backward(self, params, cache, dy):
         conv_cache, y = cache
-        dW, db, dx = conv_backward(conv_cache, dy * y * (1 - y), params["W"])
+        dW, db, dx = conv_backward_hwc(conv_cache, dy * y * (1 - y), params["W"])
         return {"W": dW, "b_h": db}, dx  # b_v only shapes the generative direction
 
     def pretrain_step(self, params, x, rng):
         W, b_h, b_v = params["W"], params["b_h"], params["b_v"]
-        stride, f = self.options.stride, W.shape[0]
+        stride, (f, c, k, _) = self.options.stride, W.shape
         v0 = as_images(x)
-        z0, (_, _, cols0, _, _) = conv_forward(v0, W, b_h, stride, 0)
+        z0, (_, images_shape, cols0, _, _) = conv_forward_hwc(v0, W, b_h, stride, 0)
         ph0 = sigmoid(z0)
         ph, cols = ph0, cols0
         for _ in range(self.options.k):
             h = (rng.random(ph.shape, dtype=ph.dtype) < ph).astype(ph.dtype)
-            pv = sigmoid(conv_transpose(h, W, v0.shape, stride, 0) + b_v[:, None, None])  # mean-field reconstruction
-            z, (_, _, cols, _, _) = conv_forward(pv, W, b_h, stride, 0)
+            pv = sigmoid(conv_transpose_hwc(h, W, images_shape, stride, 0) + b_v[:, None, None])  # mean-field reconstruction
+            z, (_, _, cols, _, _) = conv_forward_hwc(pv, W, b_h, stride, 0)
             ph = sigmoid(z)
         n, positions, pixels = v0.shape[0], ph0.shape[2] * ph0.shape[3], v0.shape[2] * v0.shape[3]
 
-        def stats(p, c):  # sum over samples and positions of h_position * window_position
-            return p.transpose(0, 2, 3, 1).reshape(-1, f).T @ c
+        def stats(p, cols):  # sum over samples and positions of h_position * window_position, (F, i, j, c)
+            return p.transpose(0, 2, 3, 1).reshape(-1, f).T @ cols
 
         grads = {
-            "W": (-(stats(ph0, cols0) - stats(ph, cols)) / (n * positions)).reshape(W.shape),
+            "W": (-(stats(ph0, cols0) - stats(ph, cols)) / (n * positions)).reshape(f, k, k, c).transpose(0, 3, 1, 2),
             "b_h": -(ph0 - ph).sum(axis=(0, 2, 3)) / (n * positions),
             "b_v": -(v0 - pv).sum(axis=(0, 2, 3)) / (n * pixels),
         }

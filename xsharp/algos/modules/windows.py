@@ -5,9 +5,9 @@ input padded with ``padding`` zeros on every side. im2col is one copy of a strid
 loop below runs over the kernel offsets (9 or 25 of them), never over pixels or samples, so the
 work is a few large array copies on NumPy and CuPy alike.
 
-The ``_hwc`` pair works on channels-last images (n, H, W, C) with columns in (i, j, c) order:
-a window's row of C channels is then one contiguous run in memory, on both the gather and the
-scatter side, which makes them several times faster than the (c, i, j) pair when C > 1.
+Convolution works on channels-last images (n, H, W, C) with columns in (i, j, c) order: a
+window's row of C channels is then one contiguous run in memory, on both the gather and the
+scatter side, several times faster than (c, i, j) columns over (n, C, H, W) when C > 1.
 """
 
 from __future__ import annotations
@@ -43,32 +43,6 @@ def window_grid(kind: str, in_shape: tuple[int, ...], kernel: int, stride: int, 
 def as_images(x: Any) -> Any:
     """(n, H, W) -> (n, 1, H, W); (n, C, H, W) unchanged."""
     return x[:, None] if x.ndim == 3 else x
-
-
-def im2col(x: Any, kernel: int, stride: int, padding: int) -> Any:
-    """(n, C, H, W) -> (n * OH * OW, C * kernel * kernel): one row per window, in (n, oh, ow)
-    order; columns in (c, i, j) order, matching ``W.reshape(filters, -1)`` for W (F, C, k, k)."""
-    xp = xp_of(x)
-    n, c, h, w = x.shape
-    oh, ow = out_size(h, kernel, stride, padding), out_size(w, kernel, stride, padding)
-    if padding:
-        x = xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    sn, sc, sh, sw = x.strides
-    view = xp.lib.stride_tricks.as_strided(x, (n, oh, ow, c, kernel, kernel), (sn, sh * stride, sw * stride, sc, sh, sw))
-    return view.reshape(n * oh * ow, c * kernel * kernel)  # the one copy
-
-
-def col2im(cols: Any, x_shape: tuple[int, ...], kernel: int, stride: int, padding: int) -> Any:
-    """The adjoint of :func:`im2col`: add every window's column back onto its pixels."""
-    xp = xp_of(cols)
-    n, c, h, w = x_shape
-    oh, ow = out_size(h, kernel, stride, padding), out_size(w, kernel, stride, padding)
-    cols = cols.reshape(n, oh, ow, c, kernel, kernel)
-    out = xp.zeros((n, c, h + 2 * padding, w + 2 * padding), dtype=cols.dtype)
-    for i in range(kernel):
-        for j in range(kernel):
-            out[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride] += cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
-    return out[:, :, padding : padding + h, padding : padding + w] if padding else out
 
 
 def channels_last(images: Any) -> Any:
