@@ -121,6 +121,9 @@ class StageEngine(ModelEngine):
     def _backward(self, caches: list, dy: Any, out: Any, key: tuple) -> None:
         model = self.model
         for i in range(len(model.modules) - 1, -1, -1):
+            if i == 0 and self.first:  # the data takes no gradient
+                model.layout.pack(0, model.modules[0].backward_params(model.params[0], caches[0], dy), model.grad)
+                break
             grads, dy = model.modules[i].backward(model.params[i], caches[i], dy)
             model.layout.pack(i, grads, model.grad)
         if not self.first:
