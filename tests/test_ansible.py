@@ -146,6 +146,9 @@ def snapshot_source(dest: Path) -> Path:
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
+    # what an earlier build leaves behind of a module since deleted: it must not ship in the wheel
+    (dest / "build/lib/xsharp").mkdir(parents=True)
+    (dest / "build/lib/xsharp/stale_left_over.py").write_text("raise ImportError('stale')\n")
     return dest
 
 
@@ -219,6 +222,7 @@ def test_converged_files(converged):
     venv_py = prefix / "opt/xsharp/venv/bin/python"
     where = subprocess.run([str(venv_py), "-c", "import xsharp; print(xsharp.__file__)"], capture_output=True, text=True, cwd="/")
     assert where.stdout.strip().startswith(str(prefix / "opt/xsharp/venv")), where.stdout + where.stderr
+    assert not (Path(where.stdout.strip()).parent / "stale_left_over.py").exists()  # the build folder was cleared first
 
 
 def test_monitoring_converged(converged):
