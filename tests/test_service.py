@@ -261,7 +261,7 @@ def test_a_killed_server_keeps_a_searchs_finished_trials_and_best_model(tmp_path
     home = tmp_path / "killed-search"
     s = Server(home, ray_address).start()
     token = s.add_user("erin")
-    raw = long_spec("crash-search", epochs=1500, cpus=1)
+    raw = long_spec("crash-search", epochs=4000, cpus=1)  # about 3.5 s a trial: the second is surely running at the kill
     raw["train"]["learning_rate"] = {"grid": [0.1, 1e-7]}  # the first trial is the best; the second is running when the server dies
     raw["search"] = {"strategy": "grid", "max_parallel": 1}
     table = home / "jobs" / "1" / "search.json"
