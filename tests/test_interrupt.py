@@ -41,5 +41,7 @@ def test_a_signal_mid_training_exits_130_and_leaves_no_ray_behind(tmp_path, tiny
     rest = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, "".join(seen) + rest
     assert "interrupted" in rest and "Traceback" not in rest
-    time.sleep(1)
-    assert not (ours & raylets()), "the embedded Ray is still running"
+    deadline = time.time() + 15  # Ray's processes get SIGTERM at shutdown and may take a moment on a busy machine
+    while ours & raylets() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not (ours & raylets()), "the embedded Ray is still running 15 s after the run exited"
