@@ -149,8 +149,36 @@ def test_k_fold_cross_validation_scores_each_trial_by_its_mean_fold_accuracy(tmp
     best = json.loads((tmp_path / "cv" / "best" / "metrics.json").read_text())
     assert best["trial"] == result.best.id and best["cv_accuracy"] == result.best.metric  # refit after the choice
     assert result.best.test_accuracy == best["test_accuracy"]
+    (tmp_path / "cv" / "best").rename(tmp_path / "cv-best-before")
+    again = run_search(raw, tmp_path / "cv")  # a resume after the last fold: nothing left to train but the refit
+    assert [t.seconds for t in again.trials] == [t.seconds for t in result.trials] and again.best.id == result.best.id
+    timing = ("train_seconds", "samples_per_second", "seconds")
+    same = lambda m: {k: v for k, v in m.items() if k not in timing}  # noqa: E731
+    assert same(json.loads((tmp_path / "cv" / "best" / "metrics.json").read_text())) == same(best)  # the same refit, again
     with pytest.raises(SpecError, match="folds"):
         trial_specs(spec(strategy="asha", folds=3))
+
+
+def test_a_best_model_the_table_does_not_back_is_dropped_on_resume(tmp_path, ray_address):
+    """A crash between keeping a new best model and saving the table that records its trial:
+    the resume must not ship that model under another trial's name."""
+    out = tmp_path / "s"
+    first = run_search(spec(max_parallel=1), out)
+    table = json.loads((out / "search.json").read_text())
+    best = first.best.id
+    table["trials"][best] |= {"state": "RUNNING", "metric": None, "curve": [], "epochs": 0}  # the table from just before it finished
+    (out / "search.json").write_text(json.dumps(table))
+    again = run_search(spec(max_parallel=1), out)
+    assert [t.seconds for i, t in enumerate(again.trials) if i != best] == [t.seconds for i, t in enumerate(first.trials) if i != best]
+    assert again.best.id == best and again.best.metric == first.best.metric  # trained again, to the same result
+    assert json.loads((out / "best" / "metrics.json").read_text())["trial"] == best
+    # had the rerun scored lower, the table's best would be another trial, whose model is gone
+    other = next(t.id for t in again.trials if t.id != best)
+    table = json.loads((out / "search.json").read_text())
+    table["trials"][other]["metric"] = 2.0
+    (out / "search.json").write_text(json.dumps(table))
+    last = run_search(spec(max_parallel=1), out)  # nothing left to run
+    assert last.best.id == other and not (out / "best").exists()  # no model rather than one under the wrong trial
 
 
 def test_a_plain_spec_with_device_auto_is_no_search():

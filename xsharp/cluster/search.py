@@ -369,6 +369,13 @@ def run_search(
         n_slots = slots_for(raw, total.get("CPU", 0.0), total.get("GPU", 0.0))
     rank = lambda t: (t.metric, -t.id)  # noqa: E731  the best trial: highest metric, then the earliest
     best_key = max((rank(t) for t in trials if t.state == "SUCCEEDED" and t.metric is not None), default=(-1.0, 0))
+    kept = out_dir / "best" / "metrics.json" if out_dir is not None else None
+    if kept is not None and kept.exists():  # a best model from before: kept only if the table backs it
+        top = max((t for t in trials if t.state == "SUCCEEDED" and t.metric is not None), key=rank, default=None)
+        if top is None or json.loads(kept.read_text()).get("trial") != top.id:  # saved just before a crash, its trial not yet in the table
+            import shutil
+
+            shutil.rmtree(kept.parent)
     t0 = time.time()
     k = settings.folds
     for t in trials:
@@ -476,6 +483,8 @@ def run_search(
         if k and finished:  # refit the configuration chosen by cross-validation on the usual split
             best = max(finished, key=rank)
             spec = specs[best.id][1]
+            if not slots:  # every trial had finished before this run (a resume): a slot for the refit alone
+                slots.append(_Slot(spec, placement_group, 0))
             _, flat, meta, metrics = ray.get(slots[0].runner.run.remote(spec.to_dict(), None, 3600.0, None if slots[0].local else slots[0].pg))
             best.test_accuracy = metrics["test_accuracy"]
             if out_dir is not None:
