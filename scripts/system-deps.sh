@@ -25,9 +25,9 @@ echo "installing Debian packages: ${missing[*]}"
 # The tests start their own Prometheus and sshd; the packages' services (prometheus on :9090,
 # sshd on :22) are not wanted. Where nothing else decides it, services stay down while we install.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
+  trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
   printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
   $sudo chmod 755 /usr/sbin/policy-rc.d
-  trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
