@@ -32,23 +32,25 @@ class JobRunner:
         self._decided = threading.Event()
         self._wake = threading.Condition()  # poll(wait) returns early on a gate or when no run is on
         self._gate = False
-        self._running = 0
+        self._ended: set[int] = set()  # run ids whose run has returned
         self._data: dict[str, object] = {}  # a runner that serves many trials loads each data set once
 
-    def poll(self, wait: float = 0.0) -> list[tuple[str, object]]:
-        """The events so far. With ``wait``, first wait up to that long while a run goes on and
-        no gate waits for an answer: a search polls its slots a few times a second, not
-        hundreds, and those calls would take the interpreter from the training thread."""
+    def poll(self, wait: float = 0.0, run_id: int | None = None) -> list[tuple[str, object]]:
+        """The events so far. With ``wait``, first wait up to that long until a gate waits for
+        an answer or run ``run_id`` has returned (whether or not it has started yet): a search
+        polls its slots a few times a second, not hundreds, and those calls would take the
+        interpreter from the training thread."""
         if wait > 0:
             with self._wake:
-                self._wake.wait_for(lambda: self._gate or not self._running, timeout=wait)
+                self._wake.wait_for(lambda: self._gate or run_id in self._ended, timeout=wait)
                 self._gate = False
         return [self._events.popleft() for _ in range(len(self._events))]
 
-    def _signal(self, gate: bool = False, running: int = 0) -> None:
+    def _signal(self, gate: bool = False, ended: int | None = None) -> None:
         with self._wake:
             self._gate = self._gate or gate
-            self._running += running
+            if ended is not None:
+                self._ended.add(ended)
             self._wake.notify_all()
 
     def _stop_of(self, run_id: int) -> threading.Event:
@@ -72,11 +74,10 @@ class JobRunner:
         report does) until ``decide`` says whether it goes on: a search's early stopping then
         acts at the rung itself, however fast the epochs are.
         """
-        self._signal(running=1)
         try:
             return self._run(spec_dict, resume, checkpoint_every, placement_group, gate_epochs, fold, run_id)
         finally:
-            self._signal(running=-1)
+            self._signal(ended=run_id)
 
     def _run(self, spec_dict, resume, checkpoint_every, placement_group, gate_epochs, fold, run_id):
         stop = self._stop_of(run_id)

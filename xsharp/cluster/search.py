@@ -399,7 +399,7 @@ def run_search(
                     t.state = "RUNNING"
             for s in slots:
                 if s.trial is not None and s.poll is None:  # returns early at a rung or the trial's end
-                    s.poll = s.runner.poll.remote(POLL_SECONDS)
+                    s.poll = s.runner.poll.remote(POLL_SECONDS, s.run_id)
             busy = [s for s in slots if s.trial]
             ready = set(ray.wait([s.ref for s in busy] + [s.poll for s in busy], num_returns=1, timeout=POLL_SECONDS)[0])
             for s in slots:
