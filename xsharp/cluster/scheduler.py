@@ -148,6 +148,7 @@ class _Active:
     pg: object
     spec: object
     stop_sent: bool = False
+    poll: object = None  # a poll of the runner's events that timed out: its events are still ours
 
 
 class Scheduler:
@@ -299,10 +300,16 @@ class Scheduler:
         from . import checkpoint
         from .search import save_files, save_table
 
+        if a.poll is None:
+            a.poll = a.runner.poll.remote()
         try:
-            events = ray.get(a.runner.poll.remote(), timeout=10)
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            events = ray.get(a.poll, timeout=10)
+        except ray.exceptions.GetTimeoutError:
+            return  # a busy runner: the same poll is read next time, so no event it drained is lost
+        except ray.exceptions.RayActorError:
+            a.poll = None
             return
+        a.poll = None
         rows, table = [], None
         for kind, item in events:
             if kind == "progress":
