@@ -82,23 +82,33 @@ class DataParallelMode:
                         ray.get(ref)  # raises at once if that worker failed
                     except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
                         raise WorkerFailed(f"data_parallel worker {refs.index(ref)} failed: {cause(e)}") from None
-                self._forward(actors[0], ctx)
+                self._forward(actors[0], ctx, wait=False)
                 if not stop_sent and ctx.should_stop is not None and ctx.should_stop():
                     actors[0].request_stop.remote()
                     stop_sent = True
-            self._forward(actors[0], ctx)
+            self._forward(actors[0], ctx, wait=True)  # a poll still out from the loop, if any ...
+            self._forward(actors[0], ctx, wait=True)  # ... then one made after every worker returned
             outcome = ray.get(refs[0])
         if outcome[0] == "stopped":
             raise Stopped(outcome[1])
         _, flat, history, device = outcome
         return RunResult(np.asarray(flat), history, workers=res.workers, device=device)
 
-    @staticmethod
-    def _forward(rank0, ctx: RunContext) -> None:
+    _events_ref = None  # a poll of rank 0's events still on its way: read it before making another
+
+    def _forward(self, rank0, ctx: RunContext, wait: bool) -> None:
+        """Hand rank 0's progress and checkpoints to ``ctx``. A poll not back within 10 s (or
+        at once, unless ``wait``) is read on the next call, so none of its events is lost."""
+        if self._events_ref is None:
+            self._events_ref = rank0.events.remote()
         try:
-            events = ray.get(rank0.events.remote(), timeout=10)
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            events = ray.get(self._events_ref, timeout=10 if wait else 0.5)
+        except ray.exceptions.GetTimeoutError:
             return
+        except ray.exceptions.RayActorError:
+            self._events_ref = None
+            return
+        self._events_ref = None
         for kind, item in events:
             if kind == "progress" and ctx.report is not None:
                 ctx.report(item)
