@@ -6,6 +6,7 @@ CuPy is optional: everything here imports and works without it.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import numpy as np
@@ -19,6 +20,7 @@ except Exception:  # ImportError, or a CUDA library that fails to load
     _cupy = None
 
 
+@functools.cache
 def steady_heap() -> None:
     """Keep buffers freed by one training step in this process's heap for the next (glibc).
 
@@ -32,10 +34,6 @@ def steady_heap() -> None:
     import ctypes
     import ctypes.util
 
-    global _heap_set
-    if _heap_set:
-        return
-    _heap_set = True
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
@@ -43,9 +41,6 @@ def steady_heap() -> None:
         libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)
     except (OSError, AttributeError):  # not glibc (musl, macOS): their allocators are left alone
         pass
-
-
-_heap_set = False
 
 
 class DeviceError(RuntimeError):

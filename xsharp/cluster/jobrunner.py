@@ -133,7 +133,7 @@ class JobRunner:
         import tempfile
         from pathlib import Path
 
-        from .search import SearchStopped, run_search, settings_of, snapshot, split_space
+        from .search import SearchStopped, load_files, run_search, save_files, settings_of, snapshot, split_space
 
         stop = self._stop_of(0)
         self._events.append(("pids", [os.getpid()]))
@@ -141,9 +141,7 @@ class JobRunner:
         if previous:
             (out / "search.json").write_text(previous)
         if best:
-            (out / "best").mkdir()
-            for name, content in best.items():
-                (out / "best" / Path(name).name).write_bytes(content)
+            save_files(out / "best", best)
         seen = {"done": -1, "table": None, "at": 0.0}
         settings, names, started = settings_of(raw), [p.name for p in split_space(raw)[1]], time.time()
 
@@ -163,7 +161,7 @@ class JobRunner:
 
         try:
             result = run_search(raw, out, on_update=update, should_stop=stop.is_set, placement_group=placement_group,
-                                on_best=lambda d: self._events.append(("best", {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()})))
+                                on_best=lambda d: self._events.append(("best", load_files(d))))
         except SearchStopped:
             return ("search_stopped", (out / "search.json").read_text())
         files = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}

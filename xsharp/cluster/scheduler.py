@@ -148,7 +148,7 @@ class _Active:
     pg: object
     spec: object
     stop_sent: bool = False
-    poll: object = None  # a poll of the runner's events that timed out: its events are still ours
+    poll: object = None  # EventPoll of the runner's events
 
 
 class Scheduler:
@@ -295,21 +295,16 @@ class Scheduler:
                 self._finish(job_id, a)
 
     def _drain(self, job_id: int, a: _Active) -> None:
-        import ray
+        from xsharp.parallel.group import EventPoll
 
         from . import checkpoint
         from .search import save_files, save_table
 
         if a.poll is None:
-            a.poll = a.runner.poll.remote()
-        try:
-            events = ray.get(a.poll, timeout=10)
-        except ray.exceptions.GetTimeoutError:
-            return  # a busy runner: the same poll is read next time, so no event it drained is lost
-        except ray.exceptions.RayActorError:
-            a.poll = None
+            a.poll = EventPoll(a.runner.poll.remote)
+        events = a.poll.take(timeout=10)
+        if events is None:
             return
-        a.poll = None
         rows, table = [], None
         for kind, item in events:
             if kind == "progress":

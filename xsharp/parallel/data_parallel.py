@@ -19,7 +19,7 @@ from xsharp.spec import JobSpec
 
 from .collective import CollectiveMember, RayCollective
 from .execution import RunContext, RunResult, train_worker
-from .group import WorkerFailed, WorkerGroup, cause
+from .group import EventPoll, WorkerFailed, WorkerGroup, cause
 
 __all__ = ["DataParallelMode", "DataParallelWorker", "WorkerFailed"]
 
@@ -94,22 +94,14 @@ class DataParallelMode:
         _, flat, history, device = outcome
         return RunResult(np.asarray(flat), history, workers=res.workers, device=device)
 
-    _events_ref = None  # a poll of rank 0's events still on its way: read it before making another
+    _events: EventPoll | None = None
 
     def _forward(self, rank0, ctx: RunContext, wait: bool) -> None:
-        """Hand rank 0's progress and checkpoints to ``ctx``. A poll not back within 10 s (or
-        at once, unless ``wait``) is read on the next call, so none of its events is lost."""
-        if self._events_ref is None:
-            self._events_ref = rank0.events.remote()
-        try:
-            events = ray.get(self._events_ref, timeout=10 if wait else 0.5)
-        except ray.exceptions.GetTimeoutError:
-            return
-        except ray.exceptions.RayActorError:
-            self._events_ref = None
-            return
-        self._events_ref = None
-        for kind, item in events:
+        """Hand rank 0's progress and checkpoints to ``ctx`` (waiting up to 10 s with ``wait``,
+        else 0.5 s; a poll not back yet is read on the next call)."""
+        if self._events is None:
+            self._events = EventPoll(rank0.events.remote)
+        for kind, item in self._events.take(timeout=10 if wait else 0.5) or ():
             if kind == "progress" and ctx.report is not None:
                 ctx.report(item)
             elif kind == "checkpoint" and ctx.on_checkpoint is not None:

@@ -138,3 +138,25 @@ def wait(refs: Any, what: str, watch: Callable[[], list] = list, poll: float = 1
                 ray.get(done)
     except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
         raise WorkerFailed(f"{what}: {cause(e)}") from None
+
+
+class EventPoll:
+    """Fetch an actor's queued events with one call at a time: a call not back within the
+    timeout is read on the next ``take``, not replaced, since it still drains the queue when it
+    runs and its events would be lost with it."""
+
+    def __init__(self, call: Callable[[], Any]):
+        self.call, self.ref = call, None
+
+    def take(self, timeout: float) -> list | None:
+        """The events, or None when the call is not back yet or the actor has died."""
+        if self.ref is None:
+            self.ref = self.call()
+        try:
+            events = ray.get(self.ref, timeout=timeout)
+        except ray.exceptions.GetTimeoutError:
+            return None
+        except ray.exceptions.RayActorError:
+            events = None
+        self.ref = None
+        return events
