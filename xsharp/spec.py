@@ -19,8 +19,13 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from xsharp.algos import datasets
 from xsharp.algos.features import STEPS, AugmentOptions
 from xsharp.algos.modules import MODULES
+from xsharp.algos.modules.base import SpecModel
 
 MODES = ("local", "data_parallel", "param_server", "pipeline", "hybrid")
+SOLVE_MODES = ("local", "data_parallel")  # the modes that run a closed-form solve (elm, elm_ae)
+MAX_MODULES = 256  # modules in a model
+MAX_STEPS = 64  # preprocessing steps in data.features
+MAX_SPEAKERS = 4096  # names in data.test_speakers
 
 
 class SpecError(ValueError):
@@ -31,12 +36,38 @@ class SpecError(ValueError):
         self.source = source
         super().__init__(f"{source}: " + "; ".join(problems))
 
+    def __reduce__(self):  # a runner's SpecError reaches the scheduler pickled: keep it whole
+        return (SpecError, (self.problems, self.source))
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+class _Strict(SpecModel):
+    """A section of the spec: strict, as module options are."""
 
 
 # --------------------------------------------------------------------------- model list
+def _item(kind: str) -> dict:
+    """JSON Schema of a ``kind`` item in any of its forms (``{kind: options}``, ``{kind: null}``, ``kind``)."""
+    return {"anyOf": [{"const": kind}, {"type": "object", "required": [kind]}]}
+
+
+class _Shorthands:
+    """Adds the short forms :func:`_normalise_layer` reads (``- softmax``, ``- softmax: null``) to
+    the JSON Schema of a union, for the names whose options all have defaults."""
+
+    def __init__(self, registry: dict):
+        self.kinds = [k for k, cls in registry.items() if not any(f.is_required() for f in cls.Options.model_fields.values())]
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        schema = handler(core_schema)
+        if self.kinds:
+            schema["oneOf"] = [
+                *schema["oneOf"],
+                {"enum": self.kinds},
+                {"type": "object", "minProperties": 1, "maxProperties": 1, "properties": {k: {"type": "null"} for k in self.kinds}, "additionalProperties": False},
+            ]
+        return schema
+
+
 def _single_key_union(registry: dict, suffix: str, noun: str):
     """A tagged union of ``{name: options}`` items, one member per entry of ``registry`` (whose
     classes carry ``Options`` and ``summary``); errors name the item and list the known names."""
@@ -53,7 +84,7 @@ def _single_key_union(registry: dict, suffix: str, noun: str):
     for kind, cls in registry.items():
         item = create_model(
             f"{cls.__name__}{suffix}",
-            __config__=ConfigDict(extra="forbid", title=f"{kind} {noun}"),
+            __config__=ConfigDict(extra="forbid", strict=True, title=f"{kind} {noun}"),
             __doc__=cls.summary,
             **{kind: (cls.Options, ...)},
         )
@@ -65,6 +96,7 @@ def _single_key_union(registry: dict, suffix: str, noun: str):
             custom_error_type=noun,
             custom_error_message=f"must be one {noun} as {{name: options}}, name one of {', '.join(registry)}",
         ),
+        _Shorthands(registry),
     ]
 
 
@@ -93,25 +125,34 @@ def layer_dict(layer: BaseModel) -> dict[str, dict]:
 
 
 # --------------------------------------------------------------------------- sections
+def _one_of(names) -> Any:
+    """JSON Schema of a ``str | None`` field that takes only these names (a validator checks them)."""
+    return lambda schema: schema["anyOf"][0].update(enum=sorted(names))
+
+
 class DataSpec(_Strict):
     """Where the data comes from: a named dataset or a file."""
 
-    dataset: str | None = Field(None, description=f"a named dataset: {', '.join(sorted(datasets.NAMED))}")
+    model_config = ConfigDict(  # _one_source, for JSON Schema: exactly one of dataset and path is a string
+        json_schema_extra={"oneOf": [{"required": [k], "properties": {k: {"type": "string"}}} for k in ("dataset", "path")]}
+    )
+
+    dataset: str | None = Field(None, description=f"a named dataset: {', '.join(sorted(datasets.NAMED))}", json_schema_extra=_one_of(datasets.NAMED))
     path: str | None = Field(None, description="a data file; its format comes from the suffix or `format`")
-    format: str | None = Field(None, description=f"file format: {', '.join(sorted(datasets.FORMATS))}")
+    format: str | None = Field(None, description=f"file format: {', '.join(sorted(datasets.FORMATS))}", json_schema_extra=_one_of(datasets.FORMATS))
     test_fraction: float = Field(0.2, ge=0, lt=1, description="share held out for test when the data has no test split")
     validation_fraction: float = Field(0.1, ge=0, lt=1, description="share of the training rows held out for validation")
-    limit: int | None = Field(None, gt=0, description="use only this many rows (quick runs)")
+    limit: int | None = Field(None, gt=0, le=1_000_000_000, description="use only this many rows (quick runs)")
     labels: str | None = Field(None, description="idx: the labels file of an images file (default: its MNIST-named neighbour)")
     sample_rate: int | None = Field(None, ge=1000, le=384_000, description="wav: resample every file to this rate (default 16000)")
     duration: float | None = Field(None, gt=0, le=3600, description="wav: cut or zero-pad every file to this many seconds (default 1)")
-    test_speakers: list[str] | float | None = Field(
+    test_speakers: Annotated[list[str], Field(min_length=1, max_length=MAX_SPEAKERS)] | Annotated[float, Field(gt=0, lt=1)] | None = Field(
         None, description="wav: hold out these speakers whole for test, or this share of them (e.g. 0.25); replaces test_fraction"
     )
     label_column: str | None = Field(None, description="csv: the label column (default 'label')")
     text_column: str | None = Field(None, description="csv: the text column (default 'text')")
     features: list[FeatureStep] = Field(
-        default_factory=list, description=f"preprocessing fitted on the training rows and saved with the model; steps: {', '.join(STEPS)}"
+        default_factory=list, max_length=MAX_STEPS, description=f"preprocessing fitted on the training rows and saved with the model; steps: {', '.join(STEPS)}"
     )
     augment: AugmentOptions | None = Field(None, description="images: add randomly shifted / mirrored copies of the training rows")
 
@@ -123,11 +164,13 @@ class DataSpec(_Strict):
     @field_validator("test_speakers", mode="before")
     @classmethod
     def _speakers(cls, v):
-        if v is None or (isinstance(v, list) and all(isinstance(s, str) for s in v) and v):
+        if v is None or (isinstance(v, list) and all(isinstance(s, str) for s in v) and 0 < len(v) <= MAX_SPEAKERS):
             return v
         if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1:
             return v
-        raise PydanticCustomError("test_speakers", "must be a non-empty list of speaker names or a share of the speakers in (0, 1)")
+        raise PydanticCustomError(
+            "test_speakers", "must be a non-empty list of at most {n} speaker names or a share of the speakers in (0, 1)", {"n": MAX_SPEAKERS}
+        )
 
     @field_validator("dataset")
     @classmethod
@@ -210,8 +253,8 @@ class ParallelSpec(_Strict):
     )
     stages: int | None = Field(None, ge=1, le=1024, description="pipeline/hybrid: model stages; default: workers (pipeline) or workers / groups (hybrid)")
     groups: int | None = Field(None, ge=1, le=1024, description="hybrid: data-parallel groups of stages; default 2")
-    partition: list[Annotated[int, Field(ge=1)]] | None = Field(
-        None, description="pipeline/hybrid: modules per stage, in order; default: balanced by parameter count"
+    partition: list[Annotated[int, Field(ge=1, le=MAX_MODULES)]] | None = Field(
+        None, max_length=MAX_MODULES, description="pipeline/hybrid: modules per stage, in order; default: balanced by parameter count"
     )
     micro_batches: int = Field(4, ge=1, le=4096, description="pipeline/hybrid: micro-batches per (group's share of a) batch")
     max_restarts: int = Field(0, ge=0, le=1000, description="restarts of the worker group from the last checkpoint after a worker dies (xsharp run)")
@@ -226,12 +269,30 @@ class ParallelSpec(_Strict):
     bucket_kb: int = Field(1024, ge=1, le=1 << 20, description="data_parallel overlap: gradients sent per message, at least (KiB)")
 
 
+def _job_rules(schema: dict) -> None:
+    """The rules across fields that JSON Schema can say, as JobSpec's validators check them."""
+    schema["properties"]["model"].update(contains=_item("softmax"), minContains=1, maxContains=1)  # _softmax_last, but for its position
+    solved = [kind for kind, cls in MODULES.items() if hasattr(cls, "solve")]
+    schema["allOf"] = [
+        {  # _mode_fits_resources (mode's default is local)
+            "if": {"properties": {"mode": {"const": "local"}}},
+            "then": {"properties": {"resources": {"properties": {"workers": {"const": 1}}}}},
+        },
+        {  # _solves_in_this_mode
+            "if": {"required": ["mode"], "properties": {"mode": {"not": {"enum": list(SOLVE_MODES)}}}},
+            "then": {"properties": {"model": {"not": {"contains": {"anyOf": [_item(kind) for kind in solved]}}}}},
+        },
+    ]
+
+
 class JobSpec(_Strict):
     """A training job."""
 
+    model_config = ConfigDict(json_schema_extra=_job_rules)
+
     name: str = Field("job", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="letters, digits, . _ -")
     data: DataSpec
-    model: list[ModuleLayer] = Field(min_length=1, description="modules in order, input first; the last is softmax")
+    model: list[ModuleLayer] = Field(min_length=1, max_length=MAX_MODULES, description="modules in order, input first; the last is softmax")
     pretrain: PretrainSpec = Field(default_factory=PretrainSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seeds the data split, initialisation and sampling")
@@ -267,7 +328,7 @@ class JobSpec(_Strict):
     @model_validator(mode="after")
     def _solves_in_this_mode(self):
         """A closed-form solve (elm, elm_ae) runs through the local / data-parallel engine only."""
-        if self.mode in ("local", "data_parallel"):
+        if self.mode in SOLVE_MODES:
             return self
         for i, layer in enumerate(self.model):
             kind = layer_kind(layer)
@@ -377,6 +438,8 @@ def _message(err: dict) -> str:
         return "must be a list"
     if kind == "too_short":
         return f"must have at least {ctx.get('min_length')} item(s)"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} item(s)"
     if kind == "string_pattern_mismatch":
         return f"must match {ctx.get('pattern')}"
     msg = err["msg"]

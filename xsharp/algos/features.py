@@ -89,8 +89,8 @@ class LogMelOptions(StepOptions):
     frame_ms: float = Field(25.0, gt=0, le=1000, description="frame length in milliseconds")
     hop_ms: float = Field(10.0, gt=0, le=1000, description="step between frames in milliseconds")
     n_fft: int | None = Field(None, gt=0, le=65536, description="FFT size; default: the next power of two above the frame")
-    fmin: float = Field(20.0, ge=0, description="lowest band edge in Hz")
-    fmax: float | None = Field(None, gt=0, description="highest band edge in Hz; default: half the sample rate")
+    fmin: float = Field(20.0, ge=0, le=192_000, description="lowest band edge in Hz")
+    fmax: float | None = Field(None, gt=0, le=192_000, description="highest band edge in Hz; default: half the sample rate")
     pre_emphasis: float = Field(0.97, ge=0, lt=1, description="first-order high-pass coefficient; 0 turns it off")
 
 
@@ -160,7 +160,7 @@ class StackFrames(Step):
 
 # --------------------------------------------------------------------------- text
 class VocabularyOptions(StepOptions):
-    min_count: int = Field(2, ge=1, description="drop tokens seen fewer times in the training texts")
+    min_count: int = Field(2, ge=1, le=1_000_000_000, description="drop tokens seen fewer times in the training texts")
     max_size: int = Field(20000, gt=0, le=1_000_000, description="keep at most this many tokens, most frequent first")
     ngrams: int = Field(1, ge=1, le=3, description="1: words; 2: words and word pairs; 3: also triples")
     lowercase: bool = True

@@ -16,8 +16,26 @@ from xsharp import backend
 
 from .flat import FlatLayout
 from .modules import CLASS_OPTIONS, Module, build, nll_loss
+from .modules.base import flat_size
 
 FORMAT_VERSION = 1
+
+
+def count_parameters(layers: list[dict[str, dict]], in_shape: tuple[int, ...], n_classes: int) -> int:
+    """The size of ``Model(layers, in_shape, n_classes)``'s flat parameter buffer, from the modules'
+    parameter shapes alone: nothing is allocated, however large the layers. Raises ValueError
+    where the model could not be built (a window larger than its input, say)."""
+    total, shape = 0, tuple(int(d) for d in in_shape)
+    for item in layers:
+        (kind, options), = item.items()
+        options = dict(options or {})
+        per_class = CLASS_OPTIONS.get(kind)  # softmax.units, elm.outputs: the data's classes, as in Model
+        if per_class is not None and options.get(per_class) is None:
+            options[per_class] = int(n_classes)
+        module = build(kind, options)
+        total += sum(flat_size(s) for s in module.param_shapes(shape).values())
+        shape = module.output_shape(shape)
+    return total
 
 
 class Model:

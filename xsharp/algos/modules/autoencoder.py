@@ -11,19 +11,26 @@ needs sigmoid codes. In a stack only the encoder runs.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from xsharp.backend import xp_of
 
 from . import activations
 from .activations import sigmoid
-from .base import Module, Options, flat_size, glorot_uniform
+from .base import MAX_UNITS, Module, Options, flat_size, glorot_uniform
 from .dense import affine_backward, affine_forward
 
 
 class AutoEncoderOptions(Options):
-    hidden: int = Field(gt=0, description="number of code units")
+    model_config = ConfigDict(  # _sparsity_needs_sigmoid, for JSON Schema (activation's default is sigmoid)
+        json_schema_extra={
+            "if": {"required": ["sparsity_weight"], "properties": {"sparsity_weight": {"exclusiveMinimum": 0}}},
+            "then": {"properties": {"activation": {"const": "sigmoid"}}},
+        }
+    )
+
+    hidden: int = Field(gt=0, le=MAX_UNITS, description="number of code units")
     activation: activations.Activation = Field("sigmoid", description="encoder activation")
     corruption: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of inputs zeroed during pretraining (denoising)")
     sparsity_target: float = Field(0.05, gt=0.0, lt=1.0, description="desired mean activation of each code unit (sparse auto-encoder)")
@@ -45,6 +52,10 @@ class AutoEncoder(Module):
 
     def output_shape(self, in_shape):
         return (self.options.hidden,)
+
+    def param_shapes(self, in_shape):
+        visible, hidden = flat_size(in_shape), self.options.hidden
+        return {"W": (visible, hidden), "b": (hidden,), "c": (visible,)}
 
     def init(self, rng, in_shape):
         visible, hidden = flat_size(in_shape), self.options.hidden

@@ -4,6 +4,7 @@ Modules are functional: parameters live outside the code as a dict of arrays, so
 parameters can be one flat buffer, and any list of modules stacks into a model.
 
     init(rng, in_shape)                 -> params            (host NumPy arrays)
+    param_shapes(in_shape)              -> {name: shape} of those params, nothing allocated
     output_shape(in_shape)              -> shape of one output sample
     forward(params, x, train, rng)      -> (y, cache)
     backward(params, cache, dy)         -> (grads, dx)
@@ -16,16 +17,53 @@ Gradients are of the *mean* loss over the batch, ready for an optimiser to desce
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import types
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+
+# The most units, filters, atoms or classes one module may have: a bound on what one option can
+# ask for, not a memory budget (a server caps the whole model's parameters).
+MAX_UNITS = 65536
 
 
-class Options(BaseModel):
+def _members(annotation: Any) -> list[Any]:
+    """The types a field takes: the members of a union, Annotated metadata dropped."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _members(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [m for a in get_args(annotation) for m in _members(a)]
+    return [annotation]
+
+
+def _whole(value: Any, annotation: Any) -> Any:
+    """``value`` with whole floats made ints where ``annotation`` takes an int (lists too)."""
+    members = _members(annotation)
+    if isinstance(value, float) and value.is_integer() and int in members:
+        return int(value)
+    items = [get_args(m)[0] for m in members if get_origin(m) is list]
+    if isinstance(value, list) and items:
+        return [_whole(v, items[0]) for v in value]
+    return value
+
+
+class SpecModel(BaseModel):
+    """A part of a job spec. Strict: unknown fields, and a bool or a string where a number goes
+    (``priority: true``, ``units: "5"``), are errors rather than quietly converted."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _whole_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # JSON has one kind of number (JSON Schema's "integer" admits 3.0): a whole float is an int.
+        return _whole(value, cls.model_fields[info.field_name].annotation)
+
+
+class Options(SpecModel):
     """A module's options, as written in a job spec under its name."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Module:
@@ -49,6 +87,10 @@ class Module:
         return hasattr(self, "solve")
 
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def param_shapes(self, in_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """The shapes of what :meth:`init` returns, in its order, from the options alone."""
         raise NotImplementedError
 
     def init(self, rng: np.random.Generator, in_shape: tuple[int, ...]) -> dict[str, np.ndarray]:

@@ -49,6 +49,10 @@ class BatchNorm(Module):
         _channels(self.kind, in_shape)
         return tuple(in_shape)
 
+    def param_shapes(self, in_shape):
+        c = _channels(self.kind, in_shape)
+        return {"gamma": (c,), "beta": (c,), "running_mean": (c,), "running_var": (c,)}
+
     def init(self, rng, in_shape):
         c = _channels(self.kind, in_shape)
         return {

@@ -16,12 +16,12 @@ import numpy as np
 from pydantic import Field
 
 from . import activations
-from .base import Module, Options
+from .base import MAX_UNITS, Module, Options
 from .windows import as_images, channels_last, col2im_hwc, im2col_hwc, image_shape, out_size, window_grid
 
 
 class Conv2DOptions(Options):
-    filters: int = Field(gt=0, le=65536, description="number of output channels (feature maps)")
+    filters: int = Field(gt=0, le=MAX_UNITS, description="number of output channels (feature maps)")
     kernel: int = Field(3, gt=0, le=64, description="side of the square kernel, in pixels")
     stride: int = Field(1, gt=0, le=64, description="step between windows, in pixels")
     padding: int = Field(0, ge=0, le=64, description="zeros added on every side of the input")
@@ -36,6 +36,11 @@ class Conv2D(Module):
     def output_shape(self, in_shape):
         o = self.options
         return (o.filters, *window_grid(self.kind, in_shape, o.kernel, o.stride, o.padding))
+
+    def param_shapes(self, in_shape):
+        o = self.options
+        channels = image_shape(self.kind, in_shape)[0]
+        return {"W": (o.filters, channels, o.kernel, o.kernel), "b": (o.filters,)}
 
     def init(self, rng, in_shape):
         o = self.options

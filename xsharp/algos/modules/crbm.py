@@ -15,13 +15,13 @@ import numpy as np
 from pydantic import Field
 
 from .activations import sigmoid
-from .base import Module, Options
+from .base import MAX_UNITS, Module, Options
 from .conv2d import conv_backward_hwc, conv_forward_hwc, conv_transpose_hwc
 from .windows import as_images, image_shape, window_grid
 
 
 class CRBMOptions(Options):
-    filters: int = Field(gt=0, le=65536, description="number of hidden feature maps")
+    filters: int = Field(gt=0, le=MAX_UNITS, description="number of hidden feature maps")
     kernel: int = Field(3, gt=0, le=64, description="side of the square filters, in pixels")
     stride: int = Field(1, gt=0, le=64, description="step between windows, in pixels")
     k: int = Field(1, ge=1, le=100, description="Gibbs steps per contrastive-divergence update (CD-k)")
@@ -35,6 +35,11 @@ class CRBM(Module):
     def output_shape(self, in_shape):
         o = self.options
         return (o.filters, *window_grid(self.kind, in_shape, o.kernel, o.stride))
+
+    def param_shapes(self, in_shape):
+        o = self.options
+        channels = image_shape(self.kind, in_shape)[0]
+        return {"W": (o.filters, channels, o.kernel, o.kernel), "b_h": (o.filters,), "b_v": (channels,)}
 
     def init(self, rng, in_shape):
         o = self.options

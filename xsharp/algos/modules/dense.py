@@ -6,11 +6,11 @@ import numpy as np
 from pydantic import Field
 
 from . import activations
-from .base import Module, Options, flat_size, glorot_uniform
+from .base import MAX_UNITS, Module, Options, flat_size, glorot_uniform
 
 
 class DenseOptions(Options):
-    units: int = Field(gt=0, description="number of output units")
+    units: int = Field(gt=0, le=MAX_UNITS, description="number of output units")
     activation: activations.Activation = Field("relu", description="sigmoid, relu, tanh or linear")
 
 
@@ -21,6 +21,9 @@ class Dense(Module):
 
     def output_shape(self, in_shape):
         return (self.options.units,)
+
+    def param_shapes(self, in_shape):
+        return {"W": (flat_size(in_shape), self.options.units), "b": (self.options.units,)}
 
     def init(self, rng, in_shape):
         fan_in = flat_size(in_shape)

@@ -24,6 +24,9 @@ class Dropout(Module):
     def output_shape(self, in_shape):
         return tuple(in_shape)
 
+    def param_shapes(self, in_shape):
+        return {}
+
     def init(self, rng, in_shape):
         return {}
 

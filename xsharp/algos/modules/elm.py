@@ -42,11 +42,11 @@ from pydantic import Field
 from xsharp.backend import xp_of
 
 from . import activations
-from .base import Module, Options, flat_size
+from .base import MAX_UNITS, Module, Options, flat_size
 
 
 class RidgeOptions(Options):
-    hidden: int = Field(gt=0, le=65536, description="random hidden units")
+    hidden: int = Field(gt=0, le=MAX_UNITS, description="random hidden units")
     scale: float = Field(1.0, gt=0.0, le=1000.0, description="spread of the random weights: variance scale^2 / inputs (elm_ae orthogonal: norm scale)")
     ridge: float = Field(1.0, gt=0.0, le=1e9, description="L2 penalty of the readout: beta = (H^T H + ridge I)^-1 H^T T, sums over the training rows")
     solve_batch: int = Field(1024, gt=0, le=1_000_000, description="rows per accumulation step of the solve (fewer, larger steps: fewer allreduces)")
@@ -57,7 +57,7 @@ class RidgeOptions(Options):
 
 class ELMOptions(RidgeOptions):
     activation: activations.Activation = Field("tanh", description="activation of the random hidden layer: sigmoid, relu, tanh or linear")
-    outputs: int | None = Field(None, gt=0, le=65536, description="one output per class; default: taken from the data")
+    outputs: int | None = Field(None, gt=0, le=MAX_UNITS, description="one output per class; default: taken from the data")
 
 
 class ELMAEOptions(RidgeOptions):
@@ -111,6 +111,10 @@ class RidgeReadout(Module):
         W = rng.uniform(-1.0, 1.0, size=(fan_in, h)) * (s * np.sqrt(3.0 / fan_in))
         b = rng.uniform(-0.5, 0.5, size=h) * s
         return W.astype(np.float32), b.astype(np.float32)
+
+    def param_shapes(self, in_shape):
+        h = self.options.hidden
+        return {"W": (flat_size(in_shape), h), "b": (h,), "beta": (h, self.outputs(in_shape))}
 
     def init(self, rng, in_shape):
         W, b = self.random_weights(rng, flat_size(in_shape))

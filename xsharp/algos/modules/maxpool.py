@@ -36,6 +36,10 @@ class Pool(Module):
     def output_shape(self, in_shape):
         return pooled_shape(self.kind, in_shape, self.options.size, self.stride)
 
+    def param_shapes(self, in_shape):
+        self.output_shape(in_shape)  # refuse a window that does not fit, as init does
+        return {}
+
     def init(self, rng, in_shape):
         self.output_shape(in_shape)  # refuse a window that does not fit, at build time
         return {}

@@ -23,12 +23,12 @@ from pydantic import Field
 from xsharp.backend import xp_of
 
 from .activations import sigmoid_
-from .base import Module, Options, flat_size
+from .base import MAX_UNITS, Module, Options, flat_size
 from .dense import affine_backward, affine_forward
 
 
 class RBMOptions(Options):
-    hidden: int = Field(gt=0, description="number of hidden units")
+    hidden: int = Field(gt=0, le=MAX_UNITS, description="number of hidden units")
     k: int = Field(1, ge=1, le=100, description="Gibbs steps per contrastive-divergence update (CD-k)")
     visible: Literal["bernoulli", "gaussian"] = Field(
         "bernoulli", description="visible units: bernoulli (inputs in [0, 1]) or gaussian (unit variance, linear reconstruction)"
@@ -48,6 +48,10 @@ class RBM(Module):
 
     def output_shape(self, in_shape):
         return (self.options.hidden,)
+
+    def param_shapes(self, in_shape):
+        visible, hidden = flat_size(in_shape), self.options.hidden
+        return {"W": (visible, hidden), "b_h": (hidden,), "b_v": (visible,)}
 
     def init(self, rng, in_shape):
         visible, hidden = flat_size(in_shape), self.options.hidden

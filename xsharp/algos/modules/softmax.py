@@ -13,11 +13,11 @@ from pydantic import Field
 
 from xsharp.backend import xp_of
 
-from .base import Module, Options, flat_size, glorot_uniform
+from .base import MAX_UNITS, Module, Options, flat_size, glorot_uniform
 
 
 class SoftmaxOptions(Options):
-    units: int | None = Field(None, gt=0, description="number of classes; default: taken from the data")
+    units: int | None = Field(None, gt=0, le=MAX_UNITS, description="number of classes; default: taken from the data")
 
 
 def log_softmax(z: Any) -> Any:
@@ -35,6 +35,10 @@ class Softmax(Module):
         if self.options.units is None:
             raise ValueError("softmax.units is not set: pass the number of classes")
         return (self.options.units,)
+
+    def param_shapes(self, in_shape):
+        units = self.output_shape(in_shape)[0]
+        return {"W": (flat_size(in_shape), units), "b": (units,)}
 
     def init(self, rng, in_shape):
         units = self.output_shape(in_shape)[0]

@@ -25,11 +25,11 @@ from pydantic import Field
 
 from xsharp.backend import xp_of
 
-from .base import Module, Options, flat_size
+from .base import MAX_UNITS, Module, Options, flat_size
 
 
 class SparseCodingOptions(Options):
-    atoms: int = Field(gt=0, le=65536, description="number of dictionary atoms (code units)")
+    atoms: int = Field(gt=0, le=MAX_UNITS, description="number of dictionary atoms (code units)")
     l1_weight: float = Field(0.1, gt=0.0, le=1e4, description="weight of the L1 penalty on the codes (the lasso's lambda)")
     algorithm: Literal["ista", "fista"] = Field("fista", description="code solver: ista, or fista (accelerated, fewer iterations)")
     iterations: int = Field(50, ge=1, le=10_000, description="solver iterations per batch")
@@ -53,6 +53,9 @@ class SparseCoding(Module):
 
     def output_shape(self, in_shape):
         return (self.options.atoms,)
+
+    def param_shapes(self, in_shape):
+        return {"D": (self.options.atoms, flat_size(in_shape))}
 
     def init(self, rng, in_shape):
         D = rng.standard_normal((self.options.atoms, flat_size(in_shape)))
