@@ -51,16 +51,20 @@ def short_spec(name: str, cpus: float = 2, priority: int = 0) -> dict:
 class Server:
     """`xsharp server` on a free loopback port, on the test session's Ray cluster."""
 
-    def __init__(self, home: Path, ray_address: str, *args: str):
-        self.home, self.port = home, free_port()
+    def __init__(self, home: Path, ray_address: str | None, *args: str, env: dict | None = None):
+        self.home, self.port, self.env = home, free_port(), env or {}
         self.url = f"http://127.0.0.1:{self.port}"
-        self.args = [XSHARP, "server", "--port", str(self.port), "--home", str(home), "--address", ray_address, "--tick", "0.2", *args]
+        joins = ["--address", ray_address] if ray_address else []  # None: the server embeds its own Ray
+        self.args = [XSHARP, "server", "--port", str(self.port), "--home", str(home), *joins, "--tick", "0.2", *args]
         self.proc: subprocess.Popen | None = None
-        self.log = home / "server.out"
+        self.log = home.parent / f"{home.name}-server.out"  # outside the store: it shows the first admin token
+        self.client_config = home.parent / f"{home.name}-client-config"
 
     def start(self) -> "Server":
         self.home.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k not in ("XSHARP_RAY_ADDRESS", "RAY_ADDRESS")}
+        env["XSHARP_CONFIG"] = str(self.client_config)  # the first start writes the admin's token here, not in ~
+        env.update(self.env)
         self.proc = subprocess.Popen(self.args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
         def healthy():

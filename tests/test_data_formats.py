@@ -167,7 +167,7 @@ def test_csv_with_label_and_text_columns(tmp_path, name):
     d = datasets.load(path=tmp_path / name, label_column="category", text_column="body", test_fraction=0.2, validation_fraction=0)
     assert d.classes == ["bad", "good"] and len(d.y_test) == 4 and d.x_train.dtype == object
     assert all(isinstance(t, str) and "line two" in t for t in d.x_train)
-    with pytest.raises(datasets.DataError, match="no column 'text'"):
+    with pytest.raises(datasets.DataError, match=r"missing column 'text' \(3 columns"):
         datasets.load(path=tmp_path / name, label_column="category")
 
 

@@ -182,7 +182,7 @@ def test_pause_resume_stop_and_delete(server, alice, monkeypatch):
 
 # --------------------------------------------------------------------------- scheduling
 def test_higher_priority_first_then_first_come(server, alice, bob):
-    blocker = alice.post("/v1/jobs", json=long_spec("blocker", epochs=800, priority=100)).json()
+    blocker = alice.post("/v1/jobs", json=long_spec("blocker", epochs=800, priority=10)).json()
     wait_state(alice, blocker["id"], "RUNNING")
     a = alice.post("/v1/jobs", json=short_spec("a", priority=0)).json()
     b = bob.post("/v1/jobs", json=short_spec("b", priority=5)).json()
@@ -193,7 +193,7 @@ def test_higher_priority_first_then_first_come(server, alice, bob):
 
 
 def test_fair_share_lets_the_user_with_less_running_go_first(server, alice, bob):
-    blocker = alice.post("/v1/jobs", json=long_spec("blocker2", epochs=800, priority=100)).json()
+    blocker = alice.post("/v1/jobs", json=long_spec("blocker2", epochs=800, priority=10)).json()
     wait_state(alice, blocker["id"], "RUNNING")
     mine = [alice.post("/v1/jobs", json=short_spec(f"a{i}", cpus=1)).json() for i in range(3)]
     theirs = bob.post("/v1/jobs", json=short_spec("b1", cpus=1)).json()  # queued after all of alice's
@@ -252,6 +252,10 @@ def test_a_killed_server_loses_nothing_and_the_job_resumes(tmp_path, ray_address
             assert "server restarted; will resume from the last checkpoint" in messages
             assert any(m.startswith("started (run 2) from checkpoint") for m in messages)
             np.testing.assert_array_equal(model_params(api, job["id"]), reference)
+            from xsharp.cluster.store import metric_position
+
+            positions = [metric_position(r) for r in api.get(f"/v1/jobs/{job['id']}/metrics").json()]
+            assert positions == sorted(set(positions))  # the resumed run's repeats of the lost run's steps are dropped
             assert wait_state(api, queued["id"], "SUCCEEDED", 120)["runs"] == 1
     finally:
         s2.kill(signal.SIGTERM)
@@ -396,7 +400,7 @@ def test_a_searchs_trial_table_is_served_while_it_runs_and_fenced_like_its_job(s
     early = alice.get(f"/v1/searches/{job['id']}").json()  # before it starts: what it searches, no trials yet
     assert early["params"] == ["train.learning_rate"] and early["settings"]["strategy"] == "grid" and early["final"] is False
     assert bob.get(f"/v1/searches/{job['id']}").status_code == 403
-    assert alice.get(f"/v1/searches/{plain['id']}").json()["detail"] == f"job {plain['id']} is not a search"
+    assert alice.get(f"/v1/searches/{plain['id']}").json()["detail"] == [f"job {plain['id']} is not a search"]
     assert alice.get("/v1/searches/999999").status_code == 404
     listed = [j["id"] for j in alice.get("/v1/searches").json()]
     assert job["id"] in listed and plain["id"] not in listed

@@ -3,21 +3,33 @@
 Loaders return arrays; :func:`load` splits them into train / validation / test with a seeded,
 stratified split, so every worker and every rerun sees the same rows.
 Add a named dataset to ``NAMED`` and a file format to ``FORMATS``.
+
+Every file a path names is opened through a :class:`~xsharp.fileguard.FileGuard`: anywhere for
+`xsharp run`, under the server's data roots for a job of the service. An error names the file
+and the problem, never what the file holds: a job's errors are shown to its user, and the file
+may be one they could not read themselves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 import numpy as np
 
+from xsharp.fileguard import ANYWHERE, DataError, FileGuard
 
-class DataError(ValueError):
-    """The data a spec points at is missing or malformed (a user error, not a crash)."""
+MAX_CLASSES = 10_000  # distinct labels a data set may have: class names travel in every model
+MAX_CLASS_NAME = 128  # characters of one class name
+
+
+def _why(e: BaseException) -> str:
+    """Why a read failed, without the file's bytes (a decoder's message may quote them)."""
+    return getattr(e, "strerror", None) or type(e).__name__
 
 
 @dataclass
@@ -79,21 +91,22 @@ def _digits(**_: Any) -> Arrays:
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _open(path: Path, mode: str = "rb", **kw: Any):
-    """Open a file, decompressing ``.gz`` / ``.bz2`` transparently."""
-    suffix = path.suffix.lower()
-    if suffix == ".gz":
-        import gzip
+@contextlib.contextmanager
+def _open(path: Path, guard: FileGuard, field: str = "data.path", text: bool = False) -> Iterator[IO]:
+    """A file opened through ``guard``, ``.gz`` / ``.bz2`` decompressed on the fly; ``text``:
+    UTF-8 text with newlines left to the csv module."""
+    import bz2
+    import gzip
+    import io
 
-        return gzip.open(path, mode, **kw)
-    if suffix == ".bz2":
-        import bz2
+    with guard.open(path, field) as raw:
+        suffix = path.suffix.lower()
+        f: IO = gzip.GzipFile(fileobj=raw, mode="rb") if suffix == ".gz" else bz2.BZ2File(raw, "rb") if suffix == ".bz2" else raw
+        with io.TextIOWrapper(f, encoding="utf-8", newline="") if text else f as opened:
+            yield opened
 
-        return bz2.open(path, mode, **kw)
-    return open(path, mode, **kw)
 
-
-def read_idx(path: str | Path) -> np.ndarray:
+def read_idx(path: str | Path, guard: FileGuard = ANYWHERE, field: str = "data.path") -> np.ndarray:
     """Any IDX file (the MNIST format, optionally gzipped) as an array of its stored type.
 
     Header: two zero bytes, a type code, the number of dimensions, then each dimension as a
@@ -101,16 +114,19 @@ def read_idx(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with _open(path) as f:
+        with _open(path, guard, field) as f:
             head = f.read(4)
             if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES:
-                raise DataError(f"{path}: not an IDX file (magic {head.hex() or 'empty'})")
+                raise DataError(f"{path}: not an IDX file (its first 4 bytes are not an IDX header)")
             ndim = head[3]
             dims = struct.unpack(f">{ndim}i", f.read(4 * ndim))
             dtype = np.dtype(_IDX_TYPES[head[2]])
-            raw = f.read()
+            need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+            if min(dims, default=1) < 0 or (guard.max_file_bytes is not None and need > guard.max_file_bytes):
+                raise DataError(f"{path}: header says {dims}, {need} bytes of data, over this server's cap of {guard.max_file_bytes} bytes a file")
+            raw = f.read(need)
     except (OSError, EOFError, struct.error) as e:
-        raise DataError(f"{path}: not a readable IDX file ({e})") from None
+        raise DataError(f"{path}: not a readable IDX file ({_why(e)})") from None
     need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(raw) < need:
         raise DataError(f"{path}: header says {dims} ({need} bytes of data) but the file holds {len(raw)}")
@@ -134,17 +150,17 @@ def _labels_file(images: Path) -> Path | None:
     return None
 
 
-def _idx_pair(images: Path, labels: Path | None) -> tuple[np.ndarray, np.ndarray]:
+def _idx_pair(images: Path, labels: Path | None, guard: FileGuard) -> tuple[np.ndarray, np.ndarray]:
     labels = labels or _labels_file(images)
     if labels is None:
         raise DataError(f"{images}: no labels file beside it (MNIST naming: *-labels-idx1-ubyte); set data.labels")
-    x, y = read_idx(images), read_idx(labels)
+    x, y = read_idx(images, guard), read_idx(labels, guard, "data.labels")
     if y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise DataError(f"{images}: {x.shape[0]} samples but {labels.name} holds labels of shape {y.shape}")
     return _idx_images(x), y.astype(np.int64)
 
 
-def _idx(path: Path, labels: str | None = None, **_: Any) -> Arrays:
+def _idx(path: Path, labels: str | None = None, guard: FileGuard = ANYWHERE, **_: Any) -> Arrays:
     """An IDX images file (labels beside it, or ``labels``), or a folder holding MNIST's four files
     (``train-*`` and ``t10k-*``/``test-*``: the folder's own train/test split)."""
     if path.is_dir():
@@ -157,12 +173,12 @@ def _idx(path: Path, labels: str | None = None, **_: Any) -> Arrays:
                     break
         if "train" not in found:
             raise DataError(f"{path}: no train-images-idx3-ubyte[.gz] in this folder")
-        x, y = _idx_pair(found["train"], None)
+        x, y = _idx_pair(found["train"], None, guard)
         if "test" not in found:
             return Arrays(x, y)
-        x_test, y_test = _idx_pair(found["test"], None)
+        x_test, y_test = _idx_pair(found["test"], None, guard)
         return Arrays(x, y, x_test, y_test)
-    return Arrays(*_idx_pair(path, Path(labels).expanduser() if labels else None))
+    return Arrays(*_idx_pair(path, guard.check(labels, "data.labels") if labels else None, guard))
 
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -180,16 +196,18 @@ def _fashion_mnist(**_: Any) -> Arrays:
 
 
 # --------------------------------------------------------------------------- WAV folders
-def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+def read_wav(path: str | Path, guard: FileGuard = ANYWHERE) -> tuple[np.ndarray, int]:
     """A PCM WAV file as float32 samples in [-1, 1] (channels averaged) and its sample rate."""
     import wave
 
     try:
-        with wave.open(str(path), "rb") as w:
+        with guard.open(path) as f, wave.open(f, "rb") as w:
             rate, width, channels = w.getframerate(), w.getsampwidth(), w.getnchannels()
             raw = w.readframes(w.getnframes())
-    except (OSError, EOFError, wave.Error) as e:
+    except wave.Error as e:  # the wave module's own words: "unknown format: 3", "file does not start with RIFF id"
         raise DataError(f"{path}: not a readable PCM WAV file ({e})") from None
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable PCM WAV file ({_why(e)})") from None
     if width == 1:
         a = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
     elif width in (2, 4):
@@ -220,12 +238,12 @@ def _resample(a: np.ndarray, rate: int, target: int) -> np.ndarray:
     return np.interp(np.arange(n) * (rate / target), np.arange(len(a)), a).astype(np.float32)
 
 
-def _wav_folder(path: Path, sample_rate: int = 16000, duration: float = 1.0, **_: Any) -> Arrays:
+def _wav_folder(path: Path, sample_rate: int = 16000, duration: float = 1.0, guard: FileGuard = ANYWHERE, **_: Any) -> Arrays:
     """Every ``{label}_{speaker}_{index}.wav`` in a folder, resampled to ``sample_rate`` and cut
     or zero-padded to ``duration`` seconds, so every row has the same length."""
     if not path.is_dir():
         raise DataError(f"{path}: the wav format reads a folder of {{label}}_{{speaker}}_{{index}}.wav files")
-    files = sorted(f for f in path.iterdir() if f.suffix.lower() == ".wav")
+    files = [f for f in guard.files(path) if f.suffix.lower() == ".wav"]
     named = [(f, parse_wav_name(f.name)) for f in files]
     bad = [f.name for f, parts in named if parts is None]
     if bad:
@@ -236,7 +254,7 @@ def _wav_folder(path: Path, sample_rate: int = 16000, duration: float = 1.0, **_
     x = np.zeros((len(named), n), np.float32)
     labels, speakers = [], []
     for i, (f, (label, speaker, _)) in enumerate(named):
-        a, rate = read_wav(f)
+        a, rate = read_wav(f, guard)
         a = _resample(a, rate, sample_rate)[:n]
         x[i, : len(a)] = a
         labels.append(label)
@@ -248,25 +266,30 @@ def _wav_folder(path: Path, sample_rate: int = 16000, duration: float = 1.0, **_
 
 
 # --------------------------------------------------------------------------- CSV with text
-def _csv(path: Path, label_column: str = "label", text_column: str = "text", **_: Any) -> Arrays:
+def _csv(path: Path, label_column: str = "label", text_column: str = "text", guard: FileGuard = ANYWHERE, **_: Any) -> Arrays:
     """A CSV file (``.csv``, ``.csv.gz``, ``.csv.bz2``) with a header: one label column and one
     text column; rows are strings, turned into numbers by the spec's ``features``."""
     import csv
 
     csv.field_size_limit(2**31 - 1)
+    line = 0
     try:
-        with _open(path, "rt", encoding="utf-8", newline="") as f:
+        with _open(path, guard, text=True) as f:
             reader = csv.DictReader(f)
             columns = reader.fieldnames or []
             missing = [c for c in (label_column, text_column) if c not in columns]
             if missing:
-                raise DataError(f"{path}: no column {missing[0]!r}; columns: {', '.join(columns)} (set data.label_column / data.text_column)")
+                field = "label_column" if missing[0] == label_column else "text_column"
+                raise DataError(f"{path}: missing column {missing[0]!r} ({len(columns)} columns in its header line; set data.{field})")
             labels, texts = [], []
             for row in reader:
+                line = reader.line_num
                 labels.append(row[label_column] or "")
                 texts.append(row[text_column] or "")
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{path}: not a readable CSV file ({e})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text (after line {line})") from None
+    except (OSError, EOFError, csv.Error) as e:
+        raise DataError(f"{path}: not a readable CSV file (after line {line}: {_why(e)})") from None
     if not texts:
         raise DataError(f"{path}: no rows")
     return Arrays(np.array(texts, dtype=object), np.array(labels))
@@ -275,12 +298,14 @@ def _csv(path: Path, label_column: str = "label", text_column: str = "text", **_
 NAMED: dict[str, Callable[..., Arrays]] = {"digits": _digits, "fashion-mnist": _fashion_mnist}
 
 
-def _npz(path: Path, **_: Any) -> Arrays:
+def _npz(path: Path, guard: FileGuard = ANYWHERE, **_: Any) -> Arrays:
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with guard.open(path) as raw, np.load(raw, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
+    except DataError:
+        raise
     except Exception as e:
-        raise DataError(f"{path}: not a readable .npz file ({e})") from None
+        raise DataError(f"{path}: not a readable .npz file ({_why(e)})") from None
     classes = [str(c) for c in data["classes"]] if "classes" in data else None
     if "x_train" in data:
         missing = [k for k in ("y_train", "x_test", "y_test") if k not in data]
@@ -289,7 +314,7 @@ def _npz(path: Path, **_: Any) -> Arrays:
         return Arrays(data["x_train"], data["y_train"], data["x_test"], data["y_test"], classes)
     if "x" in data and "y" in data:
         return Arrays(data["x"], data["y"], classes=classes)
-    raise DataError(f"{path}: expected arrays x and y (or x_train, y_train, x_test, y_test); found {sorted(data)}")
+    raise DataError(f"{path}: expected arrays x and y (or x_train, y_train, x_test, y_test); found {len(data)} other array(s)")
 
 
 FORMATS: dict[str, Callable[..., Arrays]] = {"npz": _npz, "idx": _idx, "wav": _wav_folder, "csv": _csv}
@@ -315,22 +340,35 @@ def format_of(path: str | Path) -> str | None:
     return suffix if suffix in FORMATS else None
 
 
+def _check_classes(classes: list[str], where: str) -> list[str]:
+    """Class names are shown to the job's user and saved in its model: bounded in count and length."""
+    if len(classes) > MAX_CLASSES:
+        raise DataError(f"{where}: {len(classes)} distinct labels, over the cap of {MAX_CLASSES} classes (is data.label_column the right column?)")
+    longest = max((len(c) for c in classes), default=0)
+    if longest > MAX_CLASS_NAME:
+        raise DataError(f"{where}: a label of {longest} characters, over the cap of {MAX_CLASS_NAME} (is data.label_column the right column?)")
+    return classes
+
+
 def _labels(y: np.ndarray, classes: list[str] | None, where: str) -> tuple[np.ndarray, list[str]]:
     y = np.asarray(y)
     if y.ndim != 1:
         raise DataError(f"{where}: labels must be one-dimensional, got shape {y.shape}")
     if classes is None:
         values = np.unique(y)
-        if np.issubdtype(y.dtype, np.integer) and values.size and values.min() >= 0 and values.max() < 10_000:
+        if np.issubdtype(y.dtype, np.integer) and values.size and values.min() >= 0 and values.max() < MAX_CLASSES:
             classes = [str(i) for i in range(int(values.max()) + 1)]
             return y.astype(np.int64), classes
-        classes = [str(v) for v in values]
+        if len(values) > MAX_CLASSES:  # before a string is made of each
+            raise DataError(f"{where}: {len(values)} distinct labels, over the cap of {MAX_CLASSES} classes (is data.label_column the right column?)")
+        classes = _check_classes([str(v) for v in values], where)
         return np.searchsorted(values, y).astype(np.int64), classes
+    classes = _check_classes(classes, where)
     if not np.issubdtype(y.dtype, np.integer):  # names: map them onto the given classes
         index = {c: i for i, c in enumerate(classes)}
-        unknown = sorted({str(v) for v in y.tolist()} - set(index))
+        unknown = {str(v) for v in y.tolist()} - set(index)
         if unknown:
-            raise DataError(f"{where}: labels {unknown[:5]} are not among the classes {classes[:10]}")
+            raise DataError(f"{where}: {len(unknown)} label value(s) are not among the {len(classes)} classes the data lists")
         return np.array([index[str(v)] for v in y.tolist()], dtype=np.int64), classes
     if y.size and (y.min() < 0 or y.max() >= len(classes)):
         raise DataError(f"{where}: labels must lie in 0..{len(classes) - 1}")
@@ -432,6 +470,7 @@ def load(
     limit: int | None = None,
     seed: int = 0,
     test_speakers: list[str] | float | None = None,
+    guard: FileGuard = ANYWHERE,
     **options: Any,
 ) -> Dataset:
     """Load a dataset by name or by path and split it reproducibly.
@@ -440,7 +479,8 @@ def load(
     ``test_speakers`` (names, or a share of the speakers) holds out whole speakers for test
     instead; ``validation_fraction`` is taken from the training rows; ``limit`` keeps the first
     rows of a seeded shuffle (handy for quick runs). ``options`` go to the format's reader
-    (``labels``, ``sample_rate``, ``duration``, ``label_column``, ``text_column``).
+    (``labels``, ``sample_rate``, ``duration``, ``label_column``, ``text_column``). ``guard``
+    decides which files a path may reach (a job of the service: its data roots).
     """
     if (dataset is None) == (path is None):
         raise DataError("give exactly one of dataset (a name) or path (a file)")
@@ -450,13 +490,11 @@ def load(
             raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(NAMED))}")
         arrays, name = NAMED[dataset](**options), dataset
     else:
-        p = Path(path).expanduser()
-        if not p.exists():
-            raise DataError(f"{p}: no such file or directory")
+        p = guard.check(path, "data.path")
         fmt = format or format_of(p)
         if fmt not in FORMATS:
-            raise DataError(f"{p}: cannot tell the format; set data.format to one of {', '.join(sorted(FORMATS))}")
-        arrays, name = FORMATS[fmt](p, **options), p.name
+            raise DataError(f"{path}: cannot tell the format; set data.format to one of {', '.join(sorted(FORMATS))}")
+        arrays, name = FORMATS[fmt](p, guard=guard, **options), Path(path).name
 
     y, classes = _labels(arrays.y, arrays.classes, name)
     x = _as_rows(arrays.x)

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from xsharp import __version__
+from xsharp.cluster.policy import Policy
 from xsharp.cluster.store import Store
 from xsharp.spec import format_error_list
 
@@ -52,7 +53,8 @@ class _TooLarge(Exception):
 
 
 def create_app(
-    store: Store, scheduler=None, max_body: int = MAX_BODY, *, exporter_urls: list[str] = (), grafana_url: str | None = None, recipes_dir=None
+    store: Store, scheduler=None, max_body: int = MAX_BODY, *, exporter_urls: list[str] = (), grafana_url: str | None = None, recipes_dir=None,
+    policy: Policy | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="xsharp",
@@ -61,6 +63,7 @@ def create_app(
     )
     app.state.store = store
     app.state.scheduler = scheduler
+    app.state.policy = policy or Policy(denied=(store.root,))  # what a job may read and how big it may be
     app.include_router(jobs.router)
     app.include_router(searches.router)
     app.include_router(cluster.router)

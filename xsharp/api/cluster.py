@@ -14,6 +14,8 @@ router = APIRouter(prefix="/v1", tags=["cluster"])
 
 @router.get("/cluster", response_model=ClusterOut, summary="Nodes, resources and the queue")
 def cluster(user: User = Depends(current_user), store: Store = Depends(get_store)) -> ClusterOut:
+    """Resources, job counts by state, and the queue. A user who is not an admin sees only their
+    own waiting jobs, and nodes without their ids and addresses."""
     import ray
 
     nodes, total, free = [], {}, {}
@@ -21,9 +23,12 @@ def cluster(user: User = Depends(current_user), store: Store = Depends(get_store
         for n in ray.nodes():
             if n.get("Alive"):
                 res = n.get("Resources", {})
-                nodes.append({"node_id": n["NodeID"], "address": n.get("NodeManagerAddress"), "cpus": res.get("CPU", 0.0), "gpus": res.get("GPU", 0.0)})
+                node = {"cpus": res.get("CPU", 0.0), "gpus": res.get("GPU", 0.0)}
+                if user.admin:
+                    node |= {"node_id": n["NodeID"], "address": n.get("NodeManagerAddress")}
+                nodes.append(node)
         total = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")}
         free = {k: v for k, v in ray.available_resources().items() if k in ("CPU", "GPU", "memory")}
-    queue = store.jobs(states=WAITING)
+    queue = store.jobs(user=None if user.admin else user.name, states=WAITING, limit=1_000_000)
     queue.sort(key=lambda j: (-j.priority, j.queued_at, j.id))
     return ClusterOut(nodes=nodes, total=total, free=free, jobs_by_state=store.jobs_by_state(), queue=[JobOut(**j.public()) for j in queue[:100]])

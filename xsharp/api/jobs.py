@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, StreamingResponse
 
+from xsharp.fileguard import DataError, Forbidden
+from xsharp.cluster.policy import Policy, confine_data
 from xsharp.cluster.store import FINISHED, PAUSED, PREEMPTED, QUEUED, RUNNING, STOPPED, Store, TransitionError, User
 from xsharp.spec import JobSpec
 
@@ -23,6 +26,22 @@ JobId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="the job's id")
 
 def _out(job) -> JobOut:
     return JobOut(**job.public())
+
+
+def get_policy(request: Request) -> Policy:
+    return request.app.state.policy
+
+
+def admitted(data: dict, priority: int, user: User, policy: Policy) -> dict:
+    """The spec's data section with its paths confined and resolved, once the submission may
+    run here: 403 for a path or a priority the server does not allow, 422 for a missing file."""
+    try:
+        policy.check_priority(priority, user.admin)
+        return confine_data(data, policy.guard())
+    except Forbidden as e:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, [str(e)]) from None
+    except DataError as e:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [str(e)]) from None
 
 
 def _never_fits(spec: JobSpec) -> str | None:
@@ -40,13 +59,16 @@ def _never_fits(spec: JobSpec) -> str | None:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobOut, summary="Submit a job")
-def submit(spec: JobSpec, user: User = Depends(current_user), store: Store = Depends(get_store)) -> JobOut:
-    """Queue a job. The body is a JobSpec (see `xsharp spec schema`); a job that can never fit the cluster is refused."""
+def submit(spec: JobSpec, user: User = Depends(current_user), store: Store = Depends(get_store), policy: Policy = Depends(get_policy)) -> JobOut:
+    """Queue a job. The body is a JobSpec (see `xsharp spec schema`). Data comes from a named
+    dataset or a path under one of the server's data roots (403 otherwise); a job that can never
+    fit the cluster is refused."""
+    data = admitted(spec.to_dict()["data"], spec.priority, user, policy)
     reason = _never_fits(spec)
     if reason:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [reason])
     res = spec.resources
-    job = store.submit(user.name, spec.to_dict(), spec.priority, res.workers * res.cpus_per_worker, res.workers * res.gpus_per_worker)
+    job = store.submit(user.name, spec.to_dict() | {"data": data}, spec.priority, res.workers * res.cpus_per_worker, res.workers * res.gpus_per_worker)
     return _out(job)
 
 
@@ -131,7 +153,7 @@ async def logs(job_id: JobId, follow: bool = False, after: int | None = After, u
         chunk = b""
         if path.exists():
             with open(path, "rb") as f:
-                f.seek(after or 0)
+                f.seek(min(after or 0, os.fstat(f.fileno()).st_size))  # past the end: nothing new (a seek past 2**62 is EINVAL)
                 chunk = f.read()
         if after is not None:
             chunk = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written comes next time, whole
@@ -142,7 +164,7 @@ async def logs(job_id: JobId, follow: bool = False, after: int | None = After, u
         while True:
             if path.exists():
                 with open(path, "rb") as f:
-                    f.seek(pos)
+                    f.seek(min(pos, os.fstat(f.fileno()).st_size))
                     chunk = f.read()
                     pos += len(chunk)
                 if chunk:
@@ -175,6 +197,8 @@ def artifacts(job_id: JobId, user: User = Depends(current_user), store: Store = 
 @router.get("/{job_id}/artifacts/{path:path}", summary="Download one artifact", response_class=FileResponse)
 def artifact(job_id: JobId, path: str, user: User = Depends(current_user), store: Store = Depends(get_store)):
     visible_job(job_id, user, store)
+    if "\x00" in path:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "an artifact path cannot hold a NUL character")
     root = (store.job_dir(job_id) / "artifacts").resolve()
     target = (root / path).resolve()
     if not target.is_relative_to(root) or Path(path).is_absolute():

@@ -8,11 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
 
+from xsharp.cluster.policy import Policy
 from xsharp.cluster.store import Job, Store, User
 from xsharp.spec import SpecError
 
 from .auth import current_user, get_store, visible_job
-from .jobs import JobId, _never_fits, _out
+from .jobs import JobId, _never_fits, _out, admitted, get_policy
 from .schemas import JobOut, SearchOut, TrialOut
 
 router = APIRouter(prefix="/v1/searches", tags=["jobs"])
@@ -40,26 +41,31 @@ def submit_search(
     body: dict[str, Any] = Body(..., description="A job spec whose numbers may be {range: [lo, hi], step}, {grid: [...]} or auto, plus a search: section.", examples=[EXAMPLE]),
     user: User = Depends(current_user),
     store: Store = Depends(get_store),
+    policy: Policy = Depends(get_policy),
 ) -> JobOut:
-    """Queue a search as one job: its trials run in parallel inside the job's reservation, local mode each; pausing it keeps every finished trial."""
+    """Queue a search as one job: its trials run in parallel inside the job's reservation, local mode each; pausing it keeps every finished trial.
+    A search has at most the server's `--max-trials` trials (422 past it); its data is confined as a job's (403 outside the data roots)."""
     import ray
 
     from xsharp.cluster.search import slots_for, trial_specs
 
     try:
-        _, params, trials = trial_specs(body)
+        settings, _, trials = trial_specs(body, policy.max_trials)
     except SpecError as e:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, e.problems) from None
-    trial = trials[0][1]
+    trial = trials.spec(0)
+    # data sources cannot be searched, so the body's data section holds the base spec's: its
+    # paths are every trial's, and its searched fields (limit, ...) pass through unchanged
+    data = admitted(body["data"], trial.priority, user, policy)
     if trial.mode != "local":
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, ["mode: a search job runs local-mode trials; run data-parallel trials with `xsharp run`"])
     reason = _never_fits(trial)
     if reason:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [reason])
     total = ray.cluster_resources() if ray.is_initialized() else {"CPU": trial.resources.cpus_per_worker}
-    slots = slots_for(body, total.get("CPU", 0.0), total.get("GPU", 0.0))
+    slots = slots_for(settings, trials, total.get("CPU", 0.0), total.get("GPU", 0.0))
     res = trial.resources
-    job = store.submit(user.name, body | {"name": trial.name.rsplit("-t", 1)[0]}, trial.priority, slots * res.cpus_per_worker, slots * res.gpus_per_worker)
+    job = store.submit(user.name, body | {"name": trial.name.rsplit("-t", 1)[0], "data": data}, trial.priority, slots * res.cpus_per_worker, slots * res.gpus_per_worker)
     return _out(job)
 
 

@@ -1,8 +1,11 @@
 """The CLI's HTTP client. URL and token come from flags, then XSHARP_URL / XSHARP_TOKEN, then the
-config file ``$XSHARP_HOME/config`` (default ``~/.xsharp/config``) that `xsharp server` writes."""
+user's client config ``$XSHARP_CONFIG`` (default ``~/.config/xsharp/config``, mode 0600) that
+`xsharp server` writes on first start. The config lives in the user's home, never in the job
+store: the server keeps tokens only hashed, and no job may read the store's folder."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,14 +17,34 @@ from .common import EXIT_FAILED, fail
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
-UrlOption = typer.Option(None, "--url", envvar="XSHARP_URL", help="The xsharp server (default: from ~/.xsharp/config, else http://127.0.0.1:8080).")
-TokenOption = typer.Option(None, "--token", envvar="XSHARP_TOKEN", help="Your API token (default: from ~/.xsharp/config).")
+UrlOption = typer.Option(None, "--url", envvar="XSHARP_URL", help="The xsharp server (default: from ~/.config/xsharp/config, else http://127.0.0.1:8080).")
+TokenOption = typer.Option(None, "--token", envvar="XSHARP_TOKEN", help="Your API token (default: from ~/.config/xsharp/config).")
+CONFIG_ENV = "XSHARP_CONFIG"
 
 
 def config_path() -> Path:
-    from xsharp.cluster.store import home
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]).expanduser()
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config").expanduser()
+    return base / "xsharp" / "config"
 
-    return home() / "config"
+
+def move_legacy_config(store_root: Path) -> Path | None:
+    """Servers before this one wrote the admin's token into the job store's folder (``config``
+    beside ``xsharp.db``). Move it to the client config, or drop it if one is there already.
+    Returns the client config's path if anything moved."""
+    legacy = store_root / "config"
+    if not legacy.is_file() or legacy.resolve() == config_path().resolve():
+        return None
+    try:
+        data = yaml.safe_load(legacy.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        data = {}
+    moved = None
+    if isinstance(data, dict) and data.get("token") and not read_config().get("token"):
+        moved = write_config(data.get("url") or DEFAULT_URL, data["token"])
+    legacy.unlink()
+    return moved
 
 
 def read_config() -> dict:
@@ -34,9 +57,12 @@ def read_config() -> dict:
 
 
 def write_config(url: str, token: str) -> Path:
+    """The client config, created 0600 (never readable by anyone else, not for a moment)."""
     path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({"url": url, "token": token}))
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(yaml.safe_dump({"url": url, "token": token}))
     path.chmod(0o600)
     return path
 

@@ -21,12 +21,18 @@ from xsharp.algos.training import Stopped, TrainState
 from xsharp.parallel import RunContext, get_mode
 from xsharp.spec import parse_spec
 
+from .policy import Policy, apply_memory_limit
 from .runner import check_against_data, load_data, summarize
 
 
 @ray.remote
 class JobRunner:
-    def __init__(self) -> None:
+    def __init__(self, policy: Policy | None = None) -> None:
+        # A job of the service: its files come through the server's data roots, its process
+        # has a memory limit, its model a parameter cap. None: a user's own run, unconfined.
+        self._policy = policy
+        if policy is not None:
+            apply_memory_limit(policy.runner_memory_bytes)
         self._events: deque = deque()
         self._stops: dict[int, threading.Event] = {}
         self._decided = threading.Event()
@@ -85,13 +91,13 @@ class JobRunner:
         spec = parse_spec(spec_dict)
         key = json.dumps([spec.data.model_dump(), spec.seed], sort_keys=True)
         if key not in self._data:
-            self._data = {key: load_data(spec)}  # keep one: trials of a search share their data
+            self._data = {key: load_data(spec, self._policy.guard() if self._policy else None)}  # keep one: trials of a search share their data
         data = self._data[key]
         if fold is not None:  # cross-validation: (fold, folds) of the training rows validate
             from .search import cv_fold
 
             data = cv_fold(data, fold[0], fold[1], spec.seed)
-        check_against_data(spec, data)
+        check_against_data(spec, data, self._policy.max_parameters if self._policy else None)
         events = self._events
         gates = set(gate_epochs)
 
@@ -161,7 +167,7 @@ class JobRunner:
 
         try:
             result = run_search(raw, out, on_update=update, should_stop=stop.is_set, placement_group=placement_group,
-                                on_best=lambda d: self._events.append(("best", load_files(d))))
+                                on_best=lambda d: self._events.append(("best", load_files(d))), max_trials=None, policy=self._policy)
         except SearchStopped:
             return ("search_stopped", (out / "search.json").read_text())
         files = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}

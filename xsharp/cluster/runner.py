@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from xsharp.algos import Model, datasets
+from xsharp.fileguard import ANYWHERE, FileGuard
 from xsharp.algos.training import Progress
 from xsharp.parallel import RunContext, get_mode
 from xsharp.parallel.execution import build_model
@@ -33,8 +34,9 @@ class JobResult:
     out_dir: Path | None
 
 
-def load_data(spec: JobSpec) -> datasets.Dataset:
-    """The spec's data, split, with its ``features`` fitted on the training rows (``data.pipeline``)."""
+def load_data(spec: JobSpec, guard: FileGuard | None = None) -> datasets.Dataset:
+    """The spec's data, split, with its ``features`` fitted on the training rows (``data.pipeline``).
+    ``guard``: which files a path may reach (default: any, as the user running it)."""
     from xsharp import backend
     from xsharp.algos import features
 
@@ -53,13 +55,16 @@ def load_data(spec: JobSpec) -> datasets.Dataset:
         duration=d.duration,
         label_column=d.label_column,
         text_column=d.text_column,
+        guard=guard or ANYWHERE,
     )
     device = "gpu" if spec.resources.device != "cpu" and backend.gpu_count() > 0 else "cpu"
     return features.prepare(data, d.features, d.augment, seed=spec.seed, sample_rate=d.sample_rate, device=device)
 
 
-def check_against_data(spec: JobSpec, data: datasets.Dataset) -> None:
-    """What the spec cannot know until the data is loaded: class count and layer shapes."""
+def check_against_data(spec: JobSpec, data: datasets.Dataset, max_parameters: int | None = None) -> None:
+    """What the spec cannot know until the data is loaded: class count, layer shapes and (with
+    ``max_parameters``, a server's cap) the model's size, before anything is allocated."""
+    from xsharp.algos.model import count_parameters
     from xsharp.algos.modules import CLASS_OPTIONS, build
 
     shape = data.in_shape
@@ -72,6 +77,10 @@ def check_against_data(spec: JobSpec, data: datasets.Dataset) -> None:
             shape = build(kind, options | ({per_class: data.n_classes} if per_class else {})).output_shape(shape)
         except ValueError as e:  # a window larger than its input, say
             raise SpecError([f"model[{i}].{kind}: {e} (input shape {tuple(shape)})"], spec.name) from None
+    if max_parameters is not None:
+        n = count_parameters(spec.layers, data.in_shape, data.n_classes)
+        if n > max_parameters:
+            raise SpecError([f"model: {n:,} parameters on input {tuple(data.in_shape)}, over this server's cap of {max_parameters:,} (xsharp server --max-parameters)"], spec.name)
 
 
 def run_job(

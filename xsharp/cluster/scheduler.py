@@ -148,6 +148,7 @@ class _Active:
     pg: object
     spec: object
     stop_sent: bool = False
+    stop_sent_at: float | None = None  # when the runner was asked to stop: past the grace, it is killed
     poll: object = None  # EventPoll of the runner's events
 
 
@@ -155,8 +156,11 @@ class Scheduler:
     """Runs in the server: each tick it supervises running jobs, then plans and starts/stops jobs."""
 
     def __init__(self, store, *, slice_seconds: float = 600.0, tick: float = 0.5, checkpoint_every: float = 30.0,
-                 max_failures: int = 3, webhook: str | None = None, placement_timeout: float = 5.0):
+                 max_failures: int = 3, webhook: str | None = None, placement_timeout: float = 5.0, policy=None):
+        from .policy import Policy
+
         self.store, self.slice_seconds, self.tick_seconds = store, slice_seconds, tick
+        self.policy = policy or Policy(denied=(store.root,))
         self.checkpoint_every, self.max_failures, self.webhook = checkpoint_every, max_failures, webhook
         self.placement_timeout = placement_timeout
         self.active: dict[int, _Active] = {}
@@ -179,15 +183,16 @@ class Scheduler:
                 log.exception("scheduler tick failed")
             self._closing.wait(self.tick_seconds)
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Checkpoint every running job and put it back in the queue, then stop."""
+    def close(self, timeout: float | None = None) -> None:
+        """Checkpoint every running job and put it back in the queue, then stop. A job that has
+        not checkpointed within the stop grace goes back to the queue from its last checkpoint."""
         self._closing.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         for job_id, a in self.active.items():
             self.store.set_request(job_id, "shutdown")
             a.runner.request_stop.remote()
-        deadline = time.time() + timeout
+        deadline = time.time() + (self.policy.stop_grace_seconds if timeout is None else timeout)
         while self.active and time.time() < deadline:
             self._supervise()
             time.sleep(0.2)
@@ -240,10 +245,10 @@ class Scheduler:
 
         from . import checkpoint
         from .jobrunner import JobRunner
-        from .search import is_search, load_files, trial_specs
+        from .search import is_search, load_files, search_space
 
         searching = is_search(job.spec)
-        spec = trial_specs(job.spec)[2][0][1] if searching else parse_spec(job.spec)
+        spec = search_space(job.spec, None).trials.spec(0) if searching else parse_spec(job.spec)  # capped at submit
         res = spec.resources
         if searching:  # one bundle per trial slot, as many slots as the job reserved at submission
             slots = max(1, round(job.cpus / (res.workers * res.cpus_per_worker)))
@@ -259,7 +264,7 @@ class Scheduler:
             num_gpus=res.gpus_per_worker if local else 0,
             max_concurrency=4,
             scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0),
-        ).remote()
+        ).remote(self.policy)
         if searching:
             state_file = self.store.job_dir(job.id) / "search.json"
             previous = state_file.read_text() if state_file.exists() else None
@@ -289,10 +294,38 @@ class Scheduler:
             job = self.store.get(job_id)
             if job is not None and job.request and not a.stop_sent:
                 a.runner.request_stop.remote()
-                a.stop_sent = True
+                a.stop_sent, a.stop_sent_at = True, time.time()
             self._drain(job_id, a)
             if ray.wait([a.ref], timeout=0)[0]:
-                self._finish(job_id, a)
+                try:
+                    self._finish(job_id, a)
+                except Exception as e:  # an outcome that cannot be read must not leave the job RUNNING for ever
+                    log.exception("job %s: cannot read its outcome", job_id)
+                    job = self.store.get(job_id)
+                    if job is not None and job.state == "RUNNING":
+                        self._retry(job_id, f"cannot read the job's outcome ({type(e).__name__})")
+            elif a.stop_sent_at is not None and time.time() - a.stop_sent_at > self.policy.stop_grace_seconds:
+                self._force_stop(job_id)
+
+    def _force_stop(self, job_id: int) -> None:
+        """A runner that did not stop within the grace (blocked in a read, say) is killed; the
+        job lands where its request said, and goes on from its last checkpoint if resumed."""
+        self._release(job_id)
+        grace = self.policy.stop_grace_seconds
+        self._land(job_id, f"the runner did not stop within {grace:g} s and was killed; a resume goes on from the last checkpoint")
+
+    def _land(self, job_id: int, how: str) -> None:
+        """A running job that stopped on request lands in the state its request asks for."""
+        request = self.store.get(job_id).request
+        lands, to_back = _LANDS.get(request or "shutdown", ("QUEUED", False))
+        fields = {"request": None}
+        if to_back:
+            fields["queued_at"] = time.time()
+        if lands == "STOPPED":
+            fields["finished"] = time.time()
+        self.store.transition(job_id, ["RUNNING"], lands, f"{request or 'stop'}: {how}", **fields)
+        if lands == "STOPPED":
+            self._notify(job_id)
 
     def _drain(self, job_id: int, a: _Active) -> None:
         from xsharp.parallel.group import EventPoll
@@ -346,9 +379,14 @@ class Scheduler:
             outcome = ray.get(a.ref)
         except ray.exceptions.RayTaskError as e:
             cause = getattr(e, "cause", None)
-            if isinstance(cause, (SpecError, DataError)):
+            if isinstance(cause, (SpecError, DataError, MemoryError)):  # deterministic: a retry would fail the same way
                 self._release(job_id)
-                self.store.transition(job_id, ["RUNNING"], "FAILED", f"bad input: {cause}", error=str(cause), finished=time.time(), request=None)
+                if isinstance(cause, MemoryError):
+                    limit = self.policy.runner_memory_bytes
+                    reason = f"out of memory: the job needs more than its runner may take ({limit} bytes; xsharp server --runner-memory)" if limit else f"out of memory: {cause}"
+                else:
+                    reason = f"bad input: {cause}"
+                self.store.transition(job_id, ["RUNNING"], "FAILED", reason, error=reason, finished=time.time(), request=None)
                 return self._notify(job_id)
             return self._retry(job_id, f"{type(cause).__name__ if cause else 'error'}: {cause or e}")
         except ray.exceptions.RayActorError as e:
@@ -370,18 +408,8 @@ class Scheduler:
                 state = None
             elif state is not None:
                 checkpoint.save(self.store.job_dir(job_id) / "checkpoints", state)
-            job = self.store.get(job_id)
-            lands, to_back = _LANDS.get(job.request or "shutdown", ("QUEUED", False))
-            fields = {"request": None}
-            if to_back:
-                fields["queued_at"] = time.time()
-            if lands == "STOPPED":
-                fields["finished"] = time.time()
             where = f" at {state.position}" if state is not None else ""
-            self.store.transition(job_id, ["RUNNING"], lands, f"{job.request or 'stop'}: checkpointed{where} and released", **fields)
-            if lands == "STOPPED":
-                self._notify(job_id)
-            return
+            return self._land(job_id, f"checkpointed{where} and released")
         _, flat, meta, metrics = outcome
         spec = a.spec
         model = Model(spec.layers, tuple(meta["in_shape"]), meta["n_classes"], seed=spec.seed, classes=meta["classes"])

@@ -7,6 +7,8 @@ value is a search; its ``search:`` section picks the strategy:
 
     search: {strategy: grid | random | asha, samples: 16, max_parallel: 2, reduction_factor: 3}
 
+A search is counted before it is built (values per range, trials in all) and refused past a
+cap, the server's ``max_trials``; resources, the mode and the data sources cannot be searched.
 Trials are ordinary job specs, validated like any other, and run in parallel *slots*: each
 slot reserves one trial's resources (a gang placement group) and keeps one ``JobRunner`` actor
 that trains trial after trial, in any execution mode. ASHA (asynchronous successive halving, as
@@ -19,10 +21,11 @@ rerun with the same output folder never reruns a finished trial.
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import math
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -31,7 +34,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from xsharp.spec import JobSpec, SpecError, format_errors, parse_spec
+from xsharp.spec import JobSpec, SpecError, _show, format_errors, parse_spec
+
+from .policy import Policy
 
 # option name -> (low, high, log scale, integer) for `auto`
 AUTO_PRIORS: dict[str, tuple[float, float, bool, bool]] = {
@@ -50,6 +55,8 @@ AUTO_PRIORS: dict[str, tuple[float, float, bool, bool]] = {
     "l1_weight": (1e-3, 1.0, True, False),
 }
 AUTO_GRID_POINTS = 4
+MAX_DEPTH = 64  # levels of nesting in a spec (a real one has under 10); deeper is refused before any walk recurses
+DATA_SOURCES = {("data", "dataset"), ("data", "path"), ("data", "labels")}  # what a job reads: a search's server checks it once, for every trial
 POLL_SECONDS = 0.25  # a running trial's events reach the search at least this often (rungs and ends at once)
 
 
@@ -76,15 +83,48 @@ class SearchSettings(BaseModel):
 class Param:
     path: tuple  # keys and list indices into the spec
     name: str  # model[0].rbm.hidden
-    values: list | None = None  # a grid
+    values: list | None = None  # a grid given as a list
     low: float | None = None
     high: float | None = None
+    step: float | None = None  # a range with a step is the grid low, low + step, ... up to high
     log: bool = False
     integer: bool = False
+
+    @property
+    def listed(self) -> bool:
+        """A grid (a list, or a range with a step) rather than a continuous range."""
+        return self.values is not None or self.step is not None
+
+    def size(self) -> int | float:
+        """How many values a grid search takes, counted without building them (inf past a float's reach)."""
+        if self.values is not None:
+            return len(self.values)
+        if self.step is not None:
+            try:
+                span = (self.high - self.low) / self.step
+            except OverflowError:  # int / int past a float's range
+                return math.inf
+            return math.floor(span + 1e-9) + 1 if math.isfinite(span) else math.inf
+        return len(self.grid())
+
+    def value(self, i: int) -> Any:
+        """The i-th value of a range with a step."""
+        v = self.low + i * self.step
+        return int(v) if self.integer else round(float(v), 12)
+
+    def first(self) -> Any:
+        """The value the base spec holds: a grid's first, a range's low end."""
+        if self.values is not None:
+            return self.values[0]
+        if self.step is not None:
+            return self.value(0)
+        return int(self.low) if self.integer else self.low
 
     def grid(self) -> list:
         if self.values is not None:
             return list(self.values)
+        if self.step is not None:
+            return [self.value(i) for i in range(self.size())]
         if self.log:
             pts = np.geomspace(self.low, self.high, AUTO_GRID_POINTS)
         else:
@@ -94,6 +134,8 @@ class Param:
     def sample(self, rng: np.random.Generator) -> Any:
         if self.values is not None:
             return self.values[rng.integers(len(self.values))]
+        if self.step is not None:
+            return self.value(int(rng.integers(self.size())))
         u = rng.random()
         v = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))) if self.log else self.low + u * (self.high - self.low)
         return int(round(v)) if self.integer else float(v)
@@ -106,8 +148,14 @@ def _name(path: tuple) -> str:
     return out
 
 
+def _number(v: Any) -> bool:
+    """A finite int or float that fits a float (JSON allows NaN, Infinity and 400-digit integers)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= sys.float_info.max
+
+
 def _param(path: tuple, value: Any) -> Param | None:
-    """A search parameter if ``value`` is one; SpecError if it is a malformed one."""
+    """A search parameter if ``value`` is one; SpecError if it is a malformed one. Nothing is
+    listed here: a range's values are counted (:meth:`Param.size`) before any is built."""
     name = _name(path)
     if value == "auto":
         key = next((p for p in reversed(path) if isinstance(p, str)), "")
@@ -120,38 +168,58 @@ def _param(path: tuple, value: Any) -> Param | None:
     if set(value) == {"grid"}:
         grid = value["grid"]
         if not isinstance(grid, list) or not grid:
-            raise SpecError([f"{name}.grid: must be a non-empty list, got {grid!r}"])
+            raise SpecError([f"{name}.grid: must be a non-empty list, got {_show(grid)}"])
         return Param(path, name, values=grid)
     if "range" in value and set(value) <= {"range", "step", "log"}:
         r = value["range"]
-        if not (isinstance(r, list) and len(r) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r) and r[0] < r[1]):
-            raise SpecError([f"{name}.range: must be [low, high] numbers with low < high, got {r!r}"])
+        if not (isinstance(r, list) and len(r) == 2 and all(_number(v) for v in r) and r[0] < r[1]):
+            raise SpecError([f"{name}.range: must be [low, high] numbers with low < high, got {_show(r)}"])
         log = bool(value.get("log", False))
         if log and r[0] <= 0:
-            raise SpecError([f"{name}.range: a log range needs low > 0, got {r!r}"])
+            raise SpecError([f"{name}.range: a log range needs low > 0, got {_show(r)}"])
         integer = all(isinstance(v, int) for v in r) and isinstance(value.get("step", 1), int)
         step = value.get("step")
-        if step is not None:
-            if not isinstance(step, (int, float)) or isinstance(step, bool) or step <= 0:
-                raise SpecError([f"{name}.step: must be > 0, got {step!r}"])
-            n = int(math.floor((r[1] - r[0]) / step + 1e-9)) + 1
-            values = [r[0] + i * step for i in range(n)]
-            values = [int(v) for v in values] if integer else [round(float(v), 12) for v in values]
-            return Param(path, name, values=values)
-        return Param(path, name, low=r[0], high=r[1], log=log, integer=integer)
+        if step is not None and not (_number(step) and step > 0):
+            raise SpecError([f"{name}.step: must be > 0, got {_show(step)}"])
+        return Param(path, name, low=r[0], high=r[1], step=step, log=log, integer=integer)
     return None
+
+
+def _fixed(path: tuple) -> str | None:
+    """Why the field at ``path`` may not be searched: a search's trials share one reservation (its
+    resources, local mode) and one check of the data they read (its base spec's data section)."""
+    if path[0] == "resources":
+        return "resources cannot be searched"
+    if path[0] == "mode":
+        return "the execution mode cannot be searched; a search job runs its trials in one mode"
+    if path == ("data",) or path[:2] in DATA_SOURCES:
+        return "data sources cannot be searched"
+    return None
+
+
+def _check_depth(node: Any, path: tuple = ()) -> None:
+    """SpecError if ``node`` nests deeper than MAX_DEPTH levels. The recursion stops there, so a
+    hostile body overflows neither this walk nor the ones after it."""
+    if not isinstance(node, (dict, list)):
+        return
+    if len(path) >= MAX_DEPTH:
+        where = _name(path)
+        raise SpecError([f"{where if len(where) <= 120 else where[:117] + '...'}: nested deeper than {MAX_DEPTH} levels"])
+    for key, child in node.items() if isinstance(node, dict) else enumerate(node):
+        _check_depth(child, path + (key,))
 
 
 def split_space(raw: dict) -> tuple[dict, list[Param]]:
     """The spec without its search values (the first grid value or the low end in their place),
     and the search parameters in document order."""
+    _check_depth(raw)
     params: list[Param] = []
 
     def walk(node: Any, path: tuple) -> Any:
         p = _param(path, node) if path else None
         if p is not None:
             params.append(p)
-            return p.grid()[0] if p.values is not None else (p.low if not p.integer else int(p.low))
+            return p.first()
         if isinstance(node, dict):
             return {k: walk(v, path + (k,)) for k, v in node.items()}
         if isinstance(node, list):
@@ -159,8 +227,10 @@ def split_space(raw: dict) -> tuple[dict, list[Param]]:
         return node
 
     base = walk({k: v for k, v in raw.items() if k != "search"}, ())
-    if any(p.path[0] == "resources" for p in params):
-        raise SpecError([f"{next(p.name for p in params if p.path[0] == 'resources')}: resources cannot be searched"])
+    for p in params:
+        why = _fixed(p.path)
+        if why:
+            raise SpecError([f"{p.name}: {why}"])
     return base, params
 
 
@@ -180,35 +250,113 @@ def settings_of(raw: dict) -> SearchSettings:
 
 
 def _with(base: dict, params: list[Param], values: tuple) -> dict:
-    spec = copy.deepcopy(base)
+    """``base`` with each parameter's value in place: the dicts and lists on the way are copied,
+    the rest shared (validation reads a spec, never changes it)."""
+    spec = dict(base)
+    copied = {id(spec)}
     for p, v in zip(params, values):
         node = spec
         for key in p.path[:-1]:
+            if id(node[key]) not in copied:
+                node[key] = copy.copy(node[key])
+                copied.add(id(node[key]))
             node = node[key]
         node[p.path[-1]] = v
     return spec
 
 
-def trial_specs(raw: dict) -> tuple[SearchSettings, list[Param], list[tuple[dict, JobSpec]]]:
-    """Every trial as (its parameter values by name, a validated JobSpec)."""
-    settings = settings_of(raw)
+class _Grid(Sequence):
+    """Every combination of ``grids`` in itertools.product's order (the last varies fastest): the
+    i-th is computed when asked for, none is stored."""
+
+    def __init__(self, grids: list[list]):
+        self.grids = grids
+        self.n = math.prod(len(g) for g in grids)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple:
+        i = range(self.n)[i]
+        out = []
+        for g in reversed(self.grids):
+            i, j = divmod(i, len(g))
+            out.append(g[j])
+        return tuple(reversed(out))
+
+
+class TrialSpecs(Sequence):
+    """A search's trials, built when asked for: ``trials[i]`` is (trial i's values by name, its
+    validated JobSpec, named ``{name}-t{i}``). Only the values are held, never the specs."""
+
+    def __init__(self, base: dict, params: list[Param], combos: Sequence[tuple]):
+        self.base, self.params, self.combos = base, params, combos
+
+    def __len__(self) -> int:
+        return len(self.combos)
+
+    def __getitem__(self, i: int) -> tuple[dict, JobSpec]:
+        return self.values(i), self.spec(i)
+
+    def values(self, i: int) -> dict:
+        return {p.name: v for p, v in zip(self.params, self.combos[i])}
+
+    def spec(self, i: int) -> JobSpec:
+        i = range(len(self))[i]
+        combo = self.combos[i]
+        try:
+            spec = parse_spec(_with(self.base, self.params, combo), f"trial {i}")
+        except SpecError as e:
+            raise SpecError([f"trial {i} ({', '.join(f'{p.name}={v}' for p, v in zip(self.params, combo))}): {m}" for m in e.problems]) from None
+        return spec.model_copy(update={"name": f"{spec.name}-t{i}"})
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A search resolved into what its trials share and what each one takes; no trial built."""
+
+    settings: SearchSettings
+    base: dict  # the spec with each parameter's first value
+    params: list[Param]
+    trials: TrialSpecs
+
+
+def search_space(raw: dict, max_trials: int | None = Policy.max_trials) -> SearchSpace:
+    """The search ``raw`` with its size counted before any value list or trial is built: SpecError
+    for a range, a grid or a search with more than ``max_trials`` values or trials (None: no
+    cap, for a search the server has admitted). Trials are validated as they are built."""
     base, params = split_space(raw)
-    parse_spec(base, "search base")  # errors in fixed fields name the field, as for any job
-    all_grids = all(p.values is not None for p in params)
-    if settings.strategy == "grid" or (settings.strategy == "asha" and all_grids and "samples" not in settings.model_fields_set):
-        combos = list(itertools.product(*(p.grid() for p in params)))  # asha over a grid: every combination
+    settings = settings_of(raw)
+    cap = math.inf if max_trials is None else max_trials
+    for p in params:
+        n = p.size()
+        if p.listed and n > cap:  # a list, or a range a random draw picks from by index
+            what = f"range: {n if n < math.inf else 'over 1e308'} values at step {p.step}" if p.step is not None else f"grid: {n} values"
+            raise SpecError([f"{p.name}.{what}, over the cap of {max_trials}"])
+    every = settings.strategy == "grid" or (settings.strategy == "asha" and all(p.listed for p in params) and "samples" not in settings.model_fields_set)
+    n = math.prod(p.size() for p in params) if every else settings.samples  # asha over grids alone: every combination
+    if n > cap:
+        raise SpecError([f"search: {n} trials, over this server's cap of {max_trials}"])
+    if every:
+        combos: Sequence[tuple] = _Grid([p.grid() for p in params])
     else:
         rng = np.random.default_rng(settings.seed)
         combos = [tuple(p.sample(rng) for p in params) for _ in range(settings.samples)]
-    trials = []
-    for i, combo in enumerate(combos):
-        try:
-            spec = parse_spec(_with(base, params, combo), f"trial {i}")
-        except SpecError as e:
-            raise SpecError([f"trial {i} ({', '.join(f'{p.name}={v}' for p, v in zip(params, combo))}): {m}" for m in e.problems]) from None
-        spec = spec.model_copy(update={"name": f"{spec.name}-t{i}"})
-        trials.append(({p.name: v for p, v in zip(params, combo)}, spec))
-    return settings, params, trials
+    return SearchSpace(settings, base, params, TrialSpecs(base, params, combos))
+
+
+def trial_specs(raw: dict, max_trials: int | None = Policy.max_trials) -> tuple[SearchSettings, list[Param], TrialSpecs]:
+    """The search's settings, parameters and trials, every trial validated here (errors in fixed
+    fields name the field, as for any job; in a trial, the trial and its values). Each trial is
+    validated whole, as rules that span fields (an autoencoder's sparsity and activation, a
+    pipeline's stages and modules) can fail on a combination of values that each pass alone,
+    and random draws give every trial values of its own. None is kept: memory stays flat, and
+    the time, about 0.1 ms a trial, is bounded by the cap."""
+    space = search_space(raw, max_trials)
+    parse_spec(space.base, "search base")
+    for i in range(len(space.trials)):
+        space.trials.spec(i)
+    return space.settings, space.params, space.trials
 
 
 # --------------------------------------------------------------------------- running
@@ -263,7 +411,7 @@ class _Slot:
     """Room for one trial at a time: its own reservation, or bundle ``bundle`` of the search
     job's reservation ``pg`` (local-mode trials), and one runner that trains trial after trial."""
 
-    def __init__(self, spec: JobSpec, pg=None, bundle: int = 0):
+    def __init__(self, spec: JobSpec, pg=None, bundle: int = 0, policy: Policy | None = None):
         import ray
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -286,7 +434,7 @@ class _Slot:
             num_gpus=res.gpus_per_worker if self.local else 0,
             max_concurrency=4,
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=bundle),
-        ).remote()
+        ).remote(policy)
         self.trial: Trial | None = None
         self.fold: int | None = None
         self.run_id = 0  # one per trial run on this slot's runner
@@ -318,13 +466,12 @@ def cv_fold(data, fold: int, folds: int, seed: int):
     return dataclasses.replace(data, x_train=x[train], y_train=y[train], x_val=x[val], y_val=y[val])
 
 
-def slots_for(raw: dict, cpus: float, gpus: float) -> int:
+def slots_for(settings: SearchSettings, trials: TrialSpecs, cpus: float, gpus: float) -> int:
     """How many trials at once fit ``cpus`` and ``gpus`` (at least one; no more than there are trials)."""
-    settings, _, specs = trial_specs(raw)
-    res = specs[0][1].resources
+    res = trials.spec(0).resources  # resources cannot be searched: every trial's
     need_cpu, need_gpu = res.workers * res.cpus_per_worker, res.workers * res.gpus_per_worker
-    fit = min(cpus // need_cpu if need_cpu else len(specs), gpus // need_gpu if need_gpu else len(specs))
-    return int(max(1, min(settings.max_parallel or fit, fit, len(specs))))
+    fit = min(cpus // need_cpu if need_cpu else len(trials), gpus // need_gpu if need_gpu else len(trials))
+    return int(max(1, min(settings.max_parallel or fit, fit, len(trials))))
 
 
 def run_search(
@@ -334,21 +481,25 @@ def run_search(
     should_stop: Callable[[], bool] | None = None,
     placement_group=None,
     on_best: Callable[[Path], None] | None = None,
+    max_trials: int | None = Policy.max_trials,
+    policy: Policy | None = None,
 ) -> SearchResult:
     """Run every trial of the search ``raw`` on the connected Ray cluster; with
     ``placement_group`` (a search job's reservation, one bundle per slot) inside it.
 
     With ``out_dir``, a rerun keeps the finished trials of ``out_dir/search.json`` and the best
     model so far in ``out_dir/best``; ``on_best(out_dir / "best")`` follows each new best model,
-    so a caller can keep it safe before the search ends."""
+    so a caller can keep it safe before the search ends. Each trial's JobSpec is built when it
+    starts; ``max_trials`` as in :func:`search_space`. ``policy``: a search job of the service,
+    whose trials read, allocate and size their models under the server's rules."""
     import ray
 
     from xsharp.algos import Model
 
     from .runner import write_artifacts
 
-    settings, params, specs = trial_specs(raw)
-    trials = [Trial(i, p) for i, (p, _) in enumerate(specs)]
+    settings, params, specs = trial_specs(raw, max_trials)
+    trials = [Trial(i, specs.values(i)) for i in range(len(specs))]
     done_file = out_dir / "search.json" if out_dir else None
     if done_file is not None and done_file.exists():  # a rerun: finished trials are never rerun
         previous = {json.dumps(t["params"], sort_keys=True): t for t in json.loads(done_file.read_text())["trials"]}
@@ -356,7 +507,8 @@ def run_search(
             old = previous.get(json.dumps(t.params, sort_keys=True))
             if old and old["state"] in ("SUCCEEDED", "STOPPED", "FAILED"):
                 trials[t.id] = Trial(**(old | {"id": t.id}))
-    asha = ASHA(specs[0][1].train.epochs, settings.reduction_factor, settings.min_epochs) if settings.strategy == "asha" else None
+    first = specs.spec(0)
+    asha = ASHA(first.train.epochs, settings.reduction_factor, settings.min_epochs) if settings.strategy == "asha" else None
     if asha is not None:
         for t in trials:  # rung results of finished trials still count
             for epoch, metric in enumerate(t.curve, 1):
@@ -366,7 +518,7 @@ def run_search(
         n_slots = len(placement_group.bundle_specs)
     else:
         total = ray.cluster_resources()
-        n_slots = slots_for(raw, total.get("CPU", 0.0), total.get("GPU", 0.0))
+        n_slots = slots_for(settings, specs, total.get("CPU", 0.0), total.get("GPU", 0.0))
     rank = lambda t: (t.metric, -t.id)  # noqa: E731  the best trial: highest metric, then the earliest
     best_key = max((rank(t) for t in trials if t.state == "SUCCEEDED" and t.metric is not None), default=(-1.0, 0))
     kept = out_dir / "best" / "metrics.json" if out_dir is not None else None
@@ -382,7 +534,7 @@ def run_search(
         if t.state != "SUCCEEDED":
             t.fold_metrics = []  # a trial cut short re-runs all of its folds
     pending = [(t, f) for t in trials if t.state == "PENDING" for f in (range(k) if k else [None])]
-    slots = [_Slot(specs[0][1], placement_group, i) for i in range(min(n_slots, len(pending)))]
+    slots = [_Slot(first, placement_group, i, policy) for i in range(min(n_slots, len(pending)))]
     try:
         while pending or any(s.trial for s in slots):
             for s in slots:
@@ -390,7 +542,7 @@ def run_search(
                     t, fold = pending.pop(0)
                     if t.state == "FAILED":
                         continue  # another fold of it failed
-                    spec = specs[t.id][1]
+                    spec = specs.spec(t.id)
                     s.trial, s.fold, s.started, s.stop_sent = t, fold, time.time(), False
                     gates = sorted(asha.rungs) if asha is not None else ()
                     s.run_id += 1
@@ -439,7 +591,7 @@ def run_search(
                         t.state, t.error = "FAILED", f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
                         if isinstance(e, ray.exceptions.RayActorError):  # the runner died: give the slot a new one
                             s.close()
-                            s.__init__(specs[t.id][1], None if s.owns_pg else s.pg, s.bundle)
+                            s.__init__(specs.spec(t.id), None if s.owns_pg else s.pg, s.bundle)
                     else:
                         if outcome[0] == "stopped":
                             t.state = "STOPPED"
@@ -456,7 +608,7 @@ def run_search(
                             t.epochs = len(metrics["finetune"])
                             if out_dir is not None and t.metric is not None and rank(t) > best_key and not k:
                                 best_key = rank(t)
-                                spec = specs[t.id][1]
+                                spec = specs.spec(t.id)
                                 model = Model(spec.layers, tuple(meta["in_shape"]), meta["n_classes"], seed=spec.seed, classes=meta["classes"])
                                 model.set_flat(flat)
                                 model.pipeline = meta.get("pipeline")
@@ -482,9 +634,9 @@ def run_search(
         finished = [t for t in trials if t.state == "SUCCEEDED" and t.metric is not None]
         if k and finished:  # refit the configuration chosen by cross-validation on the usual split
             best = max(finished, key=rank)
-            spec = specs[best.id][1]
+            spec = specs.spec(best.id)
             if not slots:  # every trial had finished before this run (a resume): a slot for the refit alone
-                slots.append(_Slot(spec, placement_group, 0))
+                slots.append(_Slot(spec, placement_group, 0, policy))
             _, flat, meta, metrics = ray.get(slots[0].runner.run.remote(spec.to_dict(), None, 3600.0, None if slots[0].local else slots[0].pg))
             best.test_accuracy = metrics["test_accuracy"]
             if out_dir is not None:

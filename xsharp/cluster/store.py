@@ -56,6 +56,15 @@ CREATE INDEX IF NOT EXISTS metrics_job ON metrics(job_id);
 """
 
 
+_PHASE_ORDER = {"pretrain": 0, "finetune": 1, "search": 2}
+
+
+def metric_position(row: dict) -> tuple:
+    """Where in a job's training a metric row was taken: phases in order (pretrained layers
+    first), then the step within the phase. A run's rows only ever move forward."""
+    return (_PHASE_ORDER.get(row.get("phase"), 3), row.get("layer") or 0, row.get("step") or 0)
+
+
 class TransitionError(RuntimeError):
     """The job is not in a state that allows this."""
 
@@ -281,15 +290,28 @@ class Store:
         with open(path, "a") as f:
             f.write(f"{stamp} {line}\n")
 
-    def add_metrics(self, job_id: int, rows: list[dict]) -> None:
+    def add_metrics(self, job_id: int, rows: list[dict]) -> int:
+        """Append the rows that lie past the job's last one (see :func:`metric_position`); a run
+        resumed from a checkpoint reports again the steps its lost run had reported, and those
+        repeats are dropped. Returns how many rows were added."""
         if not rows:
-            return
+            return 0
         cols = ("phase", "layer", "epoch", "step", "loss", "val_accuracy", "samples_per_second")
         with self.tx() as db:
+            last = db.execute("SELECT phase, layer, step FROM metrics WHERE job_id = ? ORDER BY rowid DESC LIMIT 1", (job_id,)).fetchone()
+            mark = metric_position(dict(last)) if last else None
+            fresh = []
+            for r in rows:
+                position = metric_position(r)
+                if mark is None or position > mark:
+                    fresh.append(r)
+                    mark = position
+            rows = fresh
             db.executemany(
                 f"INSERT INTO metrics(job_id, ts, {', '.join(cols)}) VALUES (?, ?, {', '.join('?' * len(cols))})",
                 [(job_id, r.get("ts", time.time()), *(r.get(c) for c in cols)) for r in rows],
             )
+        return len(rows)
 
     def metrics(self, job_id: int, after: int = 0) -> list[dict]:
         """The job's metric rows in the order written; ``after``: skip that many (rows are only ever appended)."""

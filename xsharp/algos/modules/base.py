@@ -59,6 +59,8 @@ class SpecModel(BaseModel):
     @classmethod
     def _whole_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         # JSON has one kind of number (JSON Schema's "integer" admits 3.0): a whole float is an int.
+        if not isinstance(value, (float, list)):  # most values: nothing to look up
+            return value
         return _whole(value, cls.model_fields[info.field_name].annotation)
 
 

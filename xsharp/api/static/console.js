@@ -1013,7 +1013,7 @@ pages.cluster = async (main) => {
       }))));
     states.replaceChildren(...Object.entries(c.jobs_by_state).filter(([, n]) => n).map(([s, n]) => h("span", {}, stateBadge(s), ` ${n}  `)));
     if (!states.childNodes.length) states.textContent = "No jobs yet.";
-    nodes.replaceChildren(...c.nodes.map((n) => h("tr", {}, h("td", { class: "mono", text: n.node_id.slice(0, 12) }), h("td", { text: n.address }), h("td", { class: "num", text: n.cpus }), h("td", { class: "num", text: n.gpus }))));
+    nodes.replaceChildren(...c.nodes.map((n) => h("tr", {}, h("td", { class: "mono", text: n.node_id ? n.node_id.slice(0, 12) : "(admins only)" }), h("td", { text: n.address || "" }), h("td", { class: "num", text: n.cpus }), h("td", { class: "num", text: n.gpus }))));
     queue.replaceChildren(...c.queue.map((j, i) => h("tr", {}, h("td", { class: "num", text: i + 1 }), h("td", {}, h("a", { href: `/ui/jobs/${j.id}`, text: `#${j.id} ${j.name}` })),
       h("td", { text: j.user }), h("td", {}, stateBadge(j.state)), h("td", { class: "num", text: j.priority }), h("td", { text: fmt.res(j) }), h("td", { text: fmt.duration(now - j.queued_at) }))));
     if (!c.queue.length) queue.append(h("tr", {}, h("td", { colspan: 7, class: "muted", text: "The queue is empty." })));
