@@ -265,3 +265,21 @@ def test_a_spec_error_from_a_runner_reaches_the_scheduler_whole():
 
     e = pickle.loads(pickle.dumps(SpecError(["model: too big", "data: bad"], "job")))
     assert (e.problems, e.source, str(e)) == (["model: too big", "data: bad"], "job", "job: model: too big; data: bad")
+
+
+def test_every_worker_of_a_group_gets_the_runners_memory_limit(ray_address):
+    import resource
+
+    import ray
+
+    from xsharp.parallel.group import WorkerGroup
+
+    @ray.remote
+    class Probe:
+        def limit(self):
+            return resource.getrlimit(resource.RLIMIT_DATA)
+
+    with WorkerGroup(Probe, 2, 0.5, 0, memory_limit=3 * 1024**3) as group:
+        assert ray.get([a.limit.remote() for a in group.actors]) == [(3 * 1024**3, 3 * 1024**3)] * 2
+    with WorkerGroup(Probe, 1, 0.5, 0) as group:  # `xsharp run`: no limit
+        assert ray.get(group.actors[0].limit.remote())[0] == resource.RLIM_INFINITY

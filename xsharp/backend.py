@@ -43,6 +43,19 @@ def steady_heap() -> None:
         pass
 
 
+def cap_heap(limit: int | None) -> None:
+    """Cap this process's data segment (heap and private mappings) at ``limit`` bytes: past it an
+    allocation raises MemoryError instead of taking the node's memory. The address-space limit
+    would not do: Ray maps gigabytes a worker never touches. None: no cap."""
+    if not limit:
+        return
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    cap = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))  # the process is the job's alone
+
+
 class DeviceError(RuntimeError):
     """The requested device is not available on this machine."""
 

@@ -21,7 +21,9 @@ from xsharp.algos.training import Stopped, TrainState
 from xsharp.parallel import RunContext, get_mode
 from xsharp.spec import parse_spec
 
-from .policy import Policy, apply_memory_limit
+from xsharp.backend import cap_heap
+
+from .policy import Policy
 from .runner import check_against_data, load_data, summarize
 
 
@@ -32,7 +34,7 @@ class JobRunner:
         # has a memory limit, its model a parameter cap. None: a user's own run, unconfined.
         self._policy = policy
         if policy is not None:
-            apply_memory_limit(policy.runner_memory_bytes)
+            cap_heap(policy.runner_memory_bytes)
         self._events: deque = deque()
         self._stops: dict[int, threading.Event] = {}
         self._decided = threading.Event()
@@ -118,6 +120,7 @@ class JobRunner:
             on_checkpoint=lambda state: events.append(("checkpoint", state)),
             checkpoint_every=checkpoint_every,
             placement_group=placement_group,
+            memory_limit=self._policy.runner_memory_bytes if self._policy else None,
         )
         try:
             result = get_mode(spec.mode).run(spec, ctx)

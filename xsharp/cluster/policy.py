@@ -7,9 +7,9 @@ submit time, and the job's runner applies them again when it reads its data and 
 - data: named datasets, or paths under the data roots (resolved, symlinks included); never the
   job store, the client config, Ray's session, /proc, /sys or /dev; regular files and folders
   only, each file at most ``max_file_bytes``;
-- memory: each runner process gets an address-space data limit (``RLIMIT_DATA``) of
-  ``runner_memory_bytes``, so a job that asks for too much fails with MemoryError instead of
-  taking the node down;
+- memory: each runner process, and each worker of its group, gets a data-segment limit
+  (``RLIMIT_DATA``, :func:`xsharp.backend.cap_heap`) of ``runner_memory_bytes``, so a job that
+  asks for too much fails with MemoryError instead of taking the node down;
 - size: a search has at most ``max_trials`` trials, a model at most ``max_parameters``
   parameters;
 - priority: a user who is not an admin submits at most at ``max_user_priority``;
@@ -81,14 +81,3 @@ def confine_data(data: dict, guard: FileGuard) -> dict:
         out[field_path.split(".", 1)[1]] = str(guard.check(path, field_path))
     return out
 
-
-def apply_memory_limit(limit: int | None) -> None:
-    """Cap this process's data segment (heap and private mappings): an allocation past it raises
-    MemoryError. The address-space limit would not do: Ray maps several GB it never touches."""
-    if not limit:
-        return
-    import resource
-
-    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
-    cap = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))  # a runner's process is the job's alone

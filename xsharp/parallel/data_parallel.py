@@ -65,7 +65,7 @@ class DataParallelMode:
     def run(self, spec: JobSpec, ctx: RunContext) -> RunResult:
         res = spec.resources
         ctx.say(f"placing {res.workers} workers")
-        group = WorkerGroup(DataParallelWorker, res.workers, res.cpus_per_worker, res.gpus_per_worker, placement_group=ctx.placement_group)
+        group = WorkerGroup(DataParallelWorker, res.workers, res.cpus_per_worker, res.gpus_per_worker, placement_group=ctx.placement_group, memory_limit=ctx.memory_limit)
         with group:
             actors = group.actors
             par = spec.parallel

@@ -31,6 +31,7 @@ class RunContext:
     checkpoint_every: float = 60.0  # seconds between checkpoints
     placement_group: Any = None  # a reservation made by the scheduler; modes place workers in it
     on_workers: Callable[[list], None] | None = None  # sees every actor of the group once placed (fault-injection tests)
+    memory_limit: int | None = None  # bytes of heap each worker process may take (a service job's cap)
 
     def say(self, message: str) -> None:
         if self.status is not None:

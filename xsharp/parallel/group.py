@@ -15,6 +15,8 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from xsharp.backend import cap_heap
+
 
 class PlacementError(RuntimeError):
     """The worker group does not fit the cluster."""
@@ -48,11 +50,13 @@ class WorkerGroup:
         timeout: float = 60.0,
         concurrency: int = 4,
         placement_group: Any = None,
+        memory_limit: int | None = None,
     ):
         self.actor_cls, self.workers, self.cpus, self.gpus = actor_cls, workers, cpus, gpus
         self.timeout, self.concurrency = timeout, concurrency
         self.pg = placement_group
         self.owns_pg = placement_group is None
+        self.memory_limit = memory_limit
         self.actors: list[Any] = []
         self.helpers: list[Any] = []
 
@@ -68,6 +72,8 @@ class WorkerGroup:
             ).remote()
             for i in range(self.workers)
         ]
+        if self.memory_limit:  # before any work reaches them
+            ray.get([a.__ray_call__.remote(_cap_heap, self.memory_limit) for a in self.actors])
         return self
 
     def _reserve(self) -> None:
@@ -110,6 +116,10 @@ class WorkerGroup:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _cap_heap(actor: Any, limit: int) -> None:
+    cap_heap(limit)
 
 
 def cause(error: Exception) -> str:

@@ -314,7 +314,7 @@ class ParamServerMode:
         bounds = shard_bounds(host.layout.size, servers)
         decay, frozen, flat = host.layout.decay_mask(np, np.float32), non_trainable_mask(host), host.get_flat()
         ctx.say(f"placing {res.workers} workers and {servers} parameter servers")
-        group = WorkerGroup(ParamServerWorker, res.workers, res.cpus_per_worker, res.gpus_per_worker, concurrency=1, placement_group=ctx.placement_group)
+        group = WorkerGroup(ParamServerWorker, res.workers, res.cpus_per_worker, res.gpus_per_worker, concurrency=1, placement_group=ctx.placement_group, memory_limit=ctx.memory_limit)
         with group:
             args = []
             for j in range(servers):

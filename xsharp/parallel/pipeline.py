@@ -260,7 +260,7 @@ class PipelineMode:
         fb = [slices[i].start if i < len(slices) else host.layout.size for i in mb]
         shapes, layers, flat = host.shapes(), host.layers, host.get_flat()
         ctx.say(f"placing {groups} x {stages} pipeline stages" if groups > 1 else f"placing {stages} pipeline stages")
-        with WorkerGroup(PipelineStage, groups * stages, res.cpus_per_worker, res.gpus_per_worker, placement_group=ctx.placement_group) as group:
+        with WorkerGroup(PipelineStage, groups * stages, res.cpus_per_worker, res.gpus_per_worker, placement_group=ctx.placement_group, memory_limit=ctx.memory_limit) as group:
             grid = [group.actors[g * stages : (g + 1) * stages] for g in range(groups)]
             data_ref = ray.put(data)
             setups = []
