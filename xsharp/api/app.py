@@ -1,55 +1,223 @@
-"""The FastAPI app factory: routers, auth and the store as dependencies, limits, error format."""
+"""The FastAPI app factory: routers, auth and the store as dependencies, limits, error format.
+
+Every 4xx the API gives has one body, :class:`ErrorOut`: ``{"detail": [one line per problem]}``."""
 
 from __future__ import annotations
 
+import json
+import re
+import sys
+from json.decoder import scanstring
+
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from xsharp import __version__
 from xsharp.cluster.policy import Policy
+from xsharp.cluster.search import MAX_DEPTH  # the body gate refuses past the depth the spec walks stop at
 from xsharp.cluster.store import Store
 from xsharp.spec import format_error_list
 
 from . import cluster, jobs, searches, system, ui
+from .schemas import ErrorOut
 
 MAX_BODY = 1024 * 1024  # a job spec is a few kB; nothing legitimate comes near this
 
 
-class BodyLimit:
-    """413 for a request body over ``limit`` bytes, declared or streamed."""
+def error_response(status: int, problems: list[str], headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(ErrorOut(detail=problems).model_dump(), status_code=status, headers=headers)
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+
+# --------------------------------------------------------------------------- the request body gate
+class BodyProblem(ValueError):
+    """A request body the gate refuses: where (a path into the body) and what is wrong."""
+
+    def __init__(self, loc: tuple, msg: str):
+        super().__init__(msg)
+        self.loc, self.msg = loc, msg
+
+    def lines(self) -> list[str]:
+        return format_error_list([{"loc": self.loc, "type": "rule", "msg": self.msg}])
+
+
+_TOKEN = re.compile(
+    r"[ \t\n\r]*(?:(?P<open>[\[{])|(?P<close>[\]}])|(?P<comma>,)|(?P<colon>:)|(?P<string>\")"
+    r"|(?P<scalar>-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null|NaN|Infinity|-Infinity))"
+)
+_SPACE = re.compile(r"[ \t\n\r]*")
+_INT_DIGITS = sys.get_int_max_str_digits()  # 0: no limit
+
+
+def check_json(body: bytes, max_depth: int = MAX_DEPTH) -> None:
+    """Raise BodyProblem unless ``body`` is JSON that ``json.loads`` takes, with no object holding a key
+    twice and no value nested deeper than ``max_depth``. One pass with an explicit stack, so no depth
+    of nesting reaches a recursion limit; nothing is kept but the keys of the objects still open."""
+    try:
+        text = body.decode(json.detect_encoding(body), "surrogatepass")  # as json.loads decodes bytes
+    except UnicodeDecodeError:
+        raise BodyProblem(("body",), "not UTF-8 text") from None
+    path: list = []  # the keys and indexes down to the value being read
+    open_keys: list[set | None] = []  # per open container: the keys seen so far (an object) or None (an array)
+    want, pos = "value", 0  # value | first_value (just after '[') | key | first_key (just after '{') | colon | next | end
+    while m := _TOKEN.match(text, pos):
+        token, start, pos = m.lastgroup, m.start(m.lastgroup), m.end()
+        if want in ("value", "first_value") and token in ("open", "string", "scalar"):
+            if token == "open":
+                if len(open_keys) == max_depth:
+                    raise BodyProblem(("body",), f"nested deeper than {max_depth} levels")
+                is_object = text[start] == "{"
+                open_keys.append(set() if is_object else None)
+                path += [] if is_object else [0]
+                want = "first_key" if is_object else "first_value"
+                continue
+            if token == "string":
+                pos = _string(text, pos)[1]
+            elif _INT_DIGITS and len(digits := m["scalar"].lstrip("-")) > _INT_DIGITS and digits.isdigit():
+                raise BodyProblem(("body",), f"an integer with over {_INT_DIGITS} digits")  # json.loads' int() would refuse it
+        elif want in ("key", "first_key") and token == "string":
+            key, pos = _string(text, pos)
+            if key in open_keys[-1]:
+                raise BodyProblem((*path, key), "duplicate key")
+            open_keys[-1].add(key)
+            path.append(key)
+            want = "colon"
+            continue
+        elif want == "colon" and token == "colon":
+            want = "value"
+            continue
+        elif want == "next" and token == "comma":
+            if open_keys[-1] is None:
+                path[-1] += 1
+                want = "value"
+            else:
+                path.pop()
+                want = "key"
+            continue
+        elif want in ("next", "first_value", "first_key") and token == "close" and text[start] == ("]" if open_keys[-1] is None else "}"):
+            if want != "first_key":
+                path.pop()  # the last key or index
+            open_keys.pop()
+        else:
+            pos = start
+            break
+        want = "next" if open_keys else "end"  # a value has been read
+    pos = _SPACE.match(text, pos).end()
+    if want != "end" or pos < len(text):
+        column = pos - text.rfind("\n", 0, pos)
+        found = "end of body" if pos == len(text) else repr(text[pos])
+        raise BodyProblem(("body",), f"not valid JSON: unexpected {found} at line {text.count(chr(10), 0, pos) + 1} column {column}")
+
+
+def _string(text: str, pos: int) -> tuple[str, int]:
+    try:
+        return scanstring(text, pos)
+    except json.JSONDecodeError as e:
+        raise BodyProblem(("body",), f"not valid JSON: {e.msg.removesuffix(' at')} at line {e.lineno} column {e.colno}") from None
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    """As FastAPI decides: no content type, application/json or application/*+json."""
+    media = (content_type or b"application/json").split(b";")[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+class RequestBodyGate:
+    """Reads each request's body before the app does: 413 over ``limit`` bytes, declared or streamed;
+    422 for a JSON body json.loads would refuse, with a key twice in one object, or nested deeper
+    than ``max_depth``. Otherwise the app gets the body as it was sent, and later receive() calls
+    (a streaming response waiting for the client to leave) go to the server."""
+
+    def __init__(self, app, limit: int = MAX_BODY, max_depth: int = MAX_DEPTH):
+        self.app, self.limit, self.max_depth = app, limit, max_depth
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers", [])).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
+            return await self._too_large(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge()
-            return message
+            if message["type"] == "http.disconnect":
+                return  # the client left mid-body: nobody to answer
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await self._too_large(scope, receive, send)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if body and _is_json(headers.get(b"content-type")):
+            try:
+                await anyio.to_thread.run_sync(check_json, body, self.max_depth)  # up to a second on a hostile 1 MiB: off the event loop
+            except BodyProblem as e:
+                return await error_response(422, e.lines())(scope, receive, send)
+        sent = False
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(send)
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
-    async def _refuse(self, send):
-        await JSONResponse({"detail": f"request body over {self.limit} bytes"}, status_code=413)({"type": "http"}, None, send)
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, receive, send):
+        await error_response(413, [f"body: over {self.limit} bytes"])(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+# --------------------------------------------------------------------------- OpenAPI: the 4xx answers
+ERRORS = {
+    400: "A file path that leaves the job's artifact folder",
+    401: "No bearer token, or one the server does not know",
+    403: "A submission whose data path or priority the server does not allow",
+    404: "No such job (or artifact, or search), or another user's: the two answers are the same",
+    409: "The job's state does not allow it",
+    422: f"A body or parameter the server cannot take: the field, its value and the bound; also bad JSON, a key twice in one object, nesting deeper than {MAX_DEPTH}",
+}
+
+
+def error_statuses(method: str, path: str, operation: dict) -> set[int]:
+    """The 4xx statuses ``operation`` can answer with, from what it takes."""
+    statuses = set()
+    if operation.get("security"):
+        statuses.add(401)
+    if operation.get("parameters") or "requestBody" in operation:
+        statuses.add(422)
+    if "requestBody" in operation:  # a submission: its size, its data and its priority
+        statuses |= {403, 413}
+    if "{job_id}" in path:
+        statuses.add(404)
+        if method in ("post", "delete"):  # pause, resume, stop, delete
+            statuses.add(409)
+    if "{path}" in path:
+        statuses.add(400)
+    return statuses
+
+
+def document_errors(schema: dict, max_body: int = MAX_BODY) -> dict:
+    """Every operation's 4xx answers in ``schema``, each an ErrorOut; FastAPI's own 422 model goes."""
+    ref = {"$ref": "#/components/schemas/ErrorOut"}
+    descriptions = ERRORS | {413: f"The body is over {max_body} bytes"}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    components["ErrorOut"] = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            for status in sorted(error_statuses(method, path, operation)):
+                responses[str(status)] = {"description": descriptions[status], "content": {"application/json": {"schema": ref}}}
+                if status == 401:
+                    responses["401"]["headers"] = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
+    return schema
 
 
 def create_app(
@@ -59,7 +227,8 @@ def create_app(
     app = FastAPI(
         title="xsharp",
         version=__version__,
-        description="Submit and manage training jobs on an xsharp cluster. Every call but /healthz and /metrics needs a bearer token.",
+        description="Submit and manage training jobs on an xsharp cluster. Every call but /healthz and /metrics needs a bearer token. "
+        'Every 4xx answer is {"detail": [one line per problem]}.',
     )
     app.state.store = store
     app.state.scheduler = scheduler
@@ -81,7 +250,14 @@ def create_app(
             loc = tuple(err.get("loc", ()))
             err["loc"] = loc[1:] if loc[:1] == ("body",) else loc
             errors.append(err)
-        return JSONResponse({"detail": format_error_list(errors)}, status_code=422)
+        return error_response(422, format_error_list(errors))
 
-    app.add_middleware(BodyLimit, limit=max_body)
+    @app.exception_handler(HTTPException)
+    async def refused(request: Request, exc: HTTPException):
+        detail = exc.detail if isinstance(exc.detail, list) else [exc.detail]
+        return error_response(exc.status_code, [str(line) for line in detail], exc.headers)
+
+    generated = app.openapi
+    app.openapi = lambda: app.openapi_schema or document_errors(generated(), max_body)
+    app.add_middleware(RequestBodyGate, limit=max_body)
     return app

@@ -80,3 +80,9 @@ class SearchOut(BaseModel):
     seconds: float | None = None
     best: int | None = None  # the best finished trial (so far, while it runs)
     trials: list[TrialOut]
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx answer: one line per problem, each naming the field or parameter (``model[1].rbm.hidden: must be > 0, got -3``)."""
+
+    detail: list[str]

@@ -525,7 +525,7 @@ pages.job = async (main) => {
   async function download(path) {
     // A plain link cannot send the bearer token, so fetch the file and hand the browser a blob.
     const r = await fetch(`/v1/jobs/${id}/artifacts/${path.split("/").map(encodeURIComponent).join("/")}`, { headers: { Authorization: `Bearer ${token()}` } });
-    if (!r.ok) { actionError.textContent = `${r.status}: ${(await r.json().catch(() => ({}))).detail || r.statusText}`; return; }
+    if (!r.ok) { actionError.textContent = new ApiError(r.status, (await r.json().catch(() => ({}))).detail ?? r.statusText).message; return; }
     const url = URL.createObjectURL(await r.blob());
     const a = h("a", { href: url, download: path.split("/").pop() });
     document.body.append(a);
