@@ -85,7 +85,8 @@ def test_tokens_are_required_and_users_are_fenced(server, alice, bob):
         assert forged.get("/v1/jobs").status_code == 401
     job = alice.post("/v1/jobs", json=short_spec("alices", cpus=1)).json()
     for method, path in [("GET", ""), ("POST", "/pause"), ("POST", "/stop"), ("DELETE", ""), ("GET", "/logs"), ("GET", "/metrics"), ("GET", "/artifacts")]:
-        assert bob.request(method, f"/v1/jobs/{job['id']}{path}").status_code == 403, (method, path)
+        r = bob.request(method, f"/v1/jobs/{job['id']}{path}")
+        assert (r.status_code, r.json()["detail"]) == (404, [f"no job {job['id']}"]), (method, path)  # as if it did not exist
     assert job["id"] not in [j["id"] for j in bob.get("/v1/jobs").json()]
     with server.client(server.tokens["admin"]) as admin:
         assert job["id"] in [j["id"] for j in admin.get("/v1/jobs").json()]
@@ -387,8 +388,8 @@ def test_metrics_and_logs_with_after_send_only_what_is_new(server, alice, bob):
     r = alice.get(f"{path}/metrics", params={"after": -1})
     assert r.status_code == 422 and r.json()["detail"] == ["query.after: must be >= 0, got '-1'"]
     assert alice.get(f"{path}/logs", params={"after": "x"}).status_code == 422
-    assert bob.get(f"{path}/metrics", params={"after": 0}).status_code == 403
-    assert bob.get(f"{path}/logs", params={"after": 0}).status_code == 403
+    assert bob.get(f"{path}/metrics", params={"after": 0}).status_code == 404
+    assert bob.get(f"{path}/logs", params={"after": 0}).status_code == 404
 
 
 def test_a_searchs_trial_table_is_served_while_it_runs_and_fenced_like_its_job(server, alice, bob, tmp_path):
@@ -399,7 +400,7 @@ def test_a_searchs_trial_table_is_served_while_it_runs_and_fenced_like_its_job(s
     job = alice.post("/v1/searches", json=raw).json()
     early = alice.get(f"/v1/searches/{job['id']}").json()  # before it starts: what it searches, no trials yet
     assert early["params"] == ["train.learning_rate"] and early["settings"]["strategy"] == "grid" and early["final"] is False
-    assert bob.get(f"/v1/searches/{job['id']}").status_code == 403
+    assert bob.get(f"/v1/searches/{job['id']}").status_code == 404
     assert alice.get(f"/v1/searches/{plain['id']}").json()["detail"] == [f"job {plain['id']} is not a search"]
     assert alice.get("/v1/searches/999999").status_code == 404
     listed = [j["id"] for j in alice.get("/v1/searches").json()]
@@ -426,5 +427,5 @@ def test_a_searchs_trial_table_is_served_while_it_runs_and_fenced_like_its_job(s
     shown = json.loads(run_cli("search", "show", str(job["id"]), "-o", "json", env=env).stdout)
     assert shown["final"] and shown["trials"] == final["trials"]
     r = run_cli("search", "show", str(job["id"]), env={**env, "XSHARP_TOKEN": server.tokens["bob"]})
-    assert r.returncode == 2 and "403" in r.stderr
+    assert r.returncode == 2 and "404" in r.stderr
     wait_state(alice, plain["id"], "SUCCEEDED")

@@ -243,7 +243,8 @@ def test_cluster_page_shows_nodes_free_resources_queue_gpus_and_grafana_links(se
         cpu = page.locator('#resources tr[data-resource="CPU"] td')
         expect(cpu.nth(0)).to_have_text("2")  # used
         expect(cpu.nth(1)).to_have_text("0")  # free
-        expect(page.locator("#queue tbody tr")).to_contain_text(f"#{waiting['id']} waits-its-turn")
+        expect(page.locator("#queue tbody tr")).to_contain_text("The queue is empty.")  # bob's waiting job is his alone to see
+        expect(page.locator("#nodes tbody tr td").nth(0)).to_have_text("(admins only)")
         gpus = page.locator("#gpu-table tbody tr")
         expect(gpus).to_have_count(2)
         expect(gpus.nth(0)).to_contain_text("NVIDIA H100 80GB HBM3")
@@ -255,6 +256,9 @@ def test_cluster_page_shows_nodes_free_resources_queue_gpus_and_grafana_links(se
         page.context.close()
         page = log_in(browser, server, "root")  # an admin sees everyone's jobs, in queue order
         expect(page.locator("#who")).to_have_text("root (admin)")
+        page.goto(f"{server.url}/ui/cluster")
+        expect(page.locator("#queue tbody tr")).to_contain_text(f"#{waiting['id']} waits-its-turn")
+        page.goto(f"{server.url}/ui/jobs")
         expect(page.locator(f'#active-jobs tr[data-job="{waiting["id"]}"]')).to_contain_text("#1 in queue")
         expect(page.locator("#active-jobs tbody tr").nth(0)).to_have_attribute("data-job", str(running["id"]))
         expect(page.locator(f'#active-jobs tr[data-job="{running["id"]}"] .eta')).to_have_text(re.compile(r"^\d+[smhd]"))
@@ -272,10 +276,10 @@ def test_another_users_job_is_refused(server, browser):
     expect(page.locator("#jobs-summary")).to_contain_text("in all")
     expect(page.locator("#active-jobs, #finished-jobs").locator(f'tr[data-job="{job["id"]}"]')).to_have_count(0)
     page.goto(f"{server.url}/ui/jobs/{job['id']}")
-    expect(page.locator("#job-error")).to_have_text(f"403: job {job['id']} belongs to another user")
+    expect(page.locator("#job-error")).to_have_text(f"404: no job {job['id']}")
     expect(page.locator("#pause-button")).to_have_count(0)
     r = page.evaluate(f"() => fetch('/v1/jobs/{job['id']}/pause', {{method: 'POST', headers: {{Authorization: 'Bearer ' + sessionStorage.getItem('xsharp.token')}}}}).then(r => r.status)")
-    assert r == 403  # the browser's own token gets no further than the page shows
+    assert r == 404  # the browser's own token gets no further than the page shows
     page.context.close()
 
 

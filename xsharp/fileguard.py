@@ -75,6 +75,8 @@ class FileGuard:
         p = Path(path)
         if "\x00" in str(p):
             raise Forbidden(field_path, "a path cannot hold a NUL character")
+        if self.roots is not None and ".." in p.parts:  # a symlink met before a '..' would tell what lies outside
+            raise Forbidden(field_path, "a path of a service job cannot hold '..'; name the file under a data root")
         if self.roots is not None:
             if not self.roots:
                 raise Forbidden(field_path, "this server has no data roots: jobs read named datasets only (an admin adds roots with `xsharp server --data-root DIR`)")

@@ -24,10 +24,9 @@ def current_user(creds: HTTPAuthorizationCredentials | None = Depends(bearer), s
 
 
 def visible_job(job_id: int, user: User, store: Store) -> Job:
-    """The job, if it exists and ``user`` may see it (its owner or an admin)."""
+    """The job, if it exists and ``user`` may see it (its owner or an admin). Another user's job
+    gets the same 404 as a missing one: job ids tell nobody what others run."""
     job = store.get(job_id)
-    if job is None:
+    if job is None or (job.user != user.name and not user.admin):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
-    if job.user != user.name and not user.admin:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"job {job_id} belongs to another user")
     return job

@@ -166,7 +166,7 @@ class EventPoll:
             events = ray.get(self.ref, timeout=timeout)
         except ray.exceptions.GetTimeoutError:
             return None
-        except ray.exceptions.RayActorError:
+        except ray.exceptions.RayError:  # the actor died (killed for memory, say): its run's end says why
             events = None
         self.ref = None
         return events
