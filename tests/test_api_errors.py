@@ -220,3 +220,20 @@ def test_the_openapi_documents_every_4xx_with_the_error_body(api_server):
     assert errors("GET", "/v1/me") == [401] and errors("GET", "/v1/cluster") == [401]
     assert errors("GET", "/healthz") == [] and errors("GET", "/metrics") == []
     assert "WWW-Authenticate" in ops[("GET", "/v1/me")]["responses"]["401"]["headers"]
+
+
+def test_the_fast_json_check_agrees_with_the_close_one():
+    from xsharp.api.app import BodyProblem, _check_json_closely, check_json
+
+    bodies = [b'{"a": 1}', b'{"a": 1, "a": 2}', b'{"a": {"b": 1, "\\u0062": 2}}', b"[" * 64 + b"]" * 64, b"[" * 65 + b"]" * 65,
+              b"[" * 5000 + b"]" * 5000, b'{"a": NaN}', b'{"a": 1,}', b"\xff", b'{"a": "x"} x', b"1" * 5000, b'[1, 2, {"k": [true, null]}]']
+
+    def verdict(check, body):
+        try:
+            check(body, 64)
+            return None
+        except BodyProblem as e:
+            return e.lines()
+
+    for body in bodies:
+        assert verdict(check_json, body) == verdict(_check_json_closely, body), body[:40]

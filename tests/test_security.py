@@ -284,3 +284,26 @@ def test_every_worker_of_a_group_gets_the_runners_memory_limit(ray_address):
         assert ray.get([a.limit.remote() for a in group.actors]) == [(3 * 1024**3, 3 * 1024**3)] * 2
     with WorkerGroup(Probe, 1, 0.5, 0) as group:  # `xsharp run`: no limit
         assert ray.get(group.actors[0].limit.remote())[0] == resource.RLIM_INFINITY
+
+
+def test_a_poll_of_a_dead_or_failing_runner_gives_no_events_rather_than_an_error(ray_address):
+    """A runner killed (for memory, say) or failing made every scheduler tick raise, stalling every job."""
+    import ray
+
+    from xsharp.parallel.group import EventPoll
+
+    @ray.remote
+    def failing_poll():
+        raise MemoryError("killed")
+
+    @ray.remote
+    class Runner:
+        def poll(self):
+            return [("log", "hello")]
+
+    assert EventPoll(failing_poll.remote).take(timeout=30) is None
+    runner = Runner.remote()
+    poll = EventPoll(runner.poll.remote)
+    assert poll.take(timeout=30) == [("log", "hello")]
+    ray.kill(runner)
+    assert poll.take(timeout=30) is None

@@ -19,6 +19,7 @@ submit time, and the job's runner applies them again when it reads its data and 
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,11 +62,17 @@ class Policy:
     stop_grace_seconds: float = 30.0
 
     def guard(self) -> FileGuard:
-        return FileGuard(roots=tuple(self.data_roots), denied=(*self.denied, *ray_private_trees()), max_file_bytes=self.max_file_bytes)
+        return _guard(self)
 
     def check_priority(self, priority: int, admin: bool) -> None:
         if not admin and priority > self.max_user_priority:
             raise Forbidden("priority", f"users who are not admins submit at priority {self.max_user_priority} or lower (xsharp server --max-user-priority), got {priority}")
+
+
+@functools.lru_cache(maxsize=8)
+def _guard(policy: Policy) -> FileGuard:
+    """One guard per policy and process: building one resolves a dozen paths, every submit asks."""
+    return FileGuard(roots=tuple(policy.data_roots), denied=(*policy.denied, *ray_private_trees()), max_file_bytes=policy.max_file_bytes)
 
 
 def data_fields(data: dict) -> list[tuple[str, str]]:

@@ -288,24 +288,30 @@ class Scheduler:
 
     # ----------------------------------------------------------------- supervision
     def _supervise(self) -> None:
+        for job_id, a in list(self.active.items()):
+            try:
+                self._supervise_one(job_id, a)
+            except Exception:  # one job's trouble must not stop the supervision of the others
+                log.exception("job %s: supervision failed; trying again next tick", job_id)
+
+    def _supervise_one(self, job_id: int, a: _Active) -> None:
         import ray
 
-        for job_id, a in list(self.active.items()):
-            job = self.store.get(job_id)
-            if job is not None and job.request and not a.stop_sent:
-                a.runner.request_stop.remote()
-                a.stop_sent, a.stop_sent_at = True, time.time()
-            self._drain(job_id, a)
-            if ray.wait([a.ref], timeout=0)[0]:
-                try:
-                    self._finish(job_id, a)
-                except Exception as e:  # an outcome that cannot be read must not leave the job RUNNING for ever
-                    log.exception("job %s: cannot read its outcome", job_id)
-                    job = self.store.get(job_id)
-                    if job is not None and job.state == "RUNNING":
-                        self._retry(job_id, f"cannot read the job's outcome ({type(e).__name__})")
-            elif a.stop_sent_at is not None and time.time() - a.stop_sent_at > self.policy.stop_grace_seconds:
-                self._force_stop(job_id)
+        job = self.store.get(job_id)
+        if job is not None and job.request and not a.stop_sent:
+            a.runner.request_stop.remote()
+            a.stop_sent, a.stop_sent_at = True, time.time()
+        self._drain(job_id, a)
+        if ray.wait([a.ref], timeout=0)[0]:
+            try:
+                self._finish(job_id, a)
+            except Exception as e:  # an outcome that cannot be read must not leave the job RUNNING for ever
+                log.exception("job %s: cannot read its outcome", job_id)
+                job = self.store.get(job_id)
+                if job is not None and job.state == "RUNNING":
+                    self._retry(job_id, f"cannot read the job's outcome ({type(e).__name__})")
+        elif a.stop_sent_at is not None and time.time() - a.stop_sent_at > self.policy.stop_grace_seconds:
+            self._force_stop(job_id)
 
     def _force_stop(self, job_id: int) -> None:
         """A runner that did not stop within the grace (blocked in a read, say) is killed; the

@@ -38,14 +38,25 @@ def _members(annotation: Any) -> list[Any]:
     return [annotation]
 
 
-def _whole(value: Any, annotation: Any) -> Any:
-    """``value`` with whole floats made ints where ``annotation`` takes an int (lists too)."""
-    members = _members(annotation)
+_MEMBERS: dict[tuple[type, str], list[Any]] = {}
+
+
+def _field_members(cls: type, name: str) -> list[Any]:
+    """``_members`` of a field's annotation, worked out once per field (it runs for every value)."""
+    key = (cls, name)
+    if key not in _MEMBERS:
+        _MEMBERS[key] = _members(cls.model_fields[name].annotation)
+    return _MEMBERS[key]
+
+
+def _whole(value: Any, members: list[Any]) -> Any:
+    """``value`` with whole floats made ints where ``members`` (a field's types) hold an int (lists too)."""
     if isinstance(value, float) and value.is_integer() and int in members:
         return int(value)
     items = [get_args(m)[0] for m in members if get_origin(m) is list]
     if isinstance(value, list) and items:
-        return [_whole(v, items[0]) for v in value]
+        inner = _members(items[0])
+        return [_whole(v, inner) for v in value]
     return value
 
 
@@ -61,7 +72,7 @@ class SpecModel(BaseModel):
         # JSON has one kind of number (JSON Schema's "integer" admits 3.0): a whole float is an int.
         if not isinstance(value, (float, list)):  # most values: nothing to look up
             return value
-        return _whole(value, cls.model_fields[info.field_name].annotation)
+        return _whole(value, _field_members(cls, info.field_name))
 
 
 class Options(SpecModel):
