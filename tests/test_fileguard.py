@@ -164,3 +164,48 @@ def test_a_refusal_crosses_process_boundaries_whole():
 
     e = pickle.loads(pickle.dumps(Forbidden("data.labels", "not under a data root")))
     assert isinstance(e, DataError) and (e.field, e.rule, str(e)) == ("data.labels", "not under a data root", "data.labels: not under a data root")
+
+
+def test_a_folder_swapped_for_a_symlink_between_the_check_and_the_open_is_caught(tree):
+    root, outside = tree
+    (root / "sub").mkdir()
+    (root / "sub" / "s.csv").write_text("label,text\na,b\n")
+    (outside / "s.csv").write_text("label,text\nSECRET,z\n")
+
+    class Racing(FileGuard):
+        def resolve(self, path, field_path="data.path"):
+            real = super().resolve(path, field_path)
+            (root / "sub").rename(root / "sub-before")  # the race, made certain: right after the check
+            (root / "sub").symlink_to(outside, target_is_directory=True)
+            return real
+
+    with pytest.raises(Forbidden, match="not under a data root"):
+        Racing(roots=(root,)).open(root / "sub" / "s.csv")
+
+
+def test_a_path_that_is_not_text_is_refused_not_a_crash(tree):
+    with pytest.raises(Forbidden, match="a path must be valid text"):
+        FileGuard(roots=(tree[0],)).check("d/\ud800.csv")
+
+
+def test_a_users_own_run_reads_a_symlinked_file_by_the_name_it_was_given(tmp_path):
+    """DVC, git-annex and model caches link readable names to content-addressed blobs."""
+    import gzip
+
+    (tmp_path / "blobs").mkdir()
+    with gzip.open(tmp_path / "blobs" / "cd34", "wt") as f:
+        f.write("label,text\n" + "\n".join(f"{'ab'[i % 2]},row {i}" for i in range(20)) + "\n")
+    (tmp_path / "train.csv.gz").symlink_to(tmp_path / "blobs" / "cd34")
+    d = datasets.load(path=tmp_path / "train.csv.gz", validation_fraction=0)
+    assert d.classes == ["a", "b"] and d.name == "train.csv.gz"
+
+
+def test_a_feature_step_that_cannot_take_the_rows_says_so_without_quoting_them(tmp_path):
+    from xsharp.algos import features
+
+    (tmp_path / "t.csv").write_text("label,text\n" + "\n".join(f"{'ab'[i % 2]},TOPSECRET-{i}" for i in range(20)) + "\n")
+    data = datasets.load(path=tmp_path / "t.csv", validation_fraction=0)
+    data.x_train = data.x_train.astype(object)
+    with pytest.raises(DataError, match="data.features") as e:
+        features.prepare(data, [{"standardize": {}}], None, seed=0)
+    assert "TOPSECRET" not in str(e.value)

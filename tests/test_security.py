@@ -96,10 +96,12 @@ def test_a_hostile_data_path_is_refused_at_submit_and_nothing_leaks(server, env)
             "../outside/secret.csv": "cannot hold '..'",
             f"/etc/localtime/../..{env['root']}/reviews.csv": "cannot hold '..'",  # a symlink before '..' would answer differently
             str(env["outside"] / "no-such-file.csv"): "not under a data root",  # the same answer whether it exists or not
+            "d/\ud800.csv": "a path must be valid text",  # was a 500
         }
         for target, rule in targets.items():
             t0 = time.time()
-            r = bob.post("/v1/jobs", json=csv_spec("grab", target))
+            body = json.dumps(csv_spec("grab", target))  # ASCII, \ud800 escaped: httpx's own encoder would refuse it
+            r = bob.post("/v1/jobs", content=body, headers={"Content-Type": "application/json"})
             assert r.status_code == 403, (target, r.status_code, r.text)
             assert r.json()["detail"][0].startswith("data.path: ") and rule in r.json()["detail"][0], (target, r.text)
             assert time.time() - t0 < 5  # a FIFO is never opened, so nothing blocks
@@ -306,4 +308,17 @@ def test_a_poll_of_a_dead_or_failing_runner_gives_no_events_rather_than_an_error
     poll = EventPoll(runner.poll.remote)
     assert poll.take(timeout=30) == [("log", "hello")]
     ray.kill(runner)
-    assert poll.take(timeout=30) is None
+    with pytest.raises(ray.exceptions.RayActorError):  # the kill has landed
+        ray.get(runner.poll.remote(), timeout=30)
+    assert EventPoll(runner.poll.remote).take(timeout=30) is None
+
+
+def test_a_failure_the_user_reads_never_quotes_what_another_library_said():
+    from xsharp.cluster.policy import public_reason
+    from xsharp.fileguard import DataError
+    from xsharp.spec import SpecError
+
+    leaky = public_reason(ValueError("could not convert string to float: 'root:$6$secret'"))
+    assert leaky == "ValueError in the job's runner (the server's log has the details)"
+    assert public_reason(DataError("t.csv: missing column 'label'")) == "t.csv: missing column 'label'"
+    assert public_reason(SpecError(["model: too big"], "job")) == "job: model: too big"

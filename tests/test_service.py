@@ -237,9 +237,9 @@ def test_a_killed_server_loses_nothing_and_the_job_resumes(tmp_path, ray_address
     s = Server(home, ray_address, "--checkpoint-seconds", "0.3").start()
     token = s.add_user("dave")
     with s.client(token) as api:
-        queued = api.post("/v1/jobs", json=long_spec("waits", priority=-1)).json()
         job = api.post("/v1/jobs", json=long_spec("victim")).json()
         wait_state(api, job["id"], "RUNNING")
+        queued = api.post("/v1/jobs", json=long_spec("waits", priority=-1)).json()  # after: it can never start before the kill
         wait_for(lambda: list((home / "jobs" / str(job["id"]) / "checkpoints").glob("ckpt-*.npz")), 30, what="a checkpoint")
     s.kill(signal.SIGKILL)
     s2 = Server(home, ray_address, "--checkpoint-seconds", "0.3")

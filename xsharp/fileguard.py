@@ -38,6 +38,14 @@ class Forbidden(DataError):
         return (Forbidden, (self.field, self.rule))
 
 
+def _opened_path(fd: int) -> Path | None:
+    """The path the kernel opened ``fd`` at (Linux's /proc/self/fd); None where that is not known."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return None
+
+
 def _within(path: Path, tree: Path) -> bool:
     return path == tree or path.is_relative_to(tree)
 
@@ -75,6 +83,10 @@ class FileGuard:
         p = Path(path)
         if "\x00" in str(p):
             raise Forbidden(field_path, "a path cannot hold a NUL character")
+        try:
+            os.fsencode(p)
+        except UnicodeEncodeError:  # a lone surrogate from JSON's \ud800: no file has that name
+            raise Forbidden(field_path, "a path must be valid text") from None
         if self.roots is not None and ".." in p.parts:  # a symlink met before a '..' would tell what lies outside
             raise Forbidden(field_path, "a path of a service job cannot hold '..'; name the file under a data root")
         if self.roots is not None:
@@ -83,11 +95,14 @@ class FileGuard:
             if not p.is_absolute():
                 p = self.roots[0] / p
         real = Path(os.path.realpath(p.expanduser() if self.roots is None else p))
+        self._check_place(real, field_path)
+        return real
+
+    def _check_place(self, real: Path, field_path: str) -> None:
         if self.roots is not None and not any(_within(real, r) for r in self.roots):
             raise Forbidden(field_path, "not under a data root of this server (named datasets and `xsharp server --data-root` folders only)")
         if any(_within(real, d) for d in self._resolved_denied):
             raise Forbidden(field_path, "the server's own files (job store, config, job folders, Ray's session) and /proc, /sys, /dev are never data")
-        return real
 
     def check(self, path: str | Path, field_path: str = "data.path") -> Path:
         """``resolve``, then: it exists and is a regular file within the size cap, or a folder."""
@@ -121,6 +136,10 @@ class FileGuard:
             raise DataError(f"{field_path}: {path}: cannot be read ({e.strerror})") from None
         try:
             self._check_stat(os.fstat(fd), path, field_path, folder_ok=False)
+            if self.roots is not None:  # a folder on the way swapped for a symlink since resolve: where did we land?
+                opened = _opened_path(fd)
+                if opened is not None:
+                    self._check_place(opened, field_path)
             os.set_blocking(fd, True)
             return os.fdopen(fd, "rb")
         except BaseException:

@@ -204,8 +204,8 @@ def read_wav(path: str | Path, guard: FileGuard = ANYWHERE) -> tuple[np.ndarray,
         with guard.open(path) as f, wave.open(f, "rb") as w:
             rate, width, channels = w.getframerate(), w.getsampwidth(), w.getnchannels()
             raw = w.readframes(w.getnframes())
-    except wave.Error as e:  # the wave module's own words: "unknown format: 3", "file does not start with RIFF id"
-        raise DataError(f"{path}: not a readable PCM WAV file ({e})") from None
+    except wave.Error:  # its words quote header bytes ("unknown format: 3")
+        raise DataError(f"{path}: not a readable PCM WAV file (not RIFF/WAVE, or not PCM)") from None
     except (OSError, EOFError) as e:
         raise DataError(f"{path}: not a readable PCM WAV file ({_why(e)})") from None
     if width == 1:
@@ -490,11 +490,14 @@ def load(
             raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(NAMED))}")
         arrays, name = NAMED[dataset](**options), dataset
     else:
-        p = guard.check(path, "data.path")
+        real = guard.check(path, "data.path")
+        # Readers see the path as given: its suffixes (.csv.gz) and neighbours (MNIST's labels file)
+        # are the user's, whatever a symlink points at; the guard resolves it again at each open.
+        p = Path(path).expanduser() if not guard.confined or Path(path).is_absolute() else real
         fmt = format or format_of(p)
         if fmt not in FORMATS:
             raise DataError(f"{path}: cannot tell the format; set data.format to one of {', '.join(sorted(FORMATS))}")
-        arrays, name = FORMATS[fmt](p, guard=guard, **options), Path(path).name
+        arrays, name = FORMATS[fmt](p, guard=guard, **options), p.name
 
     y, classes = _labels(arrays.y, arrays.classes, name)
     x = _as_rows(arrays.x)

@@ -370,6 +370,7 @@ def prepare(data, features: list | None, augment: Any = None, *, seed: int = 0, 
     try:
         x_train = pipeline.fit(x_train, seed)
         x_val, x_test = pipeline.transform(data.x_val), pipeline.transform(data.x_test)
-    except (ValueError, TypeError) as e:  # e.g. text steps on images, a frame longer than the waveform
-        raise DataError(f"{data.name}: data.features: {e}") from None
+    except (ValueError, TypeError, IndexError) as e:  # e.g. text steps on images, a frame longer than the waveform
+        # numpy's and the steps' own words may quote a row ("could not convert string to float: '...'")
+        raise DataError(f"{data.name}: data.features: the steps cannot take these rows ({type(e).__name__}; rows of shape {data.x_train.shape[1:]}, {data.x_train.dtype})") from None
     return dataclasses.replace(data, x_train=x_train, y_train=y_train, x_val=x_val, x_test=x_test, pipeline=pipeline if pipeline else None)

@@ -42,7 +42,7 @@ def run_search_cli(raw: dict, out_dir: Optional[Path], address: Optional[str], o
     from xsharp.cluster.search import run_search, trial_specs
 
     with user_errors():
-        settings, params, trials = trial_specs(raw)
+        settings, params, trials = trial_specs(raw, max_trials=None)  # your own run: no server's cap
     name = trials[0][1].name.rsplit("-t", 1)[0]
     out_dir = out_dir or Path("runs") / name
     names = [p.name for p in params]
@@ -55,7 +55,7 @@ def run_search_cli(raw: dict, out_dir: Optional[Path], address: Optional[str], o
         try:
             with runtime.connect(address) as info, Live(console=err, refresh_per_second=4, transient=True, auto_refresh=err.is_terminal) as live:
                 err.print(f"[dim]· Ray {'embedded' if info.embedded else 'cluster at'} {info.address}: {info.cpus:g} CPU[/]")
-                result = run_search(raw, out_dir, on_update=lambda ts: live.update(view(ts)) if err.is_terminal else None)
+                result = run_search(raw, out_dir, on_update=lambda ts: live.update(view(ts)) if err.is_terminal else None, max_trials=None)
         except Exception as e:
             from xsharp.cluster.runtime import RuntimeConnectError
 

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from xsharp.fileguard import FileGuard, Forbidden
+from xsharp.fileguard import DataError, FileGuard, Forbidden
 
 GiB = 1024**3
 
@@ -73,6 +73,17 @@ class Policy:
 def _guard(policy: Policy) -> FileGuard:
     """One guard per policy and process: building one resolves a dozen paths, every submit asks."""
     return FileGuard(roots=tuple(policy.data_roots), denied=(*policy.denied, *ray_private_trees()), max_file_bytes=policy.max_file_bytes)
+
+
+def public_reason(error: BaseException) -> str:
+    """Why a service job (or trial) failed, as its user may read it. Our own errors name the field
+    and the problem and are shown whole; any other exception's text could quote the data a job
+    read (a converter's 'could not convert string to float: ...'), so only its type is."""
+    from xsharp.spec import SpecError
+
+    if isinstance(error, (SpecError, DataError, MemoryError)):
+        return f"{type(error).__name__}: {error}" if isinstance(error, MemoryError) else str(error)
+    return f"{type(error).__name__} in the job's runner (the server's log has the details)"
 
 
 def data_fields(data: dict) -> list[tuple[str, str]]:

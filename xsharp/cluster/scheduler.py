@@ -20,6 +20,8 @@ import urllib.request
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
+from .policy import Policy, public_reason
+
 log = logging.getLogger(__name__)
 
 
@@ -157,8 +159,6 @@ class Scheduler:
 
     def __init__(self, store, *, slice_seconds: float = 600.0, tick: float = 0.5, checkpoint_every: float = 30.0,
                  max_failures: int = 3, webhook: str | None = None, placement_timeout: float = 5.0, policy=None):
-        from .policy import Policy
-
         self.store, self.slice_seconds, self.tick_seconds = store, slice_seconds, tick
         self.policy = policy or Policy(denied=(store.root,))
         self.checkpoint_every, self.max_failures, self.webhook = checkpoint_every, max_failures, webhook
@@ -394,7 +394,8 @@ class Scheduler:
                     reason = f"bad input: {cause}"
                 self.store.transition(job_id, ["RUNNING"], "FAILED", reason, error=reason, finished=time.time(), request=None)
                 return self._notify(job_id)
-            return self._retry(job_id, f"{type(cause).__name__ if cause else 'error'}: {cause or e}")
+            log.warning("job %s failed in its runner: %s", job_id, cause or e)  # the whole text, for the admin
+            return self._retry(job_id, public_reason(cause) if cause else "the job's runner failed (the server's log has the details)")
         except ray.exceptions.RayActorError as e:
             return self._retry(job_id, f"worker died: {str(e).splitlines()[0]}")
         self._release(job_id)
@@ -428,6 +429,7 @@ class Scheduler:
         self._notify(job_id)
 
     def _retry(self, job_id: int, reason: str) -> None:
+        """A failure that may pass: the job goes back to the queue, up to ``max_failures`` times."""
         self._release(job_id)
         job = self.store.get(job_id)
         failures = job.failures + 1

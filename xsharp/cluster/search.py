@@ -36,7 +36,7 @@ from pydantic_core import PydanticCustomError
 
 from xsharp.spec import JobSpec, SpecError, _show, format_errors, parse_spec
 
-from .policy import Policy
+from .policy import Policy, public_reason
 
 # option name -> (low, high, log scale, integer) for `auto`
 AUTO_PRIORS: dict[str, tuple[float, float, bool, bool]] = {
@@ -421,7 +421,7 @@ class _Slot:
         from .jobrunner import JobRunner
 
         res = spec.resources
-        self.spec, self.bundle = spec, bundle
+        self.spec, self.bundle, self.policy = spec, bundle, policy
         self.local = spec.mode == "local"
         self.owns_pg = pg is None
         if pg is None:
@@ -588,10 +588,10 @@ def run_search(
                         outcome = ray.get(s.ref)
                     except Exception as e:  # a failed trial is recorded, not fatal
                         cause = getattr(e, "cause", None) or e
-                        t.state, t.error = "FAILED", f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+                        t.state, t.error = "FAILED", public_reason(cause) if policy is not None else f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
                         if isinstance(e, ray.exceptions.RayActorError):  # the runner died: give the slot a new one
                             s.close()
-                            s.__init__(specs.spec(t.id), None if s.owns_pg else s.pg, s.bundle)
+                            s.__init__(specs.spec(t.id), None if s.owns_pg else s.pg, s.bundle, s.policy)
                     else:
                         if outcome[0] == "stopped":
                             t.state = "STOPPED"
