@@ -237,3 +237,16 @@ def test_the_fast_json_check_agrees_with_the_close_one():
 
     for body in bodies:
         assert verdict(check_json, body) == verdict(_check_json_closely, body), body[:40]
+
+
+def test_a_body_from_someone_the_server_does_not_know_is_never_read(api_server):
+    """An unauthenticated megabyte of nested JSON would cost the server most of a second to walk."""
+    url, token = api_server
+    hostile = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    for headers, why in (({}, "a bearer token is required"), ({"Authorization": "Bearer xs_not-a-token"}, "unknown token"),
+                         ({"Authorization": "Basic eDp5"}, "a bearer token is required")):
+        r = httpx.post(f"{url}/v1/jobs", content=hostile, headers=JSON | headers, timeout=30)
+        assert (r.status_code, r.json()["detail"]) == (401, [why])
+        assert r.headers["WWW-Authenticate"] == "Bearer"
+    r = httpx.post(f"{url}/v1/jobs", content=hostile, headers=JSON | {"Authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 422 and "nested deeper than" in r.json()["detail"][0]  # a known user's body is checked

@@ -181,6 +181,10 @@ class RequestBodyGate:
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
+        sends_body = (declared is not None and declared != b"0") or b"transfer-encoding" in headers
+        if sends_body and scope["path"].startswith("/v1/") and (refused := self._unknown_caller(scope, headers)):
+            # nobody unknown gets a megabyte read and walked: the route would refuse them anyway
+            return await error_response(401, [refused], {"WWW-Authenticate": "Bearer"})(scope, receive, send)
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await self._too_large(scope, receive, send)
         chunks, size, more = [], 0, True
@@ -212,6 +216,17 @@ class RequestBodyGate:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    @staticmethod
+    def _unknown_caller(scope, headers: dict) -> str | None:
+        """Why the caller is refused, in the words of ``auth.current_user``; None for a known token."""
+        store = getattr(getattr(scope.get("app"), "state", None), "store", None)
+        if store is None:  # not inside the app: the routes decide
+            return None
+        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return "a bearer token is required"
+        return None if store.user_for_token(token.strip()) is not None else "unknown token"
 
     async def _too_large(self, scope, receive, send):
         await error_response(413, [f"body: over {self.limit} bytes"])(scope, receive, send)
