@@ -65,3 +65,22 @@ def test_show_of_an_unknown_module_exits_2_with_the_known_names():
     for kind in MODULES:
         assert kind in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_every_recipe_reads_data_that_comes_with_the_clone():
+    """A new user has the clone and nothing beside it: no recipe may reach into ../shared."""
+    import yaml
+
+    from tests.conftest import ROOT
+
+    recipes = sorted((ROOT / "examples").glob("*.yaml"))
+    paths = [(r.name, yaml.safe_load(r.read_text())["data"].get("path")) for r in recipes]
+    named = [(name, path) for name, path in paths if path]
+    assert named  # the text recipes read a file
+    for name, path in named:
+        target = (ROOT / path).resolve()
+        assert target.is_relative_to(ROOT), (name, path)
+        if not target.exists():  # data a script in the clone makes first, as the recipe says
+            text = (ROOT / "examples" / name).read_text()
+            made_by = [w for w in text.split() if w.startswith("scripts/")]
+            assert made_by and (ROOT / made_by[0]).is_file() and path in text.split("First make the data")[1].splitlines()[0], (name, path)
