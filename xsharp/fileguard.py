@@ -46,6 +46,11 @@ def _opened_path(fd: int) -> Path | None:
         return None
 
 
+def _cannot_read(e: OSError, path, field_path: str) -> DataError:
+    why = "no such file or directory" if isinstance(e, FileNotFoundError) else f"cannot be read ({e.strerror})"
+    return DataError(f"{field_path}: {path}: {why}")
+
+
 def _within(path: Path, tree: Path) -> bool:
     return path == tree or path.is_relative_to(tree)
 
@@ -87,14 +92,16 @@ class FileGuard:
             os.fsencode(p)
         except UnicodeEncodeError:  # a lone surrogate from JSON's \ud800: no file has that name
             raise Forbidden(field_path, "a path must be valid text") from None
-        if self.roots is not None and ".." in p.parts:  # a symlink met before a '..' would tell what lies outside
-            raise Forbidden(field_path, "a path of a service job cannot hold '..'; name the file under a data root")
-        if self.roots is not None:
+        if self.roots is None:
+            p = p.expanduser()
+        else:
+            if ".." in p.parts:  # a symlink met before a '..' would tell what lies outside
+                raise Forbidden(field_path, "a path of a service job cannot hold '..'; name the file under a data root")
             if not self.roots:
                 raise Forbidden(field_path, "this server has no data roots: jobs read named datasets only (an admin adds roots with `xsharp server --data-root DIR`)")
             if not p.is_absolute():
                 p = self.roots[0] / p
-        real = Path(os.path.realpath(p.expanduser() if self.roots is None else p))
+        real = Path(os.path.realpath(p))
         self._check_place(real, field_path)
         return real
 
@@ -109,10 +116,8 @@ class FileGuard:
         real = self.resolve(path, field_path)
         try:
             st = os.stat(real)
-        except FileNotFoundError:
-            raise DataError(f"{field_path}: {path}: no such file or directory") from None
         except OSError as e:
-            raise DataError(f"{field_path}: {path}: cannot be read ({e.strerror})") from None
+            raise _cannot_read(e, path, field_path) from None
         self._check_stat(st, path, field_path, folder_ok=True)
         return real
 
@@ -130,10 +135,8 @@ class FileGuard:
         flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(real, flags)
-        except FileNotFoundError:
-            raise DataError(f"{field_path}: {path}: no such file or directory") from None
         except OSError as e:
-            raise DataError(f"{field_path}: {path}: cannot be read ({e.strerror})") from None
+            raise _cannot_read(e, path, field_path) from None
         try:
             self._check_stat(os.fstat(fd), path, field_path, folder_ok=False)
             if self.roots is not None:  # a folder on the way swapped for a symlink since resolve: where did we land?

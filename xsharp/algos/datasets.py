@@ -121,13 +121,12 @@ def read_idx(path: str | Path, guard: FileGuard = ANYWHERE, field: str = "data.p
             ndim = head[3]
             dims = struct.unpack(f">{ndim}i", f.read(4 * ndim))
             dtype = np.dtype(_IDX_TYPES[head[2]])
-            need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+            need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize  # before reading: the header may lie
             if min(dims, default=1) < 0 or (guard.max_file_bytes is not None and need > guard.max_file_bytes):
                 raise DataError(f"{path}: header says {dims}, {need} bytes of data, over this server's cap of {guard.max_file_bytes} bytes a file")
             raw = f.read(need)
     except (OSError, EOFError, struct.error) as e:
         raise DataError(f"{path}: not a readable IDX file ({_why(e)})") from None
-    need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(raw) < need:
         raise DataError(f"{path}: header says {dims} ({need} bytes of data) but the file holds {len(raw)}")
     return np.frombuffer(raw[:need], dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
@@ -340,10 +339,12 @@ def format_of(path: str | Path) -> str | None:
     return suffix if suffix in FORMATS else None
 
 
-def _check_classes(classes: list[str], where: str) -> list[str]:
-    """Class names are shown to the job's user and saved in its model: bounded in count and length."""
-    if len(classes) > MAX_CLASSES:
-        raise DataError(f"{where}: {len(classes)} distinct labels, over the cap of {MAX_CLASSES} classes (is data.label_column the right column?)")
+def _class_names(values, where: str) -> list[str]:
+    """Class names are shown to the job's user and saved in its model: bounded in count (before a
+    string is made of each) and in length."""
+    if len(values) > MAX_CLASSES:
+        raise DataError(f"{where}: {len(values)} distinct labels, over the cap of {MAX_CLASSES} classes (is data.label_column the right column?)")
+    classes = [str(v) for v in values]
     longest = max((len(c) for c in classes), default=0)
     if longest > MAX_CLASS_NAME:
         raise DataError(f"{where}: a label of {longest} characters, over the cap of {MAX_CLASS_NAME} (is data.label_column the right column?)")
@@ -359,11 +360,8 @@ def _labels(y: np.ndarray, classes: list[str] | None, where: str) -> tuple[np.nd
         if np.issubdtype(y.dtype, np.integer) and values.size and values.min() >= 0 and values.max() < MAX_CLASSES:
             classes = [str(i) for i in range(int(values.max()) + 1)]
             return y.astype(np.int64), classes
-        if len(values) > MAX_CLASSES:  # before a string is made of each
-            raise DataError(f"{where}: {len(values)} distinct labels, over the cap of {MAX_CLASSES} classes (is data.label_column the right column?)")
-        classes = _check_classes([str(v) for v in values], where)
-        return np.searchsorted(values, y).astype(np.int64), classes
-    classes = _check_classes(classes, where)
+        return np.searchsorted(values, y).astype(np.int64), _class_names(values, where)
+    classes = _class_names(classes, where)
     if not np.issubdtype(y.dtype, np.integer):  # names: map them onto the given classes
         index = {c: i for i, c in enumerate(classes)}
         unknown = {str(v) for v in y.tolist()} - set(index)

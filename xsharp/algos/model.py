@@ -15,7 +15,7 @@ import numpy as np
 from xsharp import backend
 
 from .flat import FlatLayout
-from .modules import CLASS_OPTIONS, Module, build, nll_loss
+from .modules import Module, build, nll_loss, with_classes
 from .modules.base import flat_size
 
 FORMAT_VERSION = 1
@@ -28,11 +28,7 @@ def count_parameters(layers: list[dict[str, dict]], in_shape: tuple[int, ...], n
     total, shape = 0, tuple(int(d) for d in in_shape)
     for item in layers:
         (kind, options), = item.items()
-        options = dict(options or {})
-        per_class = CLASS_OPTIONS.get(kind)  # softmax.units, elm.outputs: the data's classes, as in Model
-        if per_class is not None and options.get(per_class) is None:
-            options[per_class] = int(n_classes)
-        module = build(kind, options)
+        module = build(kind, with_classes(kind, options, n_classes))
         total += sum(flat_size(s) for s in module.param_shapes(shape).values())
         shape = module.output_shape(shape)
     return total
@@ -59,11 +55,7 @@ class Model:
         self.modules: list[Module] = []
         for item in layers:
             (kind, options), = item.items()
-            options = dict(options or {})
-            per_class = CLASS_OPTIONS.get(kind)  # softmax.units, elm.outputs
-            if per_class is not None and options.get(per_class) is None:
-                options[per_class] = self.n_classes
-            self.modules.append(build(kind, options))
+            self.modules.append(build(kind, with_classes(kind, options, self.n_classes)))
 
         host_rng = np.random.default_rng(backend.seed_of(seed, 0x1217))
         host_params, shapes, shape = [], [], self.in_shape

@@ -15,9 +15,14 @@ def get_store(request: Request) -> Store:
 
 
 def current_user(creds: HTTPAuthorizationCredentials | None = Depends(bearer), store: Store = Depends(get_store)) -> User:
-    if creds is None or not creds.credentials:
+    return user_for(creds.credentials if creds else None, store)
+
+
+def user_for(token: str | None, store: Store) -> User:
+    """The user ``token`` names, or 401 saying why not."""
+    if not token:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-    user = store.user_for_token(creds.credentials)
+    user = store.user_for_token(token)
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown token", headers={"WWW-Authenticate": "Bearer"})
     return user

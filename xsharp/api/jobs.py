@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, StreamingResponse
 
-from xsharp.fileguard import DataError, Forbidden
 from xsharp.cluster.policy import Policy, confine_data
 from xsharp.cluster.store import FINISHED, PAUSED, PREEMPTED, QUEUED, RUNNING, STOPPED, Store, TransitionError, User
+from xsharp.fileguard import DataError, Forbidden
 from xsharp.spec import JobSpec
 
 from .auth import current_user, get_store, visible_job
@@ -63,12 +63,13 @@ def submit(spec: JobSpec, user: User = Depends(current_user), store: Store = Dep
     """Queue a job. The body is a JobSpec (see `xsharp spec schema`). Data comes from a named
     dataset or a path under one of the server's data roots (403 otherwise); a job that can never
     fit the cluster is refused."""
-    data = admitted(spec.to_dict()["data"], spec.priority, user, policy)
+    raw = spec.to_dict()
+    raw["data"] = admitted(raw["data"], spec.priority, user, policy)
     reason = _never_fits(spec)
     if reason:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [reason])
     res = spec.resources
-    job = store.submit(user.name, spec.to_dict() | {"data": data}, spec.priority, res.workers * res.cpus_per_worker, res.workers * res.gpus_per_worker)
+    job = store.submit(user.name, raw, spec.priority, res.workers * res.cpus_per_worker, res.workers * res.gpus_per_worker)
     return _out(job)
 
 

@@ -46,10 +46,7 @@ def move_legacy_config(store_root: Path) -> Path | None:
             moved = write_config(data.get("url") or DEFAULT_URL, data["token"])
         else:  # the user's config already holds a token (another server's?): keep this one beside it
             moved = config_path().with_name(config_path().name + ".from-store")
-            fd = os.open(moved, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(yaml.safe_dump({"url": data.get("url") or DEFAULT_URL, "token": data["token"]}))
+            _write_private(moved, {"url": data.get("url") or DEFAULT_URL, "token": data["token"]})
     legacy.unlink()
     return moved
 
@@ -67,12 +64,15 @@ def write_config(url: str, token: str) -> Path:
     """The client config, created 0600 (never readable by anyone else, not for a moment)."""
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _write_private(path, {"url": url, "token": token})
+    return path
+
+
+def _write_private(path: Path, data: dict) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT: tighten it before the token goes in
     with os.fdopen(fd, "w") as f:
-        f.write(yaml.safe_dump({"url": url, "token": token}))
-    path.chmod(0o600)
-    return path
+        f.write(yaml.safe_dump(data))
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from xsharp.cluster.policy import Policy
+from xsharp.cluster.policy import Policy, default_runner_memory
 
 from .common import err, fail, out
 
@@ -50,8 +50,6 @@ def server(
     from xsharp.cluster import runtime
     from xsharp.cluster.scheduler import Scheduler
     from xsharp.cluster.store import HOME_ENV, Store
-
-    from xsharp.cluster.policy import default_runner_memory
 
     from .client import config_path, move_legacy_config, read_config, write_config
 

@@ -18,10 +18,10 @@ from collections import deque
 import ray
 
 from xsharp.algos.training import Stopped, TrainState
+from xsharp.backend import cap_heap
+from xsharp.fileguard import ANYWHERE
 from xsharp.parallel import RunContext, get_mode
 from xsharp.spec import parse_spec
-
-from xsharp.backend import cap_heap
 
 from .policy import Policy
 from .runner import check_against_data, load_data, summarize
@@ -33,8 +33,10 @@ class JobRunner:
         # A job of the service: its files come through the server's data roots, its process
         # has a memory limit, its model a parameter cap. None: a user's own run, unconfined.
         self._policy = policy
-        if policy is not None:
-            cap_heap(policy.runner_memory_bytes)
+        self._guard = policy.guard() if policy else ANYWHERE
+        self._max_parameters = policy.max_parameters if policy else None
+        self._memory_limit = policy.runner_memory_bytes if policy else None
+        cap_heap(self._memory_limit)
         self._events: deque = deque()
         self._stops: dict[int, threading.Event] = {}
         self._decided = threading.Event()
@@ -93,13 +95,13 @@ class JobRunner:
         spec = parse_spec(spec_dict)
         key = json.dumps([spec.data.model_dump(), spec.seed], sort_keys=True)
         if key not in self._data:
-            self._data = {key: load_data(spec, self._policy.guard() if self._policy else None)}  # keep one: trials of a search share their data
+            self._data = {key: load_data(spec, self._guard)}  # keep one: trials of a search share their data
         data = self._data[key]
         if fold is not None:  # cross-validation: (fold, folds) of the training rows validate
             from .search import cv_fold
 
             data = cv_fold(data, fold[0], fold[1], spec.seed)
-        check_against_data(spec, data, self._policy.max_parameters if self._policy else None)
+        check_against_data(spec, data, self._max_parameters)
         events = self._events
         gates = set(gate_epochs)
 
@@ -120,7 +122,7 @@ class JobRunner:
             on_checkpoint=lambda state: events.append(("checkpoint", state)),
             checkpoint_every=checkpoint_every,
             placement_group=placement_group,
-            memory_limit=self._policy.runner_memory_bytes if self._policy else None,
+            memory_limit=self._memory_limit,
         )
         try:
             result = get_mode(spec.mode).run(spec, ctx)

@@ -61,6 +61,11 @@ class Policy:
     max_user_priority: int = 10
     stop_grace_seconds: float = 30.0
 
+    @classmethod
+    def guarding(cls, store_root: Path) -> "Policy":
+        """The defaults, with the job store denied: an app or scheduler made without a server's settings."""
+        return cls(denied=(store_root,))
+
     def guard(self) -> FileGuard:
         return _guard(self)
 
@@ -81,8 +86,10 @@ def public_reason(error: BaseException) -> str:
     read (a converter's 'could not convert string to float: ...'), so only its type is."""
     from xsharp.spec import SpecError
 
-    if isinstance(error, (SpecError, DataError, MemoryError)):
-        return f"{type(error).__name__}: {error}" if isinstance(error, MemoryError) else str(error)
+    if isinstance(error, (SpecError, DataError)):
+        return str(error)
+    if isinstance(error, MemoryError):
+        return f"MemoryError: {error}"
     return f"{type(error).__name__} in the job's runner (the server's log has the details)"
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from xsharp.algos import Model, datasets
-from xsharp.fileguard import ANYWHERE, FileGuard
 from xsharp.algos.training import Progress
+from xsharp.fileguard import ANYWHERE, FileGuard
 from xsharp.parallel import RunContext, get_mode
 from xsharp.parallel.execution import build_model
 from xsharp.spec import JobSpec, SpecError
@@ -34,7 +34,7 @@ class JobResult:
     out_dir: Path | None
 
 
-def load_data(spec: JobSpec, guard: FileGuard | None = None) -> datasets.Dataset:
+def load_data(spec: JobSpec, guard: FileGuard = ANYWHERE) -> datasets.Dataset:
     """The spec's data, split, with its ``features`` fitted on the training rows (``data.pipeline``).
     ``guard``: which files a path may reach (default: any, as the user running it)."""
     from xsharp import backend
@@ -55,7 +55,7 @@ def load_data(spec: JobSpec, guard: FileGuard | None = None) -> datasets.Dataset
         duration=d.duration,
         label_column=d.label_column,
         text_column=d.text_column,
-        guard=guard or ANYWHERE,
+        guard=guard,
     )
     device = "gpu" if spec.resources.device != "cpu" and backend.gpu_count() > 0 else "cpu"
     return features.prepare(data, d.features, d.augment, seed=spec.seed, sample_rate=d.sample_rate, device=device)
@@ -65,7 +65,7 @@ def check_against_data(spec: JobSpec, data: datasets.Dataset, max_parameters: in
     """What the spec cannot know until the data is loaded: class count, layer shapes and (with
     ``max_parameters``, a server's cap) the model's size, before anything is allocated."""
     from xsharp.algos.model import count_parameters
-    from xsharp.algos.modules import CLASS_OPTIONS, build
+    from xsharp.algos.modules import CLASS_OPTIONS, build, with_classes
 
     shape = data.in_shape
     for i, layer in enumerate(spec.layers):
@@ -74,7 +74,7 @@ def check_against_data(spec: JobSpec, data: datasets.Dataset, max_parameters: in
         if per_class is not None and options.get(per_class, data.n_classes) != data.n_classes:
             raise SpecError([f"model[{i}].{kind}.{per_class}: the data has {data.n_classes} classes, got {options[per_class]}"], spec.name)
         try:
-            shape = build(kind, options | ({per_class: data.n_classes} if per_class else {})).output_shape(shape)
+            shape = build(kind, with_classes(kind, options, data.n_classes)).output_shape(shape)
         except ValueError as e:  # a window larger than its input, say
             raise SpecError([f"model[{i}].{kind}: {e} (input shape {tuple(shape)})"], spec.name) from None
     if max_parameters is not None:

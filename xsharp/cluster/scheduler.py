@@ -158,9 +158,9 @@ class Scheduler:
     """Runs in the server: each tick it supervises running jobs, then plans and starts/stops jobs."""
 
     def __init__(self, store, *, slice_seconds: float = 600.0, tick: float = 0.5, checkpoint_every: float = 30.0,
-                 max_failures: int = 3, webhook: str | None = None, placement_timeout: float = 5.0, policy=None):
+                 max_failures: int = 3, webhook: str | None = None, placement_timeout: float = 5.0, policy: Policy | None = None):
         self.store, self.slice_seconds, self.tick_seconds = store, slice_seconds, tick
-        self.policy = policy or Policy(denied=(store.root,))
+        self.policy = policy or Policy.guarding(store.root)
         self.checkpoint_every, self.max_failures, self.webhook = checkpoint_every, max_failures, webhook
         self.placement_timeout = placement_timeout
         self.active: dict[int, _Active] = {}

@@ -25,6 +25,15 @@ MODULES: dict[str, type[Module]] = {
 CLASS_OPTIONS: dict[str, str] = {Softmax.kind: "units", ELM.kind: "outputs"}
 
 
+def with_classes(kind: str, options: dict | None, n_classes: int) -> dict:
+    """``options`` with the data's class count where ``kind`` takes one (CLASS_OPTIONS) and none is given."""
+    options = dict(options or {})
+    per_class = CLASS_OPTIONS.get(kind)
+    if per_class is not None and options.get(per_class) is None:
+        options[per_class] = int(n_classes)
+    return options
+
+
 def build(kind: str, options: dict | Options | None = None) -> Module:
     """A module instance from its spec name and options."""
     try:
@@ -55,4 +64,5 @@ __all__ = [
     "ELMAutoEncoder",
     "log_softmax",
     "nll_loss",
+    "with_classes",
 ]
