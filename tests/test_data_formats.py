@@ -183,7 +183,7 @@ def test_data_spec_fields_name_their_path():
     assert problems({"path": "x", "format": "csv", "label_column": "category", "text_column": "text"}) == []
     assert problems({"path": "x", "test_speakers": 1.5})[0].startswith("data.test_speakers: must be a non-empty list")
     assert problems({"path": "x", "sample_rate": 10}) == ["data.sample_rate: must be >= 1000, got 10"]
-    assert problems({"path": "x", "format": "wave"})[0].startswith("data.format: unknown format; known: csv, idx, npz, wav")
+    assert problems({"path": "x", "format": "wave"})[0].startswith("data.format: unknown format; known: audio, csv, idx, images, npz, table, text, wav")
     assert problems({"path": "x", "features": [{"tfidf": {"ngrams": 5}}]}) == ["data.features[0].tfidf.ngrams: must be <= 3, got 5"]
     assert problems({"path": "x", "features": [{"logmel": {"n_mel": 3}}]}) == ["data.features[0].logmel.n_mel: unknown field; did you mean 'n_mels'?"]
     assert problems({"path": "x", "features": ["fft"]})[0].startswith("data.features[0]: must be one step as {name: options}")

@@ -137,7 +137,14 @@ class DataSpec(_Strict):
         json_schema_extra={"oneOf": [{"required": [k], "properties": {k: {"type": "string"}}} for k in ("dataset", "path")]}
     )
 
-    dataset: str | None = Field(None, description=f"a named dataset: {', '.join(sorted(datasets.NAMED))}", json_schema_extra=_one_of(datasets.NAMED))
+    dataset: str | None = Field(
+        None,
+        description=f"a bundled dataset ({', '.join(sorted(datasets.NAMED))}) or an imported one: NAME, NAME@VERSION, OWNER/NAME[@VERSION] (xsharp data list)",
+        json_schema_extra={"pattern": r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,63}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,63}(?:@[0-9]{1,9})?$"},
+    )
+    stream: bool | None = Field(
+        None, description="an imported dataset: true streams its shards (local and data_parallel modes), false reads it whole; default: stream when it is over 1 GiB as floats"
+    )
     path: str | None = Field(None, description="a data file; its format comes from the suffix or `format`")
     format: str | None = Field(None, description=f"file format: {', '.join(sorted(datasets.FORMATS))}", json_schema_extra=_one_of(datasets.FORMATS))
     test_fraction: float = Field(0.2, ge=0, lt=1, description="share held out for test when the data has no test split")
@@ -151,6 +158,17 @@ class DataSpec(_Strict):
     )
     label_column: str | None = Field(None, description="csv: the label column (default 'label')")
     text_column: str | None = Field(None, description="csv: the text column (default 'text')")
+    size: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="images: [H, W] every image is brought to (default: the images' own size, which must then agree)"
+    )
+    resize: Literal["squash", "crop", "fill"] | None = Field(
+        None, description="images with a size: squash (ignore the aspect ratio, the default), crop (fit the short side, cut the centre) or fill (fit the long side, pad with zeros)"
+    )
+    channels: Literal[1, 3] | None = Field(None, description="images: 1 (grey, (H, W)) or 3 (RGB, (3, H, W), the default)")
+    feature_columns: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(min_length=1, max_length=65536)] | None = Field(
+        None, description="table: the feature columns (default: every column but the label)"
+    )
+    skip_bad: bool = Field(False, description="image and audio folders: leave out unreadable files (counted) instead of stopping at the first")
     features: list[FeatureStep] = Field(
         default_factory=list, max_length=MAX_STEPS, description=f"preprocessing fitted on the training rows and saved with the model; steps: {', '.join(STEPS)}"
     )
@@ -175,8 +193,12 @@ class DataSpec(_Strict):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v):
-        if v is not None and v not in datasets.NAMED:
-            raise PydanticCustomError("dataset", "unknown dataset; known: {known}", {"known": ", ".join(sorted(datasets.NAMED))})
+        from xsharp.data.catalog import DatasetRef
+
+        if v is not None and v not in datasets.NAMED and not DatasetRef.looks_like(v):
+            raise PydanticCustomError(
+                "dataset", "not a dataset name: a bundled one ({known}) or an imported one (NAME, NAME@VERSION or OWNER/NAME[@VERSION], at most 64 letters, digits, '.', '_' or '-' a part)", {"known": ", ".join(sorted(datasets.NAMED))}
+            )
         return v
 
     @field_validator("format")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,9 @@ class Dataset:
     classes: list[str] = field(default_factory=list)
     test_speakers: list[str] = field(default_factory=list)  # speakers held out whole for test, if any
     pipeline: Any = None  # the fitted features.Pipeline that made x_* from the raw rows (None: raw)
+    columns: list[str] = field(default_factory=list)  # tables: the name of each column of x
+    first_missing: dict[str, int] = field(default_factory=dict)  # tables: column -> first data row (1-based) with no number
+    skipped: int = 0  # files left out as unreadable (data.skip_bad)
 
     @property
     def in_shape(self) -> tuple[int, ...]:
@@ -53,11 +57,18 @@ class Dataset:
     def n_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def n_train(self) -> int:
+        return len(self.y_train)
+
+    train = None  # in memory; a StreamedData (xsharp.data.stream) streams its training rows from shards
+
     def __repr__(self) -> str:
         return (
             f"Dataset({self.name}: {len(self.y_train)} train, {len(self.y_val)} val, {len(self.y_test)} test, "
             f"shape {self.in_shape}, {self.n_classes} classes"
             + (f", {len(self.test_speakers)} speakers held out for test" if self.test_speakers else "")
+            + (f", {self.skipped} unreadable files skipped" if self.skipped else "")
             + ")"
         )
 
@@ -72,6 +83,9 @@ class Arrays:
     y_test: np.ndarray | None = None
     classes: list[str] | None = None
     speakers: np.ndarray | None = None  # one name per row of x (WAV folders): test can hold out whole speakers
+    skipped: int = 0  # files left out as unreadable (skip_bad)
+    columns: list[str] | None = None  # tables: the name of each column of x
+    first_missing: dict[str, int] | None = None  # tables: column -> first data row (1-based) with no number
 
 
 def _digits(**_: Any) -> Arrays:
@@ -316,12 +330,65 @@ def _npz(path: Path, guard: FileGuard = ANYWHERE, **_: Any) -> Arrays:
     raise DataError(f"{path}: expected arrays x and y (or x_train, y_train, x_test, y_test); found {len(data)} other array(s)")
 
 
-FORMATS: dict[str, Callable[..., Arrays]] = {"npz": _npz, "idx": _idx, "wav": _wav_folder, "csv": _csv}
+def _images(path: Path, **options: Any) -> Arrays:
+    from xsharp.data.images import read_image_folder
+
+    return read_image_folder(path, **options)
+
+
+def _audio(path: Path, **options: Any) -> Arrays:
+    from xsharp.data.audio_folder import read_audio_folder
+
+    return read_audio_folder(path, **options)
+
+
+def _table(path: Path, **options: Any) -> Arrays:
+    from xsharp.data.tables import read_table
+
+    return read_table(path, **options)
+
+
+def _text(path: Path, **options: Any) -> Arrays:
+    from xsharp.data.text import read_text
+
+    return read_text(path, **options)
+
+
+# images, audio, table, text: users' own data, read by xsharp.data's readers
+FORMATS: dict[str, Callable[..., Arrays]] = {
+    "npz": _npz, "idx": _idx, "wav": _wav_folder, "csv": _csv, "images": _images, "audio": _audio, "table": _table, "text": _text,
+}
+_SUFFIX_FORMATS = {"npz": "npz", "idx": "idx", "wav": "wav", "csv": "csv", "parquet": "table", "pq": "table", "jsonl": "text", "ndjson": "text"}
+
+
+def _class_folders_hold(folder: Path) -> str | None:
+    """``images`` or ``audio`` when the class folders under ``folder`` (or under its ``train/``)
+    hold image or audio files: the first file of a known suffix decides."""
+    from xsharp.data.audio_folder import AUDIO_SUFFIXES
+    from xsharp.data.images import IMAGE_SUFFIXES
+
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    train = folder / "train"
+    if train in subfolders:
+        subfolders = [train, *sorted(p for p in train.iterdir() if p.is_dir() and not p.name.startswith(".")), *subfolders]
+    for sub in subfolders:
+        try:
+            with os.scandir(sub) as entries:  # stops at the first file of a known suffix
+                for entry in entries:
+                    suffix = Path(entry.name).suffix.lower()
+                    if suffix in IMAGE_SUFFIXES:
+                        return "images"
+                    if suffix in AUDIO_SUFFIXES:
+                        return "audio"
+        except OSError:  # unreadable: the reader will say so
+            continue
+    return None
 
 
 def format_of(path: str | Path) -> str | None:
     """The format a path's name (or, for a folder, its files) says: ``x.npz``, ``t.csv.bz2``,
-    ``train-images-idx3-ubyte.gz``, a folder of ``.wav`` files or of IDX files."""
+    ``train-images-idx3-ubyte.gz``, ``t.parquet`` (a table), ``t.jsonl.gz`` (text), a folder of
+    ``.wav`` files or of IDX files, a folder of class folders of images or of audio."""
     p = Path(path)
     if p.is_dir():
         names = [f.name for f in p.iterdir()]
@@ -329,14 +396,13 @@ def format_of(path: str | Path) -> str | None:
             return "wav"
         if any("-idx" in n for n in names):
             return "idx"
-        return None
+        return _class_folders_hold(p)
     name = p.name.lower()
     for compressed in (".gz", ".bz2"):
         name = name.removesuffix(compressed)
     if "-idx" in name or name.endswith(".idx"):
         return "idx"
-    suffix = Path(name).suffix.lstrip(".")
-    return suffix if suffix in FORMATS else None
+    return _SUFFIX_FORMATS.get(Path(name).suffix.lstrip("."))
 
 
 def _class_names(values, where: str) -> list[str]:
@@ -477,7 +543,8 @@ def load(
     ``test_speakers`` (names, or a share of the speakers) holds out whole speakers for test
     instead; ``validation_fraction`` is taken from the training rows; ``limit`` keeps the first
     rows of a seeded shuffle (handy for quick runs). ``options`` go to the format's reader
-    (``labels``, ``sample_rate``, ``duration``, ``label_column``, ``text_column``). ``guard``
+    (``labels``, ``sample_rate``, ``duration``, ``label_column``, ``text_column``, ``size``,
+    ``resize``, ``channels``, ``feature_columns``, ``skip_bad``). ``guard``
     decides which files a path may reach (a job of the service: its data roots).
     """
     if (dataset is None) == (path is None):
@@ -521,4 +588,5 @@ def load(
     else:
         x, y, x_test, y_test = _split(x, y, test_fraction, seed)
     x_train, y_train, x_val, y_val = _split(x, y, validation_fraction, seed + 1)
-    return Dataset(name, x_train, y_train, x_val, y_val, x_test, y_test, classes, held)
+    return Dataset(name, x_train, y_train, x_val, y_val, x_test, y_test, classes, held,
+                   columns=list(arrays.columns or []), first_missing=dict(arrays.first_missing or {}), skipped=arrays.skipped)

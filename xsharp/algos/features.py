@@ -264,7 +264,142 @@ class Word2Vec(_Text):
         return average_embeddings(self._ids(x), self.state["vectors"], weights)
 
 
-STEPS: dict[str, type[Step]] = {cls.kind: cls for cls in (Standardize, LogMel, MFCC, CMVN, StackFrames, BagOfWords, TfIdf, Word2Vec)}
+# --------------------------------------------------------------------------- tables
+def _numbers_only(column: np.ndarray) -> bool:
+    return all(issubclass(t, (float, int, np.floating, np.integer)) and t is not bool for t in set(map(type, column)))
+
+
+def _text_columns(x: np.ndarray) -> list[int]:
+    """The columns of a 2-D table that hold text: in an ``object`` table, those with any value
+    that is not a number (a str, or None for a missing category)."""
+    if x.dtype != object:
+        return []
+    return [j for j in range(x.shape[1]) if not _numbers_only(x[:, j])]
+
+
+def _table(x: Any, kind: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{kind} works on tables (rows, columns); rows here have shape {x.shape[1:]}")
+    return x
+
+
+class OneHotOptions(StepOptions):
+    max_categories: int = Field(1000, ge=1, le=65536, description="categories kept per text column, the most frequent in the training rows")
+
+
+class OneHot(Step):
+    """Each text column becomes one 0/1 column per category of the training rows (sorted by name;
+    over ``max_categories``, the most frequent); a category the training rows lack, or a missing
+    one, is all zeros. Number columns pass through, in their place."""
+
+    kind = "onehot"
+    summary = "tables: each text column -> one 0/1 column per category of the training rows; number columns pass through"
+    Options = OneHotOptions
+
+    def fit(self, x, seed, device):
+        x = _table(x, self.kind)
+        columns = _text_columns(x)
+        categories: list[np.ndarray] = []
+        for j in columns:
+            names, counts = np.unique(np.array([v for v in x[:, j] if isinstance(v, str)], dtype=str), return_counts=True)
+            if len(names) > self.options.max_categories:  # the most frequent, ties by name, then back in name order
+                names = names[np.sort(np.argsort(-counts, kind="stable")[: self.options.max_categories])]
+            categories.append(names)
+        self.state = {
+            "width": np.array(x.shape[1], dtype=np.int64),
+            "columns": np.array(columns, dtype=np.int64),
+            "sizes": np.array([len(c) for c in categories], dtype=np.int64),
+            "categories": np.concatenate(categories) if categories else np.array([], dtype=str),
+        }
+        self._lookup = None
+
+    def _lookups(self) -> dict[int, tuple[dict[str, int], int]]:
+        """Text column -> ({category: its output column, counted from the column's first}, count)."""
+        if getattr(self, "_lookup", None) is None:
+            names = [str(c) for c in self.state["categories"]]
+            bounds = np.concatenate([[0], np.cumsum(self.state["sizes"])]).astype(int)
+            self._lookup = {
+                int(j): ({c: k for k, c in enumerate(names[bounds[i] : bounds[i + 1]])}, int(bounds[i + 1] - bounds[i]))
+                for i, j in enumerate(self.state["columns"])
+            }
+        return self._lookup
+
+    def transform(self, x):
+        x = _table(x, self.kind)
+        width = int(self.state["width"])
+        if x.shape[1] != width:
+            raise ValueError(f"onehot: rows of {x.shape[1]} columns; it was fitted on {width}")
+        lookups = self._lookups()
+        out = np.zeros((len(x), width - len(lookups) + int(self.state["sizes"].sum())), dtype=np.float32)
+        k = 0
+        for j in range(width):
+            if j not in lookups:
+                out[:, k] = x[:, j].astype(np.float32)
+                k += 1
+                continue
+            index, size = lookups[j]
+            hits = np.array([index.get(v, -1) if isinstance(v, str) else -1 for v in x[:, j]], dtype=np.int64)
+            rows = np.flatnonzero(hits >= 0)
+            out[rows, k + hits[rows]] = 1.0
+            k += size
+        return out
+
+
+class ImputeOptions(StepOptions):
+    strategy: Literal["mean", "median", "most_frequent", "constant"] = Field(
+        "mean", description="what fills a missing value: the training rows' mean, median or most frequent value of its column, or `value`"
+    )
+    value: float = Field(0.0, ge=-1e30, le=1e30, description="constant: the value filled in; any strategy: a column with no value in the training rows")
+
+
+class Impute(Step):
+    """Missing numbers (NaN) replaced, per column (per input value of any row shape), by what
+    ``strategy`` learns from the training rows. Text columns of a table pass untouched."""
+
+    kind = "impute"
+    summary = "missing numbers (NaN) -> each column's training mean, median, most frequent value or a constant"
+    Options = ImputeOptions
+
+    def _fill(self, column: np.ndarray) -> float:
+        present = column[~np.isnan(column)]
+        strategy = self.options.strategy
+        if strategy == "constant" or present.size == 0:
+            return self.options.value
+        if strategy == "mean":
+            return float(present.mean())
+        if strategy == "median":
+            return float(np.median(present))
+        values, counts = np.unique(present, return_counts=True)
+        return float(values[np.argmax(counts)])  # the smallest of the most frequent
+
+    def fit(self, x, seed, device):
+        x = np.asarray(x)
+        if x.dtype == object:
+            x = _table(x, self.kind)
+            text = set(_text_columns(x))
+            fill = [np.nan if j in text else self._fill(x[:, j].astype(np.float64)) for j in range(x.shape[1])]
+        else:
+            flat = x.reshape(len(x), -1).astype(np.float64)
+            fill = [self._fill(flat[:, j]) for j in range(flat.shape[1])]
+        self.state = {"fill": np.array(fill, dtype=np.float32)}  # NaN: a text column, left alone
+
+    def transform(self, x):
+        x = np.asarray(x)
+        fill = self.state["fill"]
+        if x.dtype == object:
+            out = _table(x, self.kind).copy()
+            for j in np.flatnonzero(~np.isnan(fill)):
+                column = out[:, j].astype(np.float64)
+                out[:, j] = np.where(np.isnan(column), fill[j], column).tolist()
+            return out
+        flat = x.reshape(len(x), -1).astype(np.float32)
+        return np.where(np.isnan(flat), fill, flat).reshape(x.shape)
+
+
+STEPS: dict[str, type[Step]] = {
+    cls.kind: cls for cls in (Standardize, LogMel, MFCC, CMVN, StackFrames, BagOfWords, TfIdf, Word2Vec, OneHot, Impute)
+}
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -322,14 +457,19 @@ class Pipeline:
     def _apply(self, step: Step, x: Any) -> Any:
         """One step over all rows, in chunks, on the pipeline's device where the step allows."""
         if len(x) == 0:  # run one blank row to learn the output shape
-            blank = np.array([""], dtype=object) if np.asarray(x).dtype == object else np.zeros((1, *np.shape(x)[1:]), np.float32)
+            x = np.asarray(x)
+            if x.dtype == object:  # a text (""), or a table's row of missing values
+                blank = np.array([""], dtype=object) if x.ndim == 1 else np.full((1, *x.shape[1:]), np.nan, dtype=object)
+            else:
+                blank = np.zeros((1, *x.shape[1:]), np.float32)
             return np.asarray(self._apply(step, blank))[:0]
         parts = []
         for lo in range(0, len(x), CHUNK):
             rows = x[lo : lo + CHUNK]
             if step.on_device:
                 rows = backend.to_device(rows, self.device)
-            parts.append(backend.to_host(step.transform(rows)).astype(np.float32, copy=False))
+            out = np.asarray(backend.to_host(step.transform(rows)))
+            parts.append(out if out.dtype == object else out.astype(np.float32, copy=False))  # object: a table impute left text in
         return np.concatenate(parts)
 
     # ----------------------------------------------------------------- persistence
@@ -349,11 +489,61 @@ class Pipeline:
         return pipeline
 
 
-def prepare(data, features: list | None, augment: Any = None, *, seed: int = 0, sample_rate: int | None = None, device: str = "cpu"):
-    """The dataset the model trains on: augmented training images, then ``features`` fitted on the
-    training rows and applied to every split. The fitted pipeline rides along as ``data.pipeline``."""
+def _kind_of(item: Any) -> str:
+    """The kind of a ``features`` item: a validated spec item, ``{kind: options}`` or ``kind``."""
+    if isinstance(item, BaseModel):
+        return next(iter(type(item).model_fields))
+    return item if isinstance(item, str) else next(iter(item))
+
+
+def _first_missing(x: np.ndarray) -> int | None:
+    """The first column (of a table; else the first input value of a row) holding a NaN, if any."""
+    if x.dtype == object:
+        if x.ndim != 2:
+            return None
+        text = set(_text_columns(x))
+        return next((j for j in range(x.shape[1]) if j not in text and np.isnan(x[:, j].astype(np.float64)).any()), None)
+    if x.dtype.kind != "f" or x.size == 0 or not np.isnan(x.sum()):  # one pass, no copy; a NaN anywhere makes the sum NaN
+        return None
+    flat = x.reshape(len(x), -1)
+    missing = np.zeros(flat.shape[1], dtype=bool)
+    for lo in range(0, len(flat), 4096):
+        missing |= np.isnan(flat[lo : lo + 4096]).any(axis=0)
+    return int(np.argmax(missing)) if missing.any() else None  # inf - inf gave the NaN sum: none missing
+
+
+def _refuse_missing(data) -> None:
+    """Missing numbers (NaN) need an ``impute`` step: name the column and its first data row."""
     from .datasets import DataError
 
+    for x in (data.x_train, data.x_val, data.x_test):
+        j = _first_missing(x)
+        if j is None:
+            continue
+        columns = getattr(data, "columns", None) or []
+        fix = "add impute to data.features (e.g. - impute: {strategy: median})"
+        if x.ndim == 2 and j < len(columns):
+            row = (getattr(data, "first_missing", None) or {}).get(columns[j])
+            where = f"in data row {row}" if row else "in some rows"
+            raise DataError(f"{data.name}: column {columns[j]!r} has no value {where}; {fix}")
+        raise DataError(f"{data.name}: the rows hold missing values (NaN), the first at input value {j} of a row; {fix}")
+
+
+def prepare(data, features: list | None, augment: Any = None, *, seed: int = 0, sample_rate: int | None = None, device: str = "cpu"):
+    """The dataset the model trains on: augmented training images, then ``features`` fitted on the
+    training rows and applied to every split. The fitted pipeline rides along as ``data.pipeline``.
+
+    Tables: text columns with no ``onehot`` step get one, first in the pipeline (it is saved
+    with the model like the others); missing numbers (NaN, in any split) without an ``impute``
+    step are refused, naming the column and its first data row."""
+    from .datasets import DataError
+
+    features = list(features or [])
+    kinds = [_kind_of(item) for item in features]
+    if data.x_train.dtype == object and data.x_train.ndim == 2 and "onehot" not in kinds:
+        features.insert(0, {"onehot": {}})
+    if "impute" not in kinds:
+        _refuse_missing(data)
     if not features and data.x_train.dtype == object:
         raise DataError(f"{data.name}: rows are texts; add data.features (tfidf, bow or word2vec) to turn them into numbers")
     if not features and augment is None:

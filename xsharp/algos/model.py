@@ -135,6 +135,8 @@ class Model:
         return self.predict_log_proba(x, batch_size).argmax(axis=1)
 
     def accuracy(self, x: Any, y: Any) -> float:
+        if y is None:  # a split of an imported dataset, read shard by shard (xsharp.data.stream.ShardedSplit)
+            return x.accuracy(self)
         if len(y) == 0:
             return float("nan")
         return float((self.predict(x) == backend.to_host(y)).mean())

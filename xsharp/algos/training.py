@@ -240,6 +240,12 @@ class Step:
     stop: bool = False  # the driver asks to stop after this step
 
     @property
+    def size(self) -> int:
+        """Rows in the step's global batch (the last step of an epoch may be short)."""
+        bs = self.phase.settings.batch_size
+        return min(bs, self.phase.rows - self.step * bs)
+
+    @property
     def idx(self) -> np.ndarray:
         bs = self.phase.settings.batch_size
         return batch_order(self.seed, self.phase.seed_phase, self.epoch, self.phase.rows)[self.step * bs : (self.step + 1) * bs]
@@ -256,7 +262,7 @@ class Step:
     def rng(self, device: str, offset: int) -> backend.RowRNG:
         """Random numbers for rows ``offset ..`` of this step's batch."""
         generator = backend.rng((self.seed, self.phase.seed_phase, self.epoch, self.step), device)
-        return backend.RowRNG(generator, offset, len(self.idx))
+        return backend.RowRNG(generator, offset, self.size)
 
 
 # --------------------------------------------------------------------------- engines
@@ -331,13 +337,15 @@ class ModelEngine:
     then the same optimiser step on every worker.
 
     ``stride``: the step this worker computes after step s is s + stride (the next batch is
-    gathered ahead while s computes)."""
+    gathered ahead while s computes). ``stream``: the training rows come from an imported
+    dataset's shards (``xsharp.data.stream``) instead of ``x`` and ``y`` in memory; a
+    pretraining or solve phase then passes each batch through the layers below as it comes."""
 
     depth = 1
     buckets: list[tuple[int, int, int]] | None = None  # fine-tuning overlapped with its allreduces (ring only)
     overlap = True  # subclasses whose fine-tuning gradient does not come from loss_and_grad turn it off
 
-    def __init__(self, model: Model, x: Any, y: Any, collective: Collective | None = None, *, stride: int = 1, prefetch_bytes: int = PREFETCH_BYTES):
+    def __init__(self, model: Model, x: Any, y: Any, collective: Collective | None = None, *, stride: int = 1, prefetch_bytes: int = PREFETCH_BYTES, stream: Any = None):
         backend.steady_heap()  # batch-sized temporaries reused, not mapped afresh each step
         self.model, self.xp = model, model.xp
         self.coll = collective or SingleWorker()
@@ -348,6 +356,7 @@ class ModelEngine:
         self.buf = self.xp.zeros(model.layout.size + 2, dtype=model.flat.dtype)  # [gradient, loss, stop]
         self.stride = stride
         self.fetch = Prefetcher(prefetch_bytes)
+        self.stream = stream
 
     def start(self, flat: np.ndarray | None) -> None:
         if flat is not None:
@@ -366,7 +375,9 @@ class ModelEngine:
         if velocity is not None:
             self.velocity[...] = self.xp.asarray(velocity)
         self.module = model.modules[phase.layer] if phase.layer is not None else None
-        if self.module is not None:
+        if self.stream is not None:
+            pass  # batches come from the stream
+        elif self.module is not None:
             self.fetch.source(model.transform(self.x, upto=phase.layer))  # inputs of the layer, once
         else:
             self.fetch.source(self.x, self.y)
@@ -386,10 +397,12 @@ class ModelEngine:
         return out
 
     def rows(self, step: Step) -> tuple[int, int]:
-        return shard(len(step.idx), self.rank, self.world)
+        return shard(step.size, self.rank, self.world)
 
     def batch(self, step: Step, lo: int, hi: int) -> tuple:
         """This worker's rows of the step, gathered ahead when it pays; the next one is started."""
+        if self.stream is not None:
+            return self.streamed(step, hi - lo)
         got = self.fetch.get(step.key, step.idx[lo:hi])
         nxt = step.ahead(self.stride)
         if nxt is not None:
@@ -398,10 +411,21 @@ class ModelEngine:
                 self.fetch.ahead(nxt.key, nxt.idx[nlo:nhi])
         return got
 
+    def streamed(self, step: Step, count: int) -> tuple:
+        """This worker's ``count`` rows of the step from the stream, on the device; a layer's
+        inputs (pretraining, solving) are passed through the layers below it."""
+        phase = step.phase
+        rows = self.stream.batch(phase.seed_phase, step.epoch, step.step, count, phase.settings.batch_size)
+        x = backend.to_device(rows.x, self.model.device)
+        if phase.layer is not None:
+            x = self.model.transform(x, upto=phase.layer)
+            return (x, backend.to_device(rows.y, self.model.device)) if phase.solve else (x,)
+        return x, backend.to_device(rows.y, self.model.device)
+
     def gradient(self, step: Step, lo: int, hi: int, out: Any) -> float:
         """The gradient of rows [lo, hi) of the step's batch, weighted by their share, into
         ``out``; returns the loss weighted the same way."""
-        weight = (hi - lo) / len(step.idx)
+        weight = (hi - lo) / step.size
         rng = step.rng(self.model.device, lo)
         if self.module is not None:
             (h,) = self.batch(step, lo, hi)
@@ -427,7 +451,8 @@ class ModelEngine:
         size = self.module.statistics_size(model.params[layer])
         self.velocity = self.xp.zeros(size, dtype=model.flat.dtype) if stats is None else self.xp.asarray(stats, dtype=model.flat.dtype).copy()
         self.stats_buf = self.xp.zeros(size + 1, dtype=model.flat.dtype)  # [statistics, stop]
-        self.fetch.source(model.transform(self.x, upto=layer), self.y)  # inputs of the layer, once; labels for elm
+        if self.stream is None:
+            self.fetch.source(model.transform(self.x, upto=layer), self.y)  # inputs of the layer, once; labels for elm
 
     def solve_step(self, step: Step) -> tuple[float, bool]:
         """Add this step's statistics (every worker's rows) to the sums; the last step solves."""
@@ -447,7 +472,7 @@ class ModelEngine:
             solved, error = self.module.solve(params, self.velocity)
             for name, value in solved.items():
                 params[name][...] = value  # views into the flat buffer
-            loss = error * self.phase.rows / len(step.idx)  # the loop weighs a step's loss by its rows
+            loss = error * self.phase.rows / step.size  # the loop weighs a step's loss by its rows
         return loss, float(reduced[size]) > 0
 
     def submit(self, step: Step) -> tuple[float, bool]:
@@ -472,7 +497,7 @@ class ModelEngine:
         Per element the same products and sums as ``submit``: the same result."""
         size, buf, buckets = self.size, self.buf, iter(self.buckets)
         lo, hi = self.rows(step)
-        weight = (hi - lo) / len(step.idx)
+        weight = (hi - lo) / step.size
         pending = []
         nxt = next(buckets)
 
@@ -509,14 +534,16 @@ class ModelEngine:
     def result(self, handle: tuple[float, bool]) -> tuple[float, bool]:
         return handle
 
-    def validate(self, x: np.ndarray, y: np.ndarray) -> float | None:
-        return self.model.accuracy(x, y) if self.rank == 0 and len(y) else None
+    def validate(self, x: Any, y: Any) -> float | None:
+        return self.model.accuracy(x, y) if self.rank == 0 and len(x) else None
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
         return self.model.get_flat(), backend.to_host(self.velocity).copy()
 
     def close(self) -> None:
         self.fetch.close()
+        if self.stream is not None:
+            self.stream.close()
 
 
 # --------------------------------------------------------------------------- the loop
@@ -540,8 +567,10 @@ def fit(
     same step and raise :class:`Stopped` carrying the state (on rank 0). ``on_checkpoint``
     (rank 0) receives a state at least every ``checkpoint_every`` seconds.
     """
-    engine = ModelEngine(model, data.x_train, data.y_train, collective)
-    phases = plan(model.modules, model.layout, pretrain, train, len(data.y_train))
+    coll = collective or SingleWorker()
+    stream = data.train.stream(train.batch_size, seed, coll.rank, coll.world) if getattr(data, "train", None) is not None else None
+    engine = ModelEngine(model, data.x_train, data.y_train, collective, stream=stream)
+    phases = plan(model.modules, model.layout, pretrain, train, data.n_train)
     return run_phases(engine, data, phases, seed=seed, report=report, should_stop=should_stop, resume=resume, on_checkpoint=on_checkpoint, checkpoint_every=checkpoint_every)
 
 
@@ -562,7 +591,7 @@ def run_phases(
     Up to ``engine.depth`` steps are in flight; their results are taken in order. A stop or a
     checkpoint waits for the steps in flight, so a state is always at a step boundary, and no
     step of the next epoch starts before the epoch is scored."""
-    n = int(len(data.y_train))
+    n = int(data.n_train)
     try:
         if resume is not None:
             history = resume.history
@@ -596,7 +625,7 @@ def run_phases(
                     if nxt < n_steps and not (halt or save) and len(inflight) < engine.depth:
                         stop_here = should_stop is not None and should_stop()
                         step = Step(p, phase, epoch, nxt, seed, stop_here)
-                        inflight.append((nxt, len(step.idx), engine.submit(step)))
+                        inflight.append((nxt, step.size, engine.submit(step)))
                         nxt += 1
                         continue
                     done, rows, handle = inflight.popleft()

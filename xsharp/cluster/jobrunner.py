@@ -19,6 +19,7 @@ import ray
 
 from xsharp.algos.training import Stopped, TrainState
 from xsharp.backend import cap_heap
+from xsharp.data.catalog import Catalog
 from xsharp.fileguard import ANYWHERE
 from xsharp.parallel import RunContext, get_mode
 from xsharp.spec import parse_spec
@@ -36,6 +37,8 @@ class JobRunner:
         self._guard = policy.guard() if policy else ANYWHERE
         self._max_parameters = policy.max_parameters if policy else None
         self._memory_limit = policy.runner_memory_bytes if policy else None
+        # a service job's dataset is pinned to OWNER/NAME@VERSION at submit, in the service's catalog
+        self._catalog = Catalog(policy.datasets_root) if policy and policy.datasets_root else None
         cap_heap(self._memory_limit)
         self._events: deque = deque()
         self._stops: dict[int, threading.Event] = {}
@@ -95,7 +98,7 @@ class JobRunner:
         spec = parse_spec(spec_dict)
         key = json.dumps([spec.data.model_dump(), spec.seed], sort_keys=True)
         if key not in self._data:
-            self._data = {key: load_data(spec, self._guard)}  # keep one: trials of a search share their data
+            self._data = {key: load_data(spec, self._guard, self._catalog)}  # keep one: trials of a search share their data
         data = self._data[key]
         if fold is not None:  # cross-validation: (fold, folds) of the training rows validate
             from .search import cv_fold

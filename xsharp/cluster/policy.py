@@ -4,7 +4,8 @@ A service job runs as the server's OS user, so the server decides for it. These 
 settings (``xsharp server --data-root DIR --max-file-bytes N ...``); the API checks them at
 submit time, and the job's runner applies them again when it reads its data and allocates:
 
-- data: named datasets, or paths under the data roots (resolved, symlinks included); never the
+- data: named datasets, datasets imported into the service's catalog (``datasets_root``, inside
+  the store, read through the catalog only), or paths under the data roots (resolved, symlinks included); never the
   job store, the client config, Ray's session, /proc, /sys or /dev; regular files and folders
   only, each file at most ``max_file_bytes``;
 - memory: each runner process, and each worker of its group, gets a data-segment limit
@@ -60,11 +61,12 @@ class Policy:
     max_parameters: int = 200_000_000
     max_user_priority: int = 10
     stop_grace_seconds: float = 30.0
+    datasets_root: Path | None = None  # the service's dataset catalog (<store>/datasets): jobs read it through the catalog only, never by data.path
 
     @classmethod
     def guarding(cls, store_root: Path) -> "Policy":
         """The defaults, with the job store denied: an app or scheduler made without a server's settings."""
-        return cls(denied=(store_root,))
+        return cls(denied=(store_root,), datasets_root=Path(store_root) / "datasets")
 
     def guard(self) -> FileGuard:
         return _guard(self)

@@ -34,13 +34,21 @@ class JobResult:
     out_dir: Path | None
 
 
-def load_data(spec: JobSpec, guard: FileGuard = ANYWHERE) -> datasets.Dataset:
+def load_data(spec: JobSpec, guard: FileGuard = ANYWHERE, catalog=None, user: str | None = None):
     """The spec's data, split, with its ``features`` fitted on the training rows (``data.pipeline``).
-    ``guard``: which files a path may reach (default: any, as the user running it)."""
+    ``guard``: which files a path may reach (default: any, as the user running it); ``catalog``
+    and ``user``: where an imported dataset is found (default: this machine's, as its login)."""
     from xsharp import backend
     from xsharp.algos import features
 
     d = spec.data
+    device = "gpu" if spec.resources.device != "cpu" and backend.gpu_count() > 0 else "cpu"
+    if d.dataset is not None and d.dataset not in datasets.NAMED:  # an imported dataset
+        from xsharp.data import imported
+        from xsharp.data.catalog import Catalog, local_owner
+
+        return imported.load(d.dataset, catalog or Catalog.local(), user or local_owner(), mode=spec.mode, stream=d.stream, limit=d.limit,
+                             features=d.features, augment=d.augment, seed=spec.seed, device=device)
     data = datasets.load(
         d.dataset,
         d.path,
@@ -55,10 +63,27 @@ def load_data(spec: JobSpec, guard: FileGuard = ANYWHERE) -> datasets.Dataset:
         duration=d.duration,
         label_column=d.label_column,
         text_column=d.text_column,
+        size=d.size,
+        resize=d.resize,
+        channels=d.channels,
+        feature_columns=d.feature_columns,
+        skip_bad=d.skip_bad,
         guard=guard,
     )
-    device = "gpu" if spec.resources.device != "cpu" and backend.gpu_count() > 0 else "cpu"
     return features.prepare(data, d.features, d.augment, seed=spec.seed, sample_rate=d.sample_rate, device=device)
+
+
+def pin_dataset(spec: JobSpec, data) -> JobSpec:
+    """The spec with an imported dataset named as exactly what it read (``OWNER/NAME@VERSION``),
+    so the saved spec.yaml and metrics say which version the model was trained on."""
+    d = spec.data.dataset
+    if d is None or d in datasets.NAMED or data.name == d:
+        return spec
+    from xsharp.spec import parse_spec
+
+    raw = spec.to_dict()
+    raw["data"]["dataset"] = data.name
+    return parse_spec(raw, spec.name)
 
 
 def check_against_data(spec: JobSpec, data: datasets.Dataset, max_parameters: int | None = None) -> None:
@@ -105,6 +130,7 @@ def run_job(
 
     say(f"loading data ({spec.data.dataset or spec.data.path})")
     data = load_data(spec)
+    spec = pin_dataset(spec, data)
     check_against_data(spec, data)
     mode = get_mode(spec.mode)
     ctx = RunContext(data=data, report=report, status=say, on_workers=on_workers)
@@ -164,6 +190,7 @@ def summarize(spec: JobSpec, data: datasets.Dataset, result, started_at: float |
         "workers": result.workers,
         "device": result.device,
         "dataset": repr(data),
+        "data": data.name,  # an imported dataset: OWNER/NAME@VERSION
         "parameters": model.layout.size,
         "test_accuracy": model.accuracy(data.x_test, data.y_test),
         "val_accuracy": history.finetune[-1]["val_accuracy"] if history.finetune else None,

@@ -1,0 +1,78 @@
+"""Audio class folders: ``ROOT/CLASS/*.{wav,flac}``, one folder per class, split by the folder
+itself as ``ROOT/train/CLASS/...`` beside ``test/`` and/or ``val/`` (see
+:mod:`xsharp.data.folders`). The flat ``{label}_{speaker}_{index}.wav`` naming stays the ``wav``
+format of :mod:`xsharp.algos.datasets`.
+
+Every file becomes float32 samples in [-1, 1], channels averaged, resampled to one rate and cut
+or zero-padded to one duration, so every row has the same length.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xsharp.algos import datasets
+from xsharp.fileguard import ANYWHERE, DataError, FileGuard
+
+from .folders import FolderListing, decode_files, list_class_folders, split_arrays
+
+AUDIO_SUFFIXES = frozenset({".wav", ".flac"})
+DEFAULT_RATE = 16000
+DEFAULT_DURATION = 1.0
+
+
+def _read_flac(path: Path, seconds: float, guard: FileGuard) -> tuple[np.ndarray, int]:
+    """The first ``seconds`` of a FLAC file (channels averaged) and its sample rate."""
+    import soundfile
+
+    try:
+        with guard.open(path) as f, soundfile.SoundFile(f) as sound:
+            rate = sound.samplerate
+            a = sound.read(frames=math.ceil(seconds * rate) + 1, dtype="float32", always_2d=True)
+    except DataError:
+        raise
+    except Exception as e:  # libsndfile's words may quote the header
+        raise DataError(f"{path}: not a readable FLAC file ({datasets._why(e)})") from None
+    return a.mean(axis=1), rate
+
+
+def decode_audio(path: str | Path, sample_rate: int = DEFAULT_RATE, duration: float = DEFAULT_DURATION, guard: FileGuard = ANYWHERE) -> np.ndarray:
+    """One WAV or FLAC file as ``round(sample_rate * duration)`` float32 samples."""
+    path = Path(path)
+    if path.suffix.lower() == ".flac":
+        a, rate = _read_flac(path, duration, guard)
+    else:
+        a, rate = datasets.read_wav(path, guard)
+    if rate <= 0:
+        raise DataError(f"{path}: a sample rate of {rate}")
+    n = int(round(sample_rate * duration))
+    out = np.zeros(n, dtype=np.float32)
+    a = datasets._resample(a, rate, sample_rate)[:n]
+    out[: len(a)] = a
+    return out
+
+
+def list_audio_folder(root: str | Path, guard: FileGuard = ANYWHERE) -> FolderListing:
+    """Every WAV and FLAC file of every class folder under ``root``, sorted; the folder's own split if it has one."""
+    return list_class_folders(root, AUDIO_SUFFIXES, "audio", guard)
+
+
+def read_audio_folder(
+    path: str | Path,
+    sample_rate: int | None = None,
+    duration: float | None = None,
+    guard: FileGuard = ANYWHERE,
+    skip_bad: bool = False,
+    **_: Any,
+) -> datasets.Arrays:
+    """An audio class folder as float32 rows ``(n, sample_rate * duration)`` (the ``audio`` format
+    of ``datasets.load``; defaults 16000 Hz and 1 s). A ``test/`` folder becomes the test rows;
+    ``val/`` rows join the training rows. ``skip_bad``: leave out (and count) unreadable files."""
+    rate, seconds = sample_rate or DEFAULT_RATE, duration or DEFAULT_DURATION
+    listing = list_audio_folder(path, guard)
+    decoded = decode_files(listing.files, lambda f: decode_audio(f, rate, seconds, guard), str(path), skip_bad=skip_bad)
+    return split_arrays(decoded, listing)

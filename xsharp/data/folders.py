@@ -1,0 +1,151 @@
+"""Class folders: ``ROOT/CLASS/file`` (the class is the folder's name), optionally split by the
+folder itself as ``ROOT/train/CLASS/file`` beside ``ROOT/test/...`` and/or ``ROOT/val/...``.
+
+Listing is sorted and so deterministic: classes by name, files by path. Hidden entries (a
+leading ``.``) and files of other suffixes are ignored, as are folders nested inside a class
+folder. Decoding the listed files runs on a thread pool (the decoders release the GIL).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Collection
+
+import numpy as np
+
+from xsharp.algos import datasets
+from xsharp.fileguard import ANYWHERE, DataError, FileGuard, Forbidden
+
+SPLITS = ("train", "val", "test")
+DECODE_BATCH = 1024  # files decoded per round: bounds the decoded rows waiting to be copied
+
+
+@dataclass
+class FolderListing:
+    """What a class folder holds: each file, its class index, and its split when the folder has
+    its own (``train``/``val``/``test`` per file; None when it has none)."""
+
+    root: Path
+    files: list[Path]
+    labels: np.ndarray  # int64, an index into classes
+    classes: list[str]
+    splits: np.ndarray | None
+
+
+def _visible_folders(entries: list[Path]) -> list[Path]:
+    return [p for p in entries if not p.name.startswith(".") and p.is_dir()]
+
+
+def _split_layout(root: Path, entries: list[Path], guard: FileGuard) -> dict[str, Path] | None:
+    """``{split: folder}`` when ``root`` holds ``train/`` with class folders in it, else None."""
+    folders = {p.name: p for p in _visible_folders(entries)}
+    train = folders.get("train")
+    if train is None or not _visible_folders(guard.files(train)):
+        return None
+    others = sorted(set(folders) - set(SPLITS))
+    if others:
+        raise DataError(f"{root}: holds train/ with class folders, and also {others[0]}/, which is neither val/ nor test/")
+    return {s: folders[s] for s in SPLITS if s in folders}
+
+
+def _class_files(folder: Path, suffixes: Collection[str], kind: str, guard: FileGuard) -> list[Path]:
+    files = [f for f in guard.files(folder) if not f.name.startswith(".") and f.suffix.lower() in suffixes and not f.is_dir()]
+    if not files:
+        raise DataError(f"{folder}: a class folder with no {kind} files ({', '.join(sorted(suffixes))})")
+    return files
+
+
+def list_class_folders(root: str | Path, suffixes: Collection[str], kind: str, guard: FileGuard = ANYWHERE) -> FolderListing:
+    """Every ``suffixes`` file of every class folder under ``root`` (see the module's words)."""
+    root = Path(root)
+    entries = guard.files(root)
+    layout = _split_layout(root, entries, guard)
+    parts = layout or {"": root}
+    class_folders: dict[str, dict[str, Path]] = {}  # split -> class name -> folder
+    for split, folder in parts.items():
+        found = _visible_folders(entries if folder is root else guard.files(folder))
+        if len(found) > datasets.MAX_CLASSES:
+            raise DataError(f"{folder}: {len(found)} class folders, over the cap of {datasets.MAX_CLASSES} classes")
+        if not found:
+            raise DataError(f"{folder}: no class folders (expected {folder}/CLASS/*{sorted(suffixes)[0]}, one folder per class)")
+        class_folders[split] = {p.name: p for p in found}
+    names = sorted(set(class_folders.get("train", class_folders.get("", {}))))
+    for split in ("val", "test"):
+        extra = sorted(set(class_folders.get(split, {})) - set(names))
+        if extra:
+            raise DataError(f"{root}: {split}/ has a class folder {extra[0]!r} that train/ lacks")
+    classes = datasets._class_names(names, str(root))
+    index = {c: i for i, c in enumerate(classes)}
+    files: list[Path] = []
+    labels: list[int] = []
+    splits: list[str] = []
+    for split, by_class in class_folders.items():
+        for name in sorted(by_class):
+            found = _class_files(by_class[name], suffixes, kind, guard)
+            files += found
+            labels += [index[name]] * len(found)
+            splits += [split] * len(found)
+    return FolderListing(root, files, np.array(labels, dtype=np.int64), classes, np.array(splits) if layout else None)
+
+
+@dataclass
+class Decoded:
+    """Decoded rows, one per readable file, and the files skipped as unreadable."""
+
+    rows: np.ndarray
+    kept: np.ndarray  # bool, one per file given
+    skipped: int
+
+
+def decode_files(
+    files: list[Path], decode: Callable[[Path], np.ndarray], where: str, divisor: float = 1.0, skip_bad: bool = False, mismatch: str = ""
+) -> Decoded:
+    """``decode`` of every file, in parallel threads, as float32 rows divided by ``divisor``, in
+    file order.
+
+    Every row must have the first row's shape (``mismatch``: what to add to the error when one
+    does not). ``skip_bad``: a file that will not decode is left out and counted, instead of
+    stopping the read (a file the guard forbids still stops it). ``where`` names the source."""
+
+    def attempt(path: Path) -> np.ndarray | None:
+        try:
+            return decode(path)
+        except Forbidden:
+            raise
+        except DataError:
+            if not skip_bad:
+                raise
+            return None
+
+    rows: np.ndarray | None = None
+    kept = np.zeros(len(files), dtype=bool)
+    count = 0  # rows written: a kept file's row goes to rows[count], so skipped files leave no gap
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for lo in range(0, len(files), DECODE_BATCH):
+            for i, a in enumerate(pool.map(attempt, files[lo : lo + DECODE_BATCH]), start=lo):
+                if a is None:
+                    continue
+                if rows is None:
+                    rows = np.empty((len(files), *a.shape), dtype=np.float32)
+                elif a.shape != rows.shape[1:]:
+                    raise DataError(f"{files[i]}: decodes to shape {list(a.shape)}, the files before it to {list(rows.shape[1:])}{mismatch}")
+                np.divide(a, np.float32(divisor), out=rows[count], dtype=np.float32)
+                kept[i] = True
+                count += 1
+    if rows is None:
+        raise DataError(f"{where}: none of its {len(files)} files could be read")
+    return Decoded(rows[:count], kept, len(files) - count)
+
+
+def split_arrays(decoded: Decoded, listing: FolderListing) -> datasets.Arrays:
+    """Decoded rows of a class folder as ``Arrays``: the folder's test/ as the test rows, val/
+    joined to the training rows (``datasets.load`` takes its validation share from them)."""
+    x, y = decoded.rows, listing.labels[decoded.kept]
+    classes = list(listing.classes)
+    if listing.splits is None or not (listing.splits == "test").any():
+        return datasets.Arrays(x, y, classes=classes, skipped=decoded.skipped)
+    test = listing.splits[decoded.kept] == "test"
+    return datasets.Arrays(x[~test], y[~test], x[test], y[test], classes=classes, skipped=decoded.skipped)
