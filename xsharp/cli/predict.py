@@ -54,6 +54,10 @@ def _load_rows(data: str, split: Split, saved_spec: dict | None) -> tuple[np.nda
         x, y = getattr(ds, f"x_{split.value}"), getattr(ds, f"y_{split.value}")
         return x, y, f"{data} ({split.value} split, same split as training)"
     path = Path(data).expanduser()
+    from xsharp.data.catalog import DatasetRef
+
+    if not path.exists() and DatasetRef.looks_like(data):  # an imported dataset: its split, as stored
+        return _imported_rows(data, split)
     if not path.exists():
         raise datasets.DataError(f"{data}: neither a dataset name ({', '.join(datasets.NAMED)}) nor an existing file")
     if path.suffix == ".npy":
@@ -73,6 +77,19 @@ def _load_rows(data: str, split: Split, saved_spec: dict | None) -> tuple[np.nda
         if xk in arrays:
             return arrays[xk], arrays.get(yk), f"{path} [{xk}]"
     raise datasets.DataError(f"{path}: expected an array x (or x_{split.value}); found {sorted(arrays)}")
+
+
+def _imported_rows(ref: str, split: Split) -> tuple[np.ndarray, np.ndarray, str]:
+    from xsharp.data.catalog import Catalog, local_owner
+    from xsharp.data.stream import ShardedSplit
+    from xsharp.fileguard import DataError
+
+    catalog = Catalog.local()
+    m = catalog.find(ref, local_owner())
+    parts = list(ShardedSplit(catalog.path_of(m), m, split.value))
+    if not parts:
+        raise DataError(f"{m.ref}: no {split.value} rows")
+    return np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]), f"{m.ref} ({split.value} split)"
 
 
 def _label_indices(y: np.ndarray, classes: list[str], source: str) -> np.ndarray:
