@@ -23,7 +23,7 @@ from xsharp.cluster.search import MAX_DEPTH  # the body gate refuses past the de
 from xsharp.cluster.store import Store
 from xsharp.spec import format_error_list
 
-from . import cluster, jobs, searches, system, ui
+from . import cluster, datasets, jobs, searches, system, ui
 from .auth import user_for
 from .schemas import ErrorOut
 
@@ -238,9 +238,10 @@ class RequestBodyGate:
 ERRORS = {
     400: "A file path that leaves the job's artifact folder",
     401: "No bearer token, or one the server does not know",
-    403: "A submission whose data path or priority the server does not allow",
-    404: "No such job (or artifact, or search), or another user's: the two answers are the same",
+    403: "A submission whose data path or priority the server does not allow; a dataset action only its owner or an admin may take",
+    404: "No such job (or artifact, search, import or dataset), or another user's: the two answers are the same",
     409: "The job's state does not allow it",
+    429: "Too many of your imports are queued or running",
     422: f"A body or parameter the server cannot take: the field, its value and the bound; also bad JSON, a key twice in one object, nesting deeper than {MAX_DEPTH}",
 }
 
@@ -254,6 +255,13 @@ def error_statuses(method: str, path: str, operation: dict) -> set[int]:
         statuses.add(422)
     if "requestBody" in operation:  # a submission: its size, its data and its priority
         statuses |= {403, 413}
+    if path.startswith("/v1/datasets"):  # the catalog: hidden datasets are 404, owner / admin actions 403
+        if "{" in path:
+            statuses.add(404)
+        if path.endswith(("/share", "/unshare")) or method == "delete":
+            statuses.add(403)
+        if method == "post" and path == "/v1/datasets":
+            statuses.add(429)
     if "{job_id}" in path:
         statuses.add(404)
         if method in ("post", "delete"):  # pause, resume, stop, delete
@@ -284,7 +292,7 @@ def document_errors(schema: dict, max_body: int = MAX_BODY) -> dict:
 
 def create_app(
     store: Store, scheduler=None, max_body: int = MAX_BODY, *, exporter_urls: list[str] = (), grafana_url: str | None = None, recipes_dir=None,
-    policy: Policy | None = None,
+    policy: Policy | None = None, imports: "datasets.ImportWorker | None" = None,
 ) -> FastAPI:
     app = FastAPI(
         title="xsharp",
@@ -295,7 +303,9 @@ def create_app(
     app.state.store = store
     app.state.scheduler = scheduler
     app.state.policy = policy or Policy.guarding(store.root)  # what a job may read and how big it may be
+    app.state.imports = imports  # the dataset import worker; None: made at the first import
     app.include_router(jobs.router)
+    app.include_router(datasets.router)
     app.include_router(searches.router)
     app.include_router(cluster.router)
     app.include_router(system.router)

@@ -17,6 +17,7 @@ from xsharp.fileguard import DataError, Forbidden
 from xsharp.spec import JobSpec
 
 from .auth import current_user, get_store, visible_job
+from .datasets import pin_dataset
 from .schemas import Artifact, JobDetail, JobOut, MetricRow
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -33,11 +34,12 @@ def get_policy(request: Request) -> Policy:
 
 
 def admitted(data: dict, priority: int, user: User, policy: Policy) -> dict:
-    """The spec's data section with its paths confined and resolved, once the submission may
-    run here: 403 for a path or a priority the server does not allow, 422 for a missing file."""
+    """The spec's data section with its paths confined and resolved and a catalog dataset pinned
+    to its ``owner/name@version``, once the submission may run here: 403 for a path or a priority
+    the server does not allow, 422 for a missing file or a dataset the user may not use."""
     try:
         policy.check_priority(priority, user.admin)
-        return confine_data(data, policy.guard())
+        return pin_dataset(confine_data(data, policy.guard()), user, policy)
     except Forbidden as e:
         raise HTTPException(status.HTTP_403_FORBIDDEN, [str(e)]) from None
     except DataError as e:

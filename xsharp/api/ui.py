@@ -90,6 +90,11 @@ def search_page(job_id: int) -> HTMLResponse:
     return _page("searches", job_id)
 
 
+@pages.get("/ui/datasets")
+def datasets_page() -> HTMLResponse:
+    return _page("datasets")
+
+
 @pages.get("/ui/cluster")
 def cluster_page() -> HTMLResponse:
     return _page("cluster")

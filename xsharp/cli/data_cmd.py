@@ -179,14 +179,14 @@ def show(
         out.print(table)
         if m.n_classes > 200:
             out.print(f"… and {m.n_classes - 200} more classes (-o json lists them all)")
-        picked = samples.pick(cat.path_of(m), m, per_class=per_class, limit=min(samples.MAX_SAMPLES, per_class * max(1, m.n_classes)))
-        if samples.is_image(m):
+        picked = samples.pick(cat.path_of(m), m, "train", min(samples.MAX_SAMPLES, per_class * max(1, m.n_classes)))
+        if picked and samples.is_image(m, picked[0].x):
             path = samples_out or Path(f"{m.name}-v{m.version}-samples.png")
             path.write_bytes(samples.contact_sheet(picked))
             out.print(f"samples: {path} ({len(picked)} thumbnails, a row per class)", markup=False)
         else:
             for s in picked[: 4 * per_class]:
-                out.print(f"  [{s.cls}] {samples.describe_row(s.x)}", markup=False)
+                out.print(f"  [{s.cls}] {json.dumps(samples.json_row(s.x), ensure_ascii=False)[:160]}", markup=False)
 
 
 @app.command("delete")

@@ -33,6 +33,7 @@ def server(
     max_trials: int = typer.Option(Policy.max_trials, "--max-trials", min=1, help="Trials a search may have; larger searches are refused at submit (422)."),
     max_parameters: int = typer.Option(Policy.max_parameters, "--max-parameters", min=1, help="Parameters a job's model may have; checked once the data's shape is known."),
     max_user_priority: int = typer.Option(Policy.max_user_priority, "--max-user-priority", min=-100, max=100, help="Highest priority a user who is not an admin may submit at (403 above it); admins go up to 100."),
+    import_workers: int = typer.Option(1, "--import-workers", min=1, max=4, help="Dataset imports (POST /v1/datasets) run at once; others queue."),
     stop_grace: float = typer.Option(Policy.stop_grace_seconds, "--stop-grace", min=0.1, help="Seconds a running job has to stop after pause/stop/preempt/shutdown; then its runner is killed and it goes on from its last checkpoint."),
 ) -> None:
     """Serve the REST API (docs at /docs) and schedule jobs on Ray until Ctrl-C.
@@ -46,6 +47,7 @@ def server(
     import uvicorn
 
     from xsharp.api import create_app
+    from xsharp.api.datasets import ImportWorker
     from xsharp.api.ui import check_url
     from xsharp.cluster import runtime
     from xsharp.cluster.scheduler import Scheduler
@@ -71,7 +73,7 @@ def server(
     policy = Policy(
         data_roots=tuple(r.resolve() for r in data_root), denied=(store.root, config_path()), max_file_bytes=max_file_bytes,
         runner_memory_bytes=runner_memory or default_runner_memory(), max_trials=max_trials, max_parameters=max_parameters,
-        max_user_priority=max_user_priority, stop_grace_seconds=stop_grace,
+        max_user_priority=max_user_priority, stop_grace_seconds=stop_grace, datasets_root=store.root / "datasets",
     )
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     if not store.users():
@@ -83,12 +85,17 @@ def server(
         err.print(f"Ray {'embedded' if info.embedded else 'cluster at'} {info.address}: {info.cpus:g} CPU, {info.gpus:g} GPU; store {store.root}")
         scheduler = Scheduler(store, slice_seconds=slice_seconds, tick=tick, checkpoint_every=checkpoint_seconds, max_failures=max_failures, webhook=webhook, policy=policy)
         scheduler.start()
+        imports = ImportWorker(store, policy, workers=import_workers)
+        failed = imports.recover()
+        if failed:
+            err.print(f"imports {', '.join(map(str, failed))} were cut short by the last shutdown: marked FAILED")
         try:
             err.print(f"console: {url}/ui")
-            app = create_app(store, scheduler, exporter_urls=exporter_url, grafana_url=grafana_url, policy=policy)
+            app = create_app(store, scheduler, exporter_urls=exporter_url, grafana_url=grafana_url, policy=policy, imports=imports)
             uvicorn.run(app, host=host, port=port, log_level="warning")
         finally:
             err.print("shutting down: checkpointing running jobs")
+            imports.close()
             scheduler.close()
 
 

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 QUEUED, RUNNING, PAUSED, PREEMPTED = "QUEUED", "RUNNING", "PAUSED", "PREEMPTED"
 SUCCEEDED, FAILED, STOPPED = "SUCCEEDED", "FAILED", "STOPPED"
 STATES = (QUEUED, RUNNING, PAUSED, PREEMPTED, SUCCEEDED, FAILED, STOPPED)
+DONE = "DONE"  # an import's end besides FAILED (imports are QUEUED, RUNNING, then DONE or FAILED)
 WAITING = (QUEUED, PREEMPTED)  # in the queue, to be scheduled
 FINISHED = (SUCCEEDED, FAILED, STOPPED)
 
@@ -53,6 +54,14 @@ CREATE TABLE IF NOT EXISTS metrics (
     job_id INTEGER NOT NULL, ts REAL NOT NULL, phase TEXT NOT NULL, layer INTEGER, epoch INTEGER,
     step INTEGER, loss REAL, val_accuracy REAL, samples_per_second REAL);
 CREATE INDEX IF NOT EXISTS metrics_job ON metrics(job_id);
+CREATE TABLE IF NOT EXISTS imports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user TEXT NOT NULL, name TEXT NOT NULL, request TEXT NOT NULL,   -- request: the POST /v1/datasets body, as JSON
+    state TEXT NOT NULL,                        -- QUEUED | RUNNING | DONE | FAILED
+    done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0, unit TEXT NOT NULL DEFAULT '',
+    message TEXT, ref TEXT,                     -- ref: owner/name@version, once DONE
+    created REAL NOT NULL, started REAL, finished REAL);
+CREATE INDEX IF NOT EXISTS imports_user ON imports(user);
 """
 
 
@@ -119,6 +128,34 @@ class Job:
         d["resources"] = self.spec.get("resources", {})
         d["mode"] = self.spec.get("mode", "local")
         return d
+
+
+@dataclass
+class Import:
+    """One dataset import through the service (``POST /v1/datasets``)."""
+
+    id: int
+    user: str
+    name: str
+    request: dict
+    state: str
+    done: int
+    total: int
+    unit: str
+    message: str | None
+    ref: str | None
+    created: float
+    started: float | None
+    finished: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "Import":
+        d = dict(row)
+        d["request"] = json.loads(d["request"]) if d["request"] else {}
+        return cls(**d)
+
+    def public(self) -> dict:
+        return dict(self.__dict__)
 
 
 class Store:
@@ -317,6 +354,55 @@ class Store:
         """The job's metric rows in the order written; ``after``: skip that many (rows are only ever appended)."""
         rows = self.db.execute("SELECT * FROM metrics WHERE job_id = ? ORDER BY rowid LIMIT -1 OFFSET ?", (job_id, after))
         return [dict(r) for r in rows]
+
+    # ------------------------------------------------------------------ dataset imports (QUEUED -> RUNNING -> DONE | FAILED)
+    def add_import(self, user: str, name: str, request: dict) -> Import:
+        with self.tx() as db:
+            cur = db.execute(
+                "INSERT INTO imports(user, name, request, state, created) VALUES (?, ?, ?, ?, ?)", (user, name, json.dumps(request), QUEUED, time.time())
+            )
+            import_id = cur.lastrowid
+        return self.get_import(import_id)
+
+    def get_import(self, import_id: int) -> Import | None:
+        row = self.db.execute("SELECT * FROM imports WHERE id = ?", (import_id,)).fetchone()
+        return Import.from_row(row) if row else None
+
+    def imports(self, user: str | None = None, states: Iterable[str] | None = None, limit: int = 100) -> list[Import]:
+        """The newest first."""
+        sql, args = "SELECT * FROM imports WHERE 1=1", []
+        if user is not None:
+            sql += " AND user = ?"
+            args.append(user)
+        if states:
+            states = list(states)
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            args += states
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        return [Import.from_row(r) for r in self.db.execute(sql, args)]
+
+    def move_import(self, import_id: int, from_states: Iterable[str], to_state: str, **fields: Any) -> bool:
+        """Move an import from one of ``from_states`` to ``to_state`` (and set ``fields``); False if it was in none."""
+        from_states = list(from_states)
+        sets = {"state": to_state, **fields}
+        with self.tx() as db:
+            cur = db.execute(
+                f"UPDATE imports SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ? AND state IN ({','.join('?' * len(from_states))})",
+                [*sets.values(), import_id, *from_states],
+            )
+            return cur.rowcount == 1
+
+    def import_progress(self, import_id: int, done: int, total: int, unit: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE imports SET done = ?, total = ?, unit = ? WHERE id = ? AND state = ?", (done, total, unit, import_id, RUNNING))
+
+    def recover_imports(self, message: str = "the server restarted during the import; nothing of it was kept, import again") -> list[int]:
+        """After a restart no import of ours is alive: those left QUEUED or RUNNING failed."""
+        with self.tx() as db:
+            ids = [r["id"] for r in db.execute("SELECT id FROM imports WHERE state IN (?, ?)", (QUEUED, RUNNING))]
+            db.execute("UPDATE imports SET state = ?, message = ?, finished = ? WHERE state IN (?, ?)", (FAILED, message, time.time(), QUEUED, RUNNING))
+        return ids
 
     # ------------------------------------------------------------------ recovery and the read side
     def recover(self) -> list[int]:

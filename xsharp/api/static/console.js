@@ -1034,6 +1034,141 @@ pages.cluster = async (main) => {
   });
 };
 
+// ------------------------------------------------------------------------------------------ datasets
+// The service's catalog, as NVIDIA DIGITS showed its datasets: one row per version; for the one
+// picked, the rows of each class in each split and a few thumbnails; and an import from a server path.
+const SPLIT_NAMES = ["train", "val", "test"];
+
+function classCounts(v) {
+  const most = Math.max(1, ...v.classes.map((_, i) => SPLIT_NAMES.reduce((n, s) => n + ((v.counts[s] || [])[i] || 0), 0)));
+  return h("table", { id: "class-counts" },
+    h("thead", {}, h("tr", {}, h("th", { text: "Class" }), SPLIT_NAMES.map((s) => h("th", { class: "num", text: s })), h("th", { class: "num", text: "All" }), h("th", {}))),
+    h("tbody", {}, v.classes.map((c, i) => {
+      const n = SPLIT_NAMES.map((s) => (v.counts[s] || [])[i] || 0);
+      const all = n.reduce((a, b) => a + b, 0);
+      return h("tr", { dataset: { class: c } }, h("td", { text: c }), n.map((x, k) => h("td", { class: `num count-${SPLIT_NAMES[k]}`, text: x })),
+        h("td", { class: "num", text: all }), h("td", {}, bar(all / most)));
+    })),
+    h("tfoot", {}, h("tr", {}, h("th", { text: "rows" }), SPLIT_NAMES.map((s) => h("th", { class: `num total-${s}`, text: v.rows[s] })),
+      h("th", { class: "num", text: SPLIT_NAMES.reduce((n, s) => n + v.rows[s], 0) }), h("th", {}))));
+}
+
+function sampleGrid(s) {
+  if (!s.samples.length) return h("p", { class: "muted", text: "No rows in this split." });
+  return h("div", { class: "samples" }, s.samples.map((x) => x.png_base64
+    ? h("figure", { class: "sample" }, h("img", { src: `data:image/png;base64,${x.png_base64}`, alt: x.class, title: x.class }), h("figcaption", { text: x.class }))
+    : h("figure", { class: "sample text" }, h("code", { text: typeof x.value === "string" ? x.value : JSON.stringify(x.value) }), h("figcaption", { text: x.class }))));
+}
+
+pages.datasets = async (main) => {
+  const me = await api("GET", "/v1/me");
+  const error = h("div", { class: "error-box" });
+  const list = h("tbody"), detail = h("section", { class: "card", id: "dataset-detail", hidden: true });
+  const name = h("input", { id: "import-name", type: "text", placeholder: "pets", required: true });
+  const path = h("input", { id: "import-path", type: "text", placeholder: "/data/pets (under a data root)", required: true });
+  const height = h("input", { id: "import-height", type: "number", min: 1, max: 2048, step: 1, placeholder: "H" });
+  const width = h("input", { id: "import-width", type: "number", min: 1, max: 2048, step: 1, placeholder: "W" });
+  const format = h("select", { id: "import-format" }, ["", "images", "audio", "table", "text"].map((f) => h("option", { value: f, text: f || "from the path" })));
+  const importError = h("div", { class: "error-box", id: "import-error" }), imports = h("tbody");
+  const go = h("button", { class: "primary", id: "import-button", type: "submit", text: "Import" });
+  let picked = null, versions = [];
+
+  const field = (id, label, hint, ...els) => h("div", { class: "field" }, h("label", { for: id }, label, h("span", { class: "hint", text: hint })), ...els);
+  main.append(h("h1", { text: "Datasets" }), error,
+    h("section", { class: "card" }, h("table", { id: "datasets" },
+      h("thead", {}, h("tr", {}, ["Dataset", "Owner", "Version", "Kind", "Train", "Val", "Test", "Classes", "Shape", "Shared", ""].map((t) => h("th", { text: t })))), list)),
+    detail,
+    h("section", { class: "card" }, h("h2", { text: "Import from the server" }),
+      h("form", { id: "import-form", onsubmit: (e) => { e.preventDefault(); start(); } },
+        h("div", { class: "fields" },
+          field("import-name", "Name", "a new version if it exists", name),
+          field("import-path", "Path", "a folder of class folders, or a file", path),
+          field("import-format", "Format", "", format),
+          field("import-height", "Image size", "height × width (images)", h("div", {}, height, " × ", width))),
+        h("div", { class: "actions" }, go), importError),
+      h("table", { id: "imports" }, h("thead", {}, h("tr", {}, ["#", "Name", "State", "Progress", "", "Result"].map((t) => h("th", { text: t })))), imports)));
+
+  async function pick(v) {
+    picked = v.ref;
+    for (const tr of $$("tr[data-ref]", list)) tr.classList.toggle("selected", tr.dataset.ref === v.ref);
+    const samples = h("div", { id: "samples" }, h("p", { class: "muted", text: "Loading samples…" }));
+    const split = h("select", { id: "sample-split" }, SPLIT_NAMES.map((s) => h("option", { value: s, text: s })));
+    const tools = [];
+    if (v.owner === me.name || me.admin) tools.push(h("button", { class: "danger small", type: "button", id: "delete-version", text: "Delete this version", onclick: async () => {
+      if (!confirm(`Delete ${v.ref}?`)) return;
+      try { await api("DELETE", `/v1/datasets/${v.owner}/${v.name}?version=${v.version}`); picked = null; detail.hidden = true; await load(); } catch (e) { error.textContent = e.message; }
+    } }));
+    if (me.admin) tools.push(h("button", { class: "small", type: "button", id: "share-toggle", text: v.shared ? "Unshare" : "Share with every user", onclick: async () => {
+      try { await api("POST", `/v1/datasets/${v.owner}/${v.name}/${v.shared ? "unshare" : "share"}`); await load(); } catch (e) { error.textContent = e.message; }
+    } }));
+    detail.replaceChildren(h("h2", {}, v.ref, " ", h("small", { text: `${v.kind} · ${v.shape.join(" × ") || "text"} · ${v.dtype} · ${v.bytes < 2 ** 20 ? `${Math.ceil(v.bytes / 1024)} KiB` : fmt.mib(v.bytes / 2 ** 20)} in ${v.shard_count} shards` })),
+      h("div", { class: "actions" }, tools),
+      h("div", { class: "row" }, h("div", { class: "grow" }, h("h2", { text: "Rows per class" }), classCounts(v)),
+        h("div", { class: "grow" }, h("h2", {}, "Samples ", split), samples)));
+    detail.hidden = false;
+    const show = async () => {
+      try {
+        const s = await api("GET", `/v1/datasets/${v.owner}/${v.name}/samples?version=${v.version}&count=24&split=${split.value}`);
+        samples.replaceChildren(sampleGrid(s));
+      } catch (e) { samples.replaceChildren(h("p", { class: "error", text: e.message })); }
+    };
+    split.addEventListener("change", show);
+    await show();
+  }
+
+  async function load() {
+    const all = await api("GET", "/v1/datasets");
+    error.textContent = "";
+    versions = all.flatMap((d) => d.versions.slice().reverse());
+    list.replaceChildren(...versions.map((v) => h("tr", { dataset: { ref: v.ref }, class: v.ref === picked ? "selected" : null },
+      h("td", {}, h("a", { href: "#", text: v.name, onclick: (e) => { e.preventDefault(); pick(v); } })), h("td", { text: v.owner }),
+      h("td", { class: "num", text: v.version }), h("td", { text: v.kind }),
+      SPLIT_NAMES.map((s) => h("td", { class: `num rows-${s}`, text: v.rows[s] })), h("td", { class: "num", text: v.classes.length }),
+      h("td", { class: "mono", text: v.shape.join("×") || "—" }), h("td", { text: v.shared ? "shared" : "" }), h("td", { class: "muted", text: fmt.time(v.created) }))));
+    if (!versions.length) list.append(h("tr", {}, h("td", { colspan: 11, class: "muted", text: "No datasets yet: import one below (xsharp data import does it on your own machine)." })));
+    const again = versions.find((v) => v.ref === picked);
+    if (again) await pick(again);
+  }
+
+  async function showImports() {
+    const recs = await api("GET", "/v1/datasets/imports?limit=10");
+    imports.replaceChildren(...recs.map((r) => h("tr", { dataset: { import: r.id, state: r.state } }, h("td", { class: "num", text: r.id }), h("td", { text: r.name }),
+      h("td", {}, stateBadge(r.state)), h("td", { class: "num", text: r.total ? `${r.done}/${r.total} ${r.unit}` : r.done ? `${r.done} ${r.unit}` : "—" }),
+      h("td", {}, bar(r.total ? r.done / r.total : r.state === "DONE" ? 1 : 0)),
+      h("td", { class: r.state === "FAILED" ? "error" : "" }, r.ref ? h("a", { href: "#", text: r.ref, onclick: (e) => { e.preventDefault(); const v = versions.find((x) => x.ref === r.ref); if (v) pick(v); } }) : r.message || ""))));
+    if (!recs.length) imports.append(h("tr", {}, h("td", { colspan: 6, class: "muted", text: "No imports yet." })));
+    return recs;
+  }
+
+  async function start() {
+    importError.textContent = "";
+    const body = { name: name.value.trim(), path: path.value.trim() };
+    if (format.value) body.format = format.value;
+    if (height.value || width.value) body.size = [Number(height.value), Number(width.value || height.value)];
+    go.disabled = true;
+    try {
+      const rec = await api("POST", "/v1/datasets", body);
+      flash(`import #${rec.id} of ${rec.name} queued`);
+      watch();
+    } catch (e) { importError.textContent = e.lines ? e.lines.join("\n") : e.message; } finally { go.disabled = false; }
+  }
+
+  let watching = false;
+  function watch() {
+    if (watching) return;
+    watching = true;
+    every(1000, async () => {
+      const recs = await showImports();
+      if (recs.some((r) => r.state === "DONE" && r.ref && !versions.some((v) => v.ref === r.ref))) await load();  // a version just made
+      if (!recs.some((r) => ["QUEUED", "RUNNING"].includes(r.state))) { watching = false; return false; }
+    });
+  }
+
+  await load();
+  if ((await showImports()).some((r) => ["QUEUED", "RUNNING"].includes(r.state))) watch();
+  if (versions.length) await pick(versions[0]);
+};
+
 // ------------------------------------------------------------------------------------------ start
 document.addEventListener("DOMContentLoaded", async () => {
   const page = document.body.dataset.page;
