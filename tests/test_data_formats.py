@@ -225,3 +225,46 @@ def test_split_names_what_cannot_be_held_out():
         datasets._split(np.zeros((10, 1)), y, 0.2, 0)
     with pytest.raises(datasets.DataError, match="none would be left"):
         datasets._split(np.zeros((10, 1)), y, 1.0, 0)
+
+
+# --------------------------------------------------------------------------- small files that would exhaust memory
+def test_npz_arrays_are_sized_from_their_headers_before_any_is_read(tmp_path):
+    import tracemalloc
+
+    from xsharp.fileguard import DataError, FileGuard
+
+    path = tmp_path / "zeros.npz"
+    np.savez_compressed(path, x=np.zeros((1000, 1000), np.float32), y=np.zeros(1000, np.int64))  # 4 MB of zeros, ~4 KB
+    assert path.stat().st_size < 50_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"zeros.npz: its arrays come to 4008000 bytes once decompressed, over this server's cap of 100000"):
+            datasets._npz(path, guard=FileGuard(max_file_bytes=100_000))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+    assert datasets._npz(path).x.shape == (1000, 1000)  # no cap: read
+    assert datasets._npz(path, guard=FileGuard(max_file_bytes=5_000_000)).y.shape == (1000,)
+    pickled = tmp_path / "objects.npz"
+    np.savez(pickled, x=np.array([{}, {}], dtype=object), y=np.zeros(2))
+    with pytest.raises(DataError, match=r"objects.npz: array 'x' holds Python objects \(pickles\), which are never read"):
+        datasets._npz(pickled)
+
+
+def test_wav_headers_claiming_more_than_the_file_or_an_odd_rate_are_refused(tmp_path):
+    from xsharp.fileguard import DataError
+
+    path = tmp_path / "liar.wav"
+    write_wav(path, np.zeros(100))
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data") + 4
+    data[at : at + 4] = struct.pack("<I", 64 << 20)  # says 64 MiB of samples in a 244-byte file
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"liar.wav: its header says 67108864 bytes of samples, but the file holds 244 bytes"):
+        datasets.read_wav(path)
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    write_wav(folder / "a_s1_0.wav", np.zeros(400), rate=500)  # the header's rate, however low, sized the resampling
+    with pytest.raises(DataError, match=r"a_s1_0.wav: a sample rate of 500 Hz \(readable: 1000 to 384000 Hz\)"):
+        datasets.load(path=folder, format="wav")

@@ -478,3 +478,120 @@ def test_spec_takes_the_reader_options_within_bounds():
     for bad in ({"size": [0, 4]}, {"size": [4, 5000]}, {"size": [4]}, {"resize": "stretch"}, {"channels": 2}, {"feature_columns": []}, {"skip_bad": "yes"}):
         with pytest.raises(SpecError):
             parse_spec({"data": {"path": "x", **bad}, "model": ["softmax"]})
+
+
+# --------------------------------------------------------------------------- small files that would exhaust memory
+def peak_bytes(fn, *args, **kw):
+    """(what fn returned or raised, the peak of Python and numpy allocations while it ran)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        try:
+            out = fn(*args, **kw)
+        except DataError as e:
+            out = e
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def gzip_with_long_line(path, before, after, mib=16):
+    """A .gz whose line after ``before`` holds ``mib`` MiB (written 1 MiB at a time: ~16 KB on disk)."""
+    with gzip.open(path, "wb") as f:
+        f.write(before)
+        chunk = b"a" * (1 << 20)
+        for _ in range(mib):
+            f.write(chunk)
+        f.write(after)
+    return path
+
+
+def test_a_text_line_or_row_over_the_cap_is_refused_without_reading_it_whole(tmp_path):
+    jsonl = gzip_with_long_line(tmp_path / "t.jsonl.gz", b'{"label": "a", "text": "ok"}\n{"label": "b", "text": "', b'"}\n')
+    assert jsonl.stat().st_size < 100_000
+    err, peak = peak_bytes(text.read_text, jsonl)
+    assert isinstance(err, DataError) and "t.jsonl.gz: line 2 is longer than 1048576 bytes" in str(err) and "aaaa" not in str(err)
+    assert peak < 6 << 20, peak
+    csv_file = gzip_with_long_line(tmp_path / "t.csv.gz", b"label,text\na,ok\nb,", b"\n")
+    err, peak = peak_bytes(text.read_text, csv_file)
+    assert isinstance(err, DataError) and "t.csv.gz: line 3 is longer" in str(err)
+    assert peak < 6 << 20, peak
+    with pytest.raises(DataError, match=r"t.csv.gz: line 3 is longer"):  # the csv format of datasets.load too
+        datasets._csv(csv_file)
+    # a quoted field of many short lines: each line fits, the row does not
+    many = tmp_path / "many.csv"
+    many.write_bytes(b'label,text\na,ok\nb,"' + b"x" * 1000 + b"\n" * 1 + (b"y" * 1000 + b"\n") * 1100 + b'"\n')
+    with pytest.raises(DataError, match=r"many.csv: the row ending at line \d+ is longer than 1048576 bytes"):
+        text.read_text(many)
+    with pytest.raises(DataError, match=r"many.csv: the row ending at line \d+ is longer"):
+        datasets._csv(many)
+    fine = tmp_path / "fine.csv"
+    fine.write_text('label,text\na,"two\nlines"\nb,' + "z" * 500_000 + "\n")
+    assert [len(t) for t in text.read_text(fine).x] == [9, 500_000]
+    assert text.MAX_TEXT_BYTES == datasets.MAX_TEXT_BYTES == 1 << 20
+
+
+def test_compressed_text_and_tables_are_capped_once_decompressed(tmp_path):
+    rows = "".join(f'{{"label": {i % 2}, "text": "row {i}"}}\n' for i in range(5000))
+    jsonl = tmp_path / "t.jsonl.gz"
+    jsonl.write_bytes(gzip.compress(rows.encode()))
+    table = tmp_path / "t.csv.bz2"
+    table.write_bytes(bz2.compress(("label,a\n" + "".join(f"{i % 2},{i}\n" for i in range(20000))).encode()))
+    small, big = FileGuard(max_file_bytes=50_000), FileGuard(max_file_bytes=1 << 20)
+    assert jsonl.stat().st_size < 50_000 and table.stat().st_size < 50_000  # the compressed files fit the cap
+    for read, path in ((text.read_text, jsonl), (tables.read_table, table), (datasets.read_idx, table)):
+        with pytest.raises(DataError, match=rf"{path.name}: over 50000 bytes once decompressed") as e:
+            read(path, guard=small)
+        assert "row 1" not in str(e.value)
+    assert len(text.read_text(jsonl, guard=big).y) == 5000
+    assert tables.read_table(table, guard=big).x.shape == (20000, 1)  # pyarrow reads through the capped stream
+
+
+def test_audio_source_rate_is_bounded_and_only_the_duration_is_resampled(tmp_path):
+    t = np.arange(8000 * 5) / 8000
+    write_wav(tmp_path / "long.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 8000)  # 5 s, 80 KB
+    a, peak = peak_bytes(audio_folder.decode_audio, tmp_path / "long.wav", 384_000, 0.01)
+    assert a.shape == (3840,) and peak < 2 << 20, peak  # the whole file resampled would be 1.9 M samples
+    src, _ = datasets.read_wav(tmp_path / "long.wav")
+    assert np.allclose(a, datasets._resample(src, 8000, 384_000)[:3840])  # the same samples as before
+    for rate in (999, 400_000, 1):  # 1 Hz last: before the bound it would take 1.2 GB
+        write_wav(tmp_path / f"r{rate}.wav", np.zeros(400), rate)
+        with pytest.raises(DataError, match=rf"r{rate}.wav: a sample rate of {rate} Hz"):
+            audio_folder.decode_audio(tmp_path / f"r{rate}.wav", 384_000, 1.0)
+
+
+def test_sixteen_bit_and_transparent_images_convert_without_wide_copies(tmp_path, monkeypatch):
+    grey = tmp_path / "grey16.png"
+    Image.fromarray(np.full((2000, 2000), 40000, dtype=np.uint16)).save(grey)  # I;16, a few KB
+    assert grey.stat().st_size < 100_000
+    a, peak = peak_bytes(decode_image, grey, ImageOptions(channels=1))
+    assert a.shape == (2000, 2000) and (a == 156).all()  # round(40000 / 257)
+    assert peak < 20 << 20, peak  # float64 copies of it: 32 MB each
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(np.full((2000, 2000, 4), (200, 100, 50, 128), dtype=np.uint8), "RGBA").save(rgba)
+    a, peak = peak_bytes(decode_image, rgba, ImageOptions())
+    assert a.shape == (3, 2000, 2000) and a[:, 0, 0].tolist() == [100, 50, 25]
+    assert peak < 36 << 20, peak  # a uint16 copy of the whole image: 32 MB
+    monkeypatch.setattr(images, "MAX_DECODED_BYTES", 10_000)
+    small = save(tmp_path / "l.png", np.zeros((100, 100)))
+    assert decode_image(small, ImageOptions(channels=1)).shape == (100, 100)  # 10,000 bytes: at the cap
+    Image.fromarray(np.zeros((100, 100), dtype=np.uint16)).save(tmp_path / "i16.png")
+    with pytest.raises(DataError, match=r"i16.png: 100 x 100 pixels of mode I;16, 20000 bytes once decoded, over the cap of 10000"):
+        decode_image(tmp_path / "i16.png")
+
+
+def test_folder_options_making_a_row_over_the_cap_are_refused_before_decoding(tmp_path, monkeypatch):
+    from xsharp.data import folders
+
+    nowhere = tmp_path / "no-such-folder"  # refused before the folder is even listed
+    with pytest.raises(DataError, match=r"^data.duration 3600 s x data.sample_rate 384000 Hz x 4 bytes: 5529600000 bytes a row, over the cap"):
+        audio_folder.read_audio_folder(nowhere, sample_rate=384_000, duration=3600)
+    assert folders.MAX_ROW_BYTES == 64 << 20
+    assert folders.row_bytes("images", (4096, 4096), 3) == 48 << 20
+    assert folders.row_bytes("images", None, 3) == 0
+    assert folders.row_bytes("audio", sample_rate=384_000, duration=3600) == 5_529_600_000
+    assert folders.row_bytes("audio", None, 3, 16000, 1.0) == 64000
+    monkeypatch.setattr(folders, "MAX_ROW_BYTES", 1000)
+    with pytest.raises(DataError, match=r"^data.size \[20, 20\] x 3 channels: 1200 bytes a row"):
+        images.read_image_folder(nowhere, size=[20, 20])

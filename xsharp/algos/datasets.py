@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import io
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -26,6 +28,12 @@ from xsharp.fileguard import ANYWHERE, DataError, FileGuard
 
 MAX_CLASSES = 10_000  # distinct labels a data set may have: class names travel in every model
 MAX_CLASS_NAME = 128  # characters of one class name
+# Bytes of one line (and of one CSV record, however many lines it spans) of a text file. A row is
+# one sample for tfidf / bow / word2vec: 1 MiB is some 150,000 words, far past any document a
+# classifier reads, and small enough that a lying line (300 MiB of one line in a 300 KB .gz)
+# is refused after reading 1 MiB of it, not held whole.
+MAX_TEXT_BYTES = 1 << 20
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000  # Hz a source audio file may have
 
 
 def _why(e: BaseException) -> str:
@@ -105,19 +113,68 @@ def _digits(**_: Any) -> Arrays:
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+class _Capped(io.RawIOBase):
+    """A decompressing stream that refuses to yield more than ``cap`` bytes: a few KB of .gz
+    or .bz2 may decompress to GBs, and the guard's cap a file saw only the compressed size."""
+
+    def __init__(self, inner: IO[bytes], cap: int, path: Path) -> None:
+        self.inner, self.cap, self.path, self.count = inner, cap, path, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self.inner.readinto(b)
+        self.count += n or 0
+        if self.count > self.cap:
+            raise DataError(f"{self.path}: over {self.cap} bytes once decompressed (this server's cap a file)")
+        return n
+
+
 @contextlib.contextmanager
 def _open(path: Path, guard: FileGuard, field: str = "data.path", text: bool = False) -> Iterator[IO]:
-    """A file opened through ``guard``, ``.gz`` / ``.bz2`` decompressed on the fly; ``text``:
-    UTF-8 text with newlines left to the csv module."""
+    """A file opened through ``guard``, ``.gz`` / ``.bz2`` decompressed on the fly (at most
+    ``guard.max_file_bytes`` decompressed bytes, when the guard has a cap); ``text``: UTF-8 text
+    with newlines left to the csv module."""
     import bz2
     import gzip
-    import io
 
     with guard.open(path, field) as raw:
         suffix = path.suffix.lower()
         f: IO = gzip.GzipFile(fileobj=raw, mode="rb") if suffix == ".gz" else bz2.BZ2File(raw, "rb") if suffix == ".bz2" else raw
+        if f is not raw and guard.max_file_bytes is not None:
+            f = io.BufferedReader(_Capped(f, guard.max_file_bytes, path), 1 << 16)
         with io.TextIOWrapper(f, encoding="utf-8", newline="") if text else f as opened:
             yield opened
+
+
+class TextLines:
+    """The lines of a binary file as text, each read with a bound (``limit`` bytes, newline not
+    counted), so one unbounded line is refused after ``limit`` bytes rather than held whole.
+    ``record``: the bytes read since the reader last set it to 0 (a CSV record may span lines);
+    over ``limit`` is refused too. Errors name the file and the line."""
+
+    def __init__(self, f: IO[bytes], path: Path, limit: int = MAX_TEXT_BYTES) -> None:
+        self.f, self.path, self.limit = f, path, limit
+        self.number = 0  # the line last read, 1-based
+        self.record = 0
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            raw = self.f.readline(self.limit + 1)
+            if not raw:
+                return
+            self.number += 1
+            self.record += len(raw)
+            if len(raw) > self.limit and not raw.endswith(b"\n"):
+                raise DataError(f"{self.path}: line {self.number} is longer than {self.limit} bytes (the cap a line of text)")
+            if self.record > self.limit + 2:
+                raise DataError(f"{self.path}: the row ending at line {self.number} is longer than {self.limit} bytes (the cap a row of text)")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{self.path}: not UTF-8 text (line {self.number})") from None
+            yield line.removeprefix("\ufeff") if self.number == 1 else line
 
 
 def read_idx(path: str | Path, guard: FileGuard = ANYWHERE, field: str = "data.path") -> np.ndarray:
@@ -216,6 +273,9 @@ def read_wav(path: str | Path, guard: FileGuard = ANYWHERE) -> tuple[np.ndarray,
     try:
         with guard.open(path) as f, wave.open(f, "rb") as w:
             rate, width, channels = w.getframerate(), w.getsampwidth(), w.getnchannels()
+            claimed, size = w.getnframes() * width * channels, os.fstat(f.fileno()).st_size
+            if claimed > size:  # read before allocating: a lying header would size the read buffer
+                raise DataError(f"{path}: its header says {claimed} bytes of samples, but the file holds {size} bytes in all")
             raw = w.readframes(w.getnframes())
     except wave.Error:  # its words quote header bytes ("unknown format: 3")
         raise DataError(f"{path}: not a readable PCM WAV file (not RIFF/WAVE, or not PCM)") from None
@@ -251,6 +311,19 @@ def _resample(a: np.ndarray, rate: int, target: int) -> np.ndarray:
     return np.interp(np.arange(n) * (rate / target), np.arange(len(a)), a).astype(np.float32)
 
 
+def fit_audio(a: np.ndarray, rate: int, target: int, duration: float, path: str | Path) -> np.ndarray:
+    """Samples ``a`` at ``rate`` Hz as exactly ``round(target * duration)`` float32 samples at
+    ``target`` Hz, cut or zero-padded. The source is cut to the frames ``duration`` needs before
+    resampling, so a long file (or a tiny one whose header says 1 Hz) costs no more than one row."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise DataError(f"{path}: a sample rate of {rate} Hz (readable: {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)")
+    n = int(round(target * duration))
+    out = np.zeros(n, dtype=np.float32)
+    a = _resample(a[: math.ceil(duration * rate) + 1], rate, target)[:n]
+    out[: len(a)] = a
+    return out
+
+
 def _wav_folder(path: Path, sample_rate: int = 16000, duration: float = 1.0, guard: FileGuard = ANYWHERE, **_: Any) -> Arrays:
     """Every ``{label}_{speaker}_{index}.wav`` in a folder, resampled to ``sample_rate`` and cut
     or zero-padded to ``duration`` seconds, so every row has the same length."""
@@ -268,8 +341,7 @@ def _wav_folder(path: Path, sample_rate: int = 16000, duration: float = 1.0, gua
     labels, speakers = [], []
     for i, (f, (label, speaker, _)) in enumerate(named):
         a, rate = read_wav(f, guard)
-        a = _resample(a, rate, sample_rate)[:n]
-        x[i, : len(a)] = a
+        x[i] = fit_audio(a, rate, sample_rate, duration, f)
         labels.append(label)
         speakers.append(speaker)
     y = np.array(labels)
@@ -284,25 +356,28 @@ def _csv(path: Path, label_column: str = "label", text_column: str = "text", gua
     text column; rows are strings, turned into numbers by the spec's ``features``."""
     import csv
 
-    csv.field_size_limit(2**31 - 1)
+    csv.field_size_limit(MAX_TEXT_BYTES)
     line = 0
     try:
-        with _open(path, guard, text=True) as f:
-            reader = csv.DictReader(f)
+        with _open(path, guard) as f:
+            lines = TextLines(f, path)
+            reader = csv.DictReader(lines)
             columns = reader.fieldnames or []
             missing = [c for c in (label_column, text_column) if c not in columns]
             if missing:
                 field = "label_column" if missing[0] == label_column else "text_column"
                 raise DataError(f"{path}: missing column {missing[0]!r} ({len(columns)} columns in its header line; set data.{field})")
             labels, texts = [], []
+            lines.record = 0
             for row in reader:
                 line = reader.line_num
+                lines.record = 0
                 labels.append(row[label_column] or "")
                 texts.append(row[text_column] or "")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text (after line {line})") from None
-    except (OSError, EOFError, csv.Error) as e:
+    except (OSError, EOFError) as e:
         raise DataError(f"{path}: not a readable CSV file (after line {line}: {_why(e)})") from None
+    except csv.Error:  # its words may quote the file
+        raise DataError(f"{path}: not a readable CSV file (line {lines.number}: a quote or a field over {MAX_TEXT_BYTES} bytes the csv rules refuse)") from None
     if not texts:
         raise DataError(f"{path}: no rows")
     return Arrays(np.array(texts, dtype=object), np.array(labels))
@@ -311,10 +386,43 @@ def _csv(path: Path, label_column: str = "label", text_column: str = "text", gua
 NAMED: dict[str, Callable[..., Arrays]] = {"digits": _digits, "fashion-mnist": _fashion_mnist}
 
 
+_NPZ_ARRAYS = ("x", "y", "x_train", "y_train", "x_test", "y_test", "classes")
+
+
+def _npz_sizes(zipped: Any, path: Path) -> dict[str, int]:
+    """{array name: bytes once read} of each ``.npy`` member of an open ``ZipFile``, from its
+    header alone: nothing is decompressed past it. Arrays of Python objects are refused."""
+    sizes = {}
+    for name in zipped.namelist():
+        if not name.endswith(".npy"):
+            continue
+        with zipped.open(name) as member:
+            version = np.lib.format.read_magic(member)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise DataError(f"{path}: array {name[:-4]!r} is in .npy format version {version}, which is not read")
+            shape, _, dtype = read_header(member)
+        if dtype.hasobject:
+            raise DataError(f"{path}: array {name[:-4]!r} holds Python objects (pickles), which are never read; save numbers or strings")
+        sizes[name[:-4]] = math.prod(shape) * dtype.itemsize
+    return sizes
+
+
 def _npz(path: Path, guard: FileGuard = ANYWHERE, **_: Any) -> Arrays:
+    import zipfile
+
     try:
-        with guard.open(path) as raw, np.load(raw, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
+        with guard.open(path) as raw:
+            with zipfile.ZipFile(raw) as zipped:  # headers first: 500 KB of .npz may hold GBs of zeros
+                sizes = _npz_sizes(zipped, path)
+            wanted = [k for k in _NPZ_ARRAYS if k in sizes]
+            total = sum(sizes[k] for k in wanted)
+            if guard.max_file_bytes is not None and total > guard.max_file_bytes:
+                raise DataError(f"{path}: its arrays come to {total} bytes once decompressed, over this server's cap of {guard.max_file_bytes} bytes a file")
+            raw.seek(0)
+            with np.load(raw, allow_pickle=False) as f:
+                data = {k: f[k] for k in wanted}
+            others = len(sizes) - len(wanted)
     except DataError:
         raise
     except Exception as e:
@@ -327,7 +435,7 @@ def _npz(path: Path, guard: FileGuard = ANYWHERE, **_: Any) -> Arrays:
         return Arrays(data["x_train"], data["y_train"], data["x_test"], data["y_test"], classes)
     if "x" in data and "y" in data:
         return Arrays(data["x"], data["y"], classes=classes)
-    raise DataError(f"{path}: expected arrays x and y (or x_train, y_train, x_test, y_test); found {len(data)} other array(s)")
+    raise DataError(f"{path}: expected arrays x and y (or x_train, y_train, x_test, y_test); found {others + len(data)} other array(s)")
 
 
 def _images(path: Path, **options: Any) -> Arrays:

@@ -18,7 +18,7 @@ import numpy as np
 from xsharp.algos import datasets
 from xsharp.fileguard import ANYWHERE, DataError, FileGuard
 
-from .folders import FolderListing, decode_files, list_class_folders, split_arrays
+from .folders import FolderListing, check_row_bytes, decode_files, list_class_folders, split_arrays
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac"})
 DEFAULT_RATE = 16000
@@ -41,19 +41,14 @@ def _read_flac(path: Path, seconds: float, guard: FileGuard) -> tuple[np.ndarray
 
 
 def decode_audio(path: str | Path, sample_rate: int = DEFAULT_RATE, duration: float = DEFAULT_DURATION, guard: FileGuard = ANYWHERE) -> np.ndarray:
-    """One WAV or FLAC file as ``round(sample_rate * duration)`` float32 samples."""
+    """One WAV or FLAC file as ``round(sample_rate * duration)`` float32 samples. A source rate
+    outside 1000..384000 Hz is refused; only the frames ``duration`` needs are resampled."""
     path = Path(path)
     if path.suffix.lower() == ".flac":
         a, rate = _read_flac(path, duration, guard)
     else:
         a, rate = datasets.read_wav(path, guard)
-    if rate <= 0:
-        raise DataError(f"{path}: a sample rate of {rate}")
-    n = int(round(sample_rate * duration))
-    out = np.zeros(n, dtype=np.float32)
-    a = datasets._resample(a, rate, sample_rate)[:n]
-    out[: len(a)] = a
-    return out
+    return datasets.fit_audio(a, rate, sample_rate, duration, path)  # cut to duration first, then resampled
 
 
 def list_audio_folder(root: str | Path, guard: FileGuard = ANYWHERE) -> FolderListing:
@@ -73,6 +68,7 @@ def read_audio_folder(
     of ``datasets.load``; defaults 16000 Hz and 1 s). A ``test/`` folder becomes the test rows;
     ``val/`` rows join the training rows. ``skip_bad``: leave out (and count) unreadable files."""
     rate, seconds = sample_rate or DEFAULT_RATE, duration or DEFAULT_DURATION
+    check_row_bytes("audio", sample_rate=rate, duration=seconds)
     listing = list_audio_folder(path, guard)
     decoded = decode_files(listing.files, lambda f: decode_audio(f, rate, seconds, guard), str(path), skip_bad=skip_bad)
     return split_arrays(decoded, listing)

@@ -8,11 +8,12 @@ folder. Decoding the listed files runs on a thread pool (the decoders release th
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Collection
+from typing import Callable, Collection, Sequence
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from xsharp.fileguard import ANYWHERE, DataError, FileGuard, Forbidden
 
 SPLITS = ("train", "val", "test")
 DECODE_BATCH = 1024  # files decoded per round: bounds the decoded rows waiting to be copied
+# Bytes of one decoded row (uint8 pixels, float32 samples), checked from the options before any
+# file is decoded: DECODE_BATCH rows wait in memory at once, and the API server may be the reader.
+MAX_ROW_BYTES = 64 << 20
 
 
 @dataclass
@@ -56,6 +60,28 @@ def _class_files(folder: Path, suffixes: Collection[str], kind: str, guard: File
     if not files:
         raise DataError(f"{folder}: a class folder with no {kind} files ({', '.join(sorted(suffixes))})")
     return files
+
+
+def row_bytes(kind: str, size: Sequence[int] | None = None, channels: int = 3, sample_rate: float = 0, duration: float = 0) -> int:
+    """Bytes of one decoded row of a class folder: ``images`` H x W x channels uint8 pixels
+    (0 without a ``size``: each image keeps its own, under images.MAX_PIXELS), ``audio``
+    round(sample_rate x duration) float32 samples."""
+    if kind == "images":
+        return 0 if size is None else math.prod(int(s) for s in size) * int(channels)
+    if kind == "audio":
+        return max(0, int(round(float(sample_rate) * float(duration)))) * 4
+    raise ValueError(f"kind: images or audio, got {kind!r}")
+
+
+def check_row_bytes(kind: str, size: Sequence[int] | None = None, channels: int = 3, sample_rate: float = 0, duration: float = 0) -> int:
+    """``row_bytes``, or a DataError naming the option (``data.size``, ``data.duration``) when one
+    row would be over ``MAX_ROW_BYTES``."""
+    n = row_bytes(kind, size, channels, sample_rate, duration)
+    if n > MAX_ROW_BYTES:
+        what = (f"data.size {list(size or [])} x {channels} channels" if kind == "images"
+                else f"data.duration {duration:g} s x data.sample_rate {sample_rate:g} Hz x 4 bytes")
+        raise DataError(f"{what}: {n} bytes a row, over the cap of {MAX_ROW_BYTES} bytes one row")
+    return n
 
 
 def list_class_folders(root: str | Path, suffixes: Collection[str], kind: str, guard: FileGuard = ANYWHERE) -> FolderListing:

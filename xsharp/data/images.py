@@ -27,13 +27,14 @@ import numpy as np
 from xsharp.algos import datasets
 from xsharp.fileguard import ANYWHERE, DataError, FileGuard
 
-from .folders import FolderListing, decode_files, list_class_folders, split_arrays
+from .folders import FolderListing, check_row_bytes, decode_files, list_class_folders, split_arrays
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 FORMATS = ["PNG", "JPEG", "BMP", "WEBP"]  # Pillow's decoders tried, and no other
 MAX_PIXELS = 50_000_000  # width x height of one image, checked before its pixels are decoded
+MAX_DECODED_BYTES = 256 << 20  # bytes of one image's decoded pixels (by its mode), checked from its header
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "FolderListing", "ImageOptions", "decode_image", "list_image_folder", "read_image_folder"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_DECODED_BYTES", "MAX_PIXELS", "FolderListing", "ImageOptions", "decode_image", "decode_image_bytes", "list_image_folder", "read_image_folder"]
 
 
 @dataclass(frozen=True)
@@ -73,25 +74,47 @@ def _target(width: int, height: int, options: ImageOptions) -> tuple[int, int]:
     return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
 
 
+_ROWS_AT_ONCE = 256  # rows of an image converted per numpy step: bounds the temporaries
+
+
+def _by_rows(a: np.ndarray, shape: tuple[int, ...], step) -> np.ndarray:
+    """uint8 ``step(a[rows])`` a band of rows at a time, so no whole-image wider copy is made."""
+    out = np.empty(shape, dtype=np.uint8)
+    for lo in range(0, a.shape[0], _ROWS_AT_ONCE):
+        out[lo : lo + _ROWS_AT_ONCE] = step(a[lo : lo + _ROWS_AT_ONCE])
+    return out
+
+
 def _as_mode(img: Any, channels: int) -> Any:
-    """``img`` as 8-bit ``L`` (channels 1) or ``RGB`` (channels 3), whatever its stored mode."""
+    """``img`` as 8-bit ``L`` (channels 1) or ``RGB`` (channels 3), whatever its stored mode.
+    Integer arithmetic a band of rows at a time: a 95 KB 16-bit PNG may hold 49 M pixels."""
     from PIL import Image
 
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):  # 16-bit grey: scale, do not clip
-        a = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray(np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8), "L")
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):  # 16-bit grey: scale (round(v / 257)), do not clip
+        a = np.asarray(img)
+        img = Image.fromarray(_by_rows(a, a.shape, lambda r: (np.clip(r, 0, 65535).astype(np.uint32) + 128) // 257), "L")
     elif img.mode == "F":
-        img = Image.fromarray(np.clip(np.rint(np.asarray(img, dtype=np.float64)), 0, 255).astype(np.uint8), "L")
+        a = np.asarray(img)
+        img = Image.fromarray(_by_rows(a, a.shape, lambda r: np.clip(np.rint(r), 0, 255)), "L")
     if img.mode == "P" and "transparency" in img.info or img.mode in ("PA", "LA", "La", "RGBa"):
         img = img.convert("RGBA")
     if img.mode == "RGBA":  # over black: colour x alpha
-        rgba = np.asarray(img, dtype=np.uint16)
-        rgb = (rgba[..., :3] * rgba[..., 3:] + 127) // 255
-        img = Image.fromarray(rgb.astype(np.uint8), "RGB")
+        a = np.asarray(img)
+        img = Image.fromarray(_by_rows(a, (*a.shape[:2], 3), lambda r: (r[..., :3].astype(np.uint16) * r[..., 3:] + 127) // 255), "RGB")
     if img.mode not in ("L", "RGB"):  # 1, P, CMYK, YCbCr...: through RGB, which every mode converts to
         img = img.convert("RGB")
     target = "L" if channels == 1 else "RGB"
     return img if img.mode == target else img.convert(target)
+
+
+def decoded_bytes(img: Any) -> int:
+    """Bytes Pillow holds for ``img``'s pixels once loaded, from its header: 1 a pixel for 1, L,
+    P; 2 for 16-bit grey; 4 for I, F and every mode of several bands (Pillow keeps those 4 bytes
+    a pixel)."""
+    width, height = img.size
+    mode = img.mode
+    per = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    return width * height * per
 
 
 def _fit(img: Any, options: ImageOptions) -> Any:
@@ -119,12 +142,23 @@ def _fit(img: Any, options: ImageOptions) -> Any:
 
 def decode_image(path: str | Path, options: ImageOptions = ImageOptions(), guard: FileGuard = ANYWHERE) -> np.ndarray:
     """One image file as uint8 pixels: ``(H, W)`` for channels 1, ``(3, H, W)`` for channels 3."""
+    try:
+        with guard.open(path) as f:
+            data = f.read()  # one read: Pillow's own reads are many small ones, each holding the GIL
+    except DataError:
+        raise
+    except OSError as e:
+        raise DataError(f"{path}: not a readable image ({_why(e)})") from None
+    return decode_image_bytes(data, options, path)
+
+
+def decode_image_bytes(data: bytes, options: ImageOptions, path: str | Path) -> np.ndarray:
+    """``decode_image`` of a file's bytes already read (``path`` names it in errors): an import
+    hashes the same bytes it decodes, reading each file once."""
     from PIL import Image
 
     try:
-        with guard.open(path) as f:
-            data = io.BytesIO(f.read())  # one read: Pillow's own reads are many small ones, each holding the GIL
-        with Image.open(data, formats=FORMATS) as img:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as img:
             width, height = img.size  # from the header: nothing decoded yet
             if width * height > MAX_PIXELS:
                 raise DataError(f"{path}: {width} x {height} pixels, over the cap of {MAX_PIXELS} an image")
@@ -132,6 +166,9 @@ def decode_image(path: str | Path, options: ImageOptions = ImageOptions(), guard
                 w, h = _target(width, height, options)
                 if w < width and h < height:  # the JPEG decoder scales by 1/2, 1/4, 1/8 as it reads: far faster
                     img.draft("L" if options.channels == 1 else "RGB", (w, h))
+            if decoded_bytes(img) > MAX_DECODED_BYTES:  # after draft: the JPEG decoder's own scaling counts
+                raise DataError(f"{path}: {width} x {height} pixels of mode {img.mode}, {decoded_bytes(img)} bytes once decoded, "
+                                f"over the cap of {MAX_DECODED_BYTES} bytes an image")
             img.load()
             img = _as_mode(img, options.channels)
             if options.size is not None:
@@ -164,6 +201,7 @@ def read_image_folder(
     its validation share from them). ``skip_bad``: leave out (and count in ``Arrays.skipped``)
     the files that are not readable images, instead of stopping at the first."""
     options = ImageOptions(tuple(size) if size is not None else None, resize, channels)
+    check_row_bytes("images", options.size, options.channels)
     listing = list_image_folder(path, guard)
     decoded = decode_files(
         listing.files, lambda f: decode_image(f, options, guard), str(path), divisor=255.0, skip_bad=skip_bad,

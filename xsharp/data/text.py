@@ -6,7 +6,9 @@ Rows are strings, turned into numbers by the spec's ``features`` (tfidf, bow, wo
 with no label is refused; a missing or null text is the empty text. Labels are text, except
 JSON numbers and Parquet integer columns, which are integers (their own class index); a JSONL
 file must keep one kind of label throughout. The file must be UTF-8 (a byte order mark is
-allowed). Errors name the file and the line (CSV, JSONL) or data row (Parquet), never its content.
+allowed). Errors name the file and the line (CSV, JSONL) or data row (Parquet), never its content. A line
+(and a CSV row, however many lines it spans) holds at most ``MAX_TEXT_BYTES`` (1 MiB), read with
+that bound: a longer one is refused, not read whole.
 
 The ``csv`` format of :mod:`xsharp.algos.datasets` stays as it was; this reader is the ``text``
 format.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import IO, Any, Iterator, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 
@@ -30,6 +32,7 @@ from .tables import TableChunk
 TextFormat = Literal["csv", "jsonl", "parquet"]
 DEFAULT_TEXT = "text"
 READ_CHUNK_ROWS = 65536
+MAX_TEXT_BYTES = datasets.MAX_TEXT_BYTES  # bytes of one line or CSV row (see datasets.MAX_TEXT_BYTES)
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -44,24 +47,16 @@ def text_format_of(path: Path) -> TextFormat:
     return kind  # type: ignore[return-value]
 
 
-def _lines(f: IO[bytes], path: Path) -> Iterator[str]:
-    """The file's lines as text, the line number in any decoding error."""
-    for number, raw in enumerate(f, start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise DataError(f"{path}: not UTF-8 text (line {number})") from None
-        yield line.removeprefix("\ufeff") if number == 1 else line
-
-
 # --------------------------------------------------------------------------- rows of each format
 def _csv_rows(path: Path, label_column: str, text_column: str, guard: FileGuard) -> Iterator[tuple[int, str, str]]:
     """(line, label, text) of every row of a CSV file."""
-    csv.field_size_limit(2**31 - 1)
+    csv.field_size_limit(MAX_TEXT_BYTES)
     with datasets._open(path, guard) as f:
-        reader = csv.reader(_lines(f, path))
+        lines = datasets.TextLines(f, path, MAX_TEXT_BYTES)
+        reader = csv.reader(lines)
         try:
             header = next(reader, None)
+            lines.record = 0
             if header is None:
                 raise DataError(f"{path}: empty: no header line")
             where = {}
@@ -71,21 +66,25 @@ def _csv_rows(path: Path, label_column: str, text_column: str, guard: FileGuard)
                 where[name] = header.index(name)
             li, ti = where[label_column], where[text_column]
             for row in reader:
+                lines.record = 0  # the bytes of the next record start here
                 if not row:
                     continue  # a blank line
                 label = row[li] if li < len(row) else ""
                 if not label:
                     raise DataError(f"{path}: no label in line {reader.line_num} (column {label_column!r})")
                 yield reader.line_num, label, row[ti] if ti < len(row) else ""
-        except csv.Error:
-            raise DataError(f"{path}: not a readable CSV file (line {reader.line_num}: a quote or field the csv rules refuse)") from None
+        except csv.Error:  # its words may quote the file
+            raise DataError(f"{path}: not a readable CSV file (line {lines.number}: a quote, or a field over {MAX_TEXT_BYTES} bytes, "
+                            "that the csv rules refuse)") from None
 
 
 def _jsonl_rows(path: Path, label_column: str, text_column: str, guard: FileGuard) -> Iterator[tuple[int, str | int, str]]:
     """(line, label, text) of every object of a JSONL file."""
     label_kind: type | None = None
     with datasets._open(path, guard) as f:
-        for number, line in enumerate(_lines(f, path), start=1):
+        lines = datasets.TextLines(f, path, MAX_TEXT_BYTES)
+        for line in lines:
+            number, lines.record = lines.number, 0
             if not line.strip():
                 continue
             try:
