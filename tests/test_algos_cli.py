@@ -84,3 +84,14 @@ def test_every_recipe_reads_data_that_comes_with_the_clone():
             text = (ROOT / "examples" / name).read_text()
             made_by = [w for w in text.split() if w.startswith("scripts/")]
             assert made_by and (ROOT / made_by[0]).is_file() and path in text.split("First make the data")[1].splitlines()[0], (name, path)
+    # a recipe naming an imported dataset says how to make it from what the clone has
+    from xsharp.algos.datasets import NAMED
+
+    imported = [(r, yaml.safe_load(r.read_text())["data"].get("dataset")) for r in recipes]
+    imported = [(r, d) for r, d in imported if d and d not in NAMED]
+    assert imported
+    for recipe, dataset in imported:
+        text = recipe.read_text()
+        made_by = [w for w in text.split() if w.startswith("scripts/")]
+        assert made_by and (ROOT / made_by[0]).is_file(), recipe.name
+        assert any("xsharp data import" in line and f"--name {dataset}" in line for line in text.splitlines()), recipe.name
