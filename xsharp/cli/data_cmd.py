@@ -67,7 +67,7 @@ def import_(
     """Convert SRC once into a dataset: decoded, resized rows in checksummed shards, and a manifest
     (classes, counts per class and split, shapes, the source's content hash).
 
-    Folders are decoded in parallel on Ray Data (every core, or every node with --address), with a
+    Folders are decoded in parallel in Ray tasks (every core, or every node with --address), with a
     progress bar. A bad file stops the import, naming it, unless --skip-bad.
 
     Example: xsharp data import photos/ --name photos --size 64x64 --resize crop

@@ -4,7 +4,7 @@
 - ``manifest``: what an imported dataset holds (classes, counts, shapes, shards and their hashes);
 - ``shards``: one shard file, written and read back with its checksum checked;
 - ``catalog``: where datasets live (``<root>/<owner>/<name>/v<N>``) and how a spec names one;
-- ``importer``: a source converted into shards, in parallel on Ray Data;
+- ``importer``: a source converted into shards, in parallel on Ray tasks;
 - ``stream``: the rows of each training step read from shards, in a seeded order that resumes
   exactly mid-epoch, within a bounded memory.
 """

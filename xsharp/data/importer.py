@@ -2,7 +2,7 @@
 
 Folders of images or audio are decoded on the cluster: one Ray task a shard decodes, resizes
 and writes its files where it runs (every core of every node, nothing funnelled through the
-caller). Ray Data's ``map`` over the same shard jobs was measured 1.6x slower on 2 cores
+caller). Ray Data's ``map`` over the same shard jobs was measured 1.8-2.9x slower on 2 cores
 (bench/data.py import), so the import uses Ray tasks directly. Tables and text files are read in a
 single pass of row chunks here (one file is one sequential read) and cut into shards. Any other
 format (``.npz``, IDX, the bundled sets) is loaded whole, then cut.

@@ -17,7 +17,7 @@ While one window is trained on, the next is read on a thread, so a worker holds 
 windows, as stored (uint8 images stay bytes), plus a shard being read: memory is bounded by the
 window and the shard size, whatever the dataset's size. Rows become floats (and pass the
 feature steps) a batch at a time. Ray Data's iterators cannot resume mid-epoch (Ray issues
-#37633, #48224), so this order is xsharp's own; the import that made the shards runs on Ray Data.
+#37633, #48224), so this order is xsharp's own.
 """
 
 from __future__ import annotations
