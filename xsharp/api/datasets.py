@@ -2,7 +2,8 @@
 
 A user imports a folder or file under one of the server's data roots (``POST /v1/datasets``);
 the import runs in the background on the server (:class:`ImportWorker`, one or two at a time,
-others queue) and its record says how far it got. Every user sees their own datasets, and the
+others queue, fairly between users) and its record says how far it got; its owner or an admin
+cancels it (``DELETE /v1/datasets/imports/{id}``). Every user sees their own datasets, and the
 ones an admin shared; an admin sees all. A dataset a caller may not see is a 404, the same as a
 missing one: names tell nobody what others hold. Jobs name a dataset ``NAME`` (their own),
 ``OWNER/NAME`` (a shared one) or with ``@VERSION``; the job service pins the spec to the exact
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import queue
 import threading
 import time
 from typing import Annotated, Any, Literal
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from xsharp.algos.modules.base import SpecModel
 from xsharp.cluster.policy import Policy
-from xsharp.cluster.store import DONE, FAILED, QUEUED, RUNNING, Import, Store, User
+from xsharp.cluster.store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Import, Store, User
 from xsharp.data.catalog import NAME, Catalog, DatasetRef
 from xsharp.data import samples as sampling
 from xsharp.data.manifest import Manifest
@@ -150,11 +150,11 @@ class ImportOut(BaseModel):
     id: int
     user: str
     name: str
-    state: str  # QUEUED | RUNNING | DONE | FAILED
+    state: str  # QUEUED | RUNNING | DONE | FAILED | CANCELLED
     done: int
     total: int
     unit: str  # what done and total count: files, rows ...
-    message: str | None = None  # why it failed
+    message: str | None = None  # why it failed, or who cancelled it
     ref: str | None = None  # owner/name@version, once DONE
     created: float
     started: float | None = None
@@ -226,24 +226,47 @@ class _ShuttingDown(BaseException):
     """Raised from an import's progress callback when the server stops: the import ends there."""
 
 
+class _Cancelled(BaseException):
+    """Raised from an import's progress callback when its owner or an admin cancelled it."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
 class ImportWorker:
     """Runs the service's imports, ``workers`` at a time, in this process's threads (the importer
-    fans out on Ray Data). Imports are kept in the store; one left QUEUED or RUNNING by a server
-    that died becomes FAILED when the next one starts (:meth:`recover`)."""
+    fans out on Ray Data). Imports are kept in the store, which hands the next one out fairly
+    (:meth:`Store.claim_import`: the oldest of the user who started the fewest lately); one left
+    QUEUED or RUNNING by a server that died becomes FAILED when the next one starts
+    (:meth:`recover`, which also sweeps the staging folders of the imports it cut short)."""
+
+    POLL = 5.0  # seconds a worker thread sleeps between looks at the store when nothing wakes it
 
     def __init__(self, store: Store, policy: Policy, workers: int = 1):
         self.store, self.policy, self.workers = store, policy, max(1, workers)
-        self._queue: queue.Queue[int | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._pending = 0  # submits not yet looked for by a thread
         self._closing = threading.Event()
+        self._cancels: dict[int, str] = {}  # RUNNING import id -> its cancellation message
 
     @property
     def catalog(self) -> Catalog:
         return catalog_for(self.policy, self.store)
 
     def recover(self) -> list[int]:
-        return self.store.recover_imports()
+        """At server start (no import is alive): imports left QUEUED or RUNNING fail, and every
+        staging folder in the catalog (what imports killed mid-way left) is removed."""
+        failed = self.store.recover_imports()
+        try:
+            swept = self.catalog.sweep_staging()
+            if swept:
+                log.info("removed %d staging folder(s) left by imports cut short", swept)
+        except OSError:
+            log.exception("sweeping the catalog's staging folders")
+        return failed
 
     def _ensure_threads(self) -> None:
         with self._lock:
@@ -255,14 +278,33 @@ class ImportWorker:
                 self._threads.append(t)
 
     def submit(self, rec: Import) -> None:
+        """An import was queued in the store: wake a thread to look (the store picks which runs next)."""
         self._ensure_threads()
-        self._queue.put(rec.id)
+        with self._wake:
+            self._pending += 1
+            self._wake.notify()
+
+    def cancel(self, import_id: int, by: str) -> Import | None:
+        """Cancel an import: a QUEUED one at once, a RUNNING one at its next progress report.
+        The import's record as it is now (None: gone)."""
+        message = f"cancelled by {by}"
+        if self.store.move_import(import_id, [QUEUED], CANCELLED, message=message, finished=time.time()):
+            return self.store.get_import(import_id)
+        with self._lock:
+            rec = self.store.get_import(import_id)
+            if rec is not None and rec.state == RUNNING:
+                self._cancels[import_id] = message
+        return rec
+
+    def _cancelled(self, import_id: int) -> str | None:
+        with self._lock:
+            return self._cancels.get(import_id)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop: running imports end at their next progress report, queued ones never start; each is FAILED saying so."""
         self._closing.set()
-        for _ in self._threads:
-            self._queue.put(None)
+        with self._wake:
+            self._wake.notify_all()
         deadline = time.time() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.time()))
@@ -270,49 +312,77 @@ class ImportWorker:
             self.store.move_import(rec.id, [QUEUED, RUNNING], FAILED, message="the server shut down during the import; import again", finished=time.time())
 
     def _loop(self) -> None:
-        while True:
-            import_id = self._queue.get()
-            if import_id is None or self._closing.is_set():
-                return
+        while not self._closing.is_set():
             try:
-                self.run(import_id)
+                rec = self.store.claim_import()
+            except Exception:  # noqa: BLE001 - a busy or broken store: look again later
+                log.exception("taking the next import")
+                rec = None
+            if rec is None:
+                with self._wake:
+                    if self._pending == 0 and not self._closing.is_set():
+                        self._wake.wait(self.POLL)
+                    self._pending = 0
+                continue
+            try:
+                self._execute(rec)
             except Exception:  # noqa: BLE001 - the record says FAILED; the worker goes on
-                log.exception("import %s", import_id)
+                log.exception("import %s", rec.id)
 
     def run(self, import_id: int) -> None:
-        """Run one queued import to DONE or FAILED."""
+        """Run one queued import to DONE, FAILED or CANCELLED."""
         if not self.store.move_import(import_id, [QUEUED], RUNNING, started=time.time()):
             return  # gone, or already taken
-        rec = self.store.get_import(import_id)
+        self._execute(self.store.get_import(import_id))
+
+    def _execute(self, rec: Import) -> None:
+        """Run an import this thread made RUNNING to its end."""
+        import_id = rec.id
         last = [0.0]
 
         def progress(p) -> None:
             if self._closing.is_set():
                 raise _ShuttingDown
+            cancelled = self._cancelled(import_id)
+            if cancelled is not None:
+                raise _Cancelled(cancelled)
             now = time.monotonic()
             if now - last[0] >= PROGRESS_EVERY or p.done >= p.total:
                 last[0] = now
                 self.store.import_progress(import_id, int(p.done), int(p.total), str(p.unit)[:32])
 
+        def end(state: str, **fields) -> None:
+            self.store.move_import(import_id, [RUNNING], state, finished=time.time(), **fields)
+
         try:
             from xsharp.data.importer import import_dataset
 
+            cancelled = self._cancelled(import_id)  # cancelled between being taken and starting
+            if cancelled is not None:
+                raise _Cancelled(cancelled)
             request = ImportRequest.model_validate(rec.request)
             manifest = import_dataset(request.path, request.name, rec.user, self.catalog, request.options(), guard=self.policy.guard(), progress=progress)
         except _ShuttingDown:
-            self.store.move_import(import_id, [RUNNING], FAILED, message="the server shut down during the import; import again", finished=time.time())
+            end(FAILED, message="the server shut down during the import; import again")
+            return
+        except _Cancelled as c:
+            end(CANCELLED, message=c.message)
             return
         except DataError as e:
-            self.store.move_import(import_id, [RUNNING], FAILED, message=str(e), finished=time.time())
+            end(FAILED, message=str(e))
             return
         except MemoryError:
-            self.store.move_import(import_id, [RUNNING], FAILED, message="MemoryError: the import ran out of memory", finished=time.time())
+            end(FAILED, message="MemoryError: the import ran out of memory")
             return
         except Exception as e:  # noqa: BLE001 - its text could quote the data: only its type is shown
             log.exception("import %s (%s/%s) failed", import_id, rec.user, rec.name)
-            self.store.move_import(import_id, [RUNNING], FAILED, message=f"{type(e).__name__} in the import (the server's log has the details)", finished=time.time())
+            end(FAILED, message=f"{type(e).__name__} in the import (the server's log has the details)")
             return
-        self.store.move_import(import_id, [RUNNING], DONE, ref=manifest.ref, finished=time.time())
+        else:
+            end(DONE, ref=manifest.ref)
+        finally:  # after its end: a cancel that saw it RUNNING has left its mark by now
+            with self._lock:
+                self._cancels.pop(import_id, None)
 
 
 def get_imports(request: Request) -> ImportWorker:
@@ -346,9 +416,9 @@ def start_import(
         raise HTTPException(status.HTTP_403_FORBIDDEN, [str(e)]) from None
     except DataError as e:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [str(e)]) from None
-    if len(store.imports(user=user.name, states=[QUEUED, RUNNING], limit=MAX_PENDING_IMPORTS + 1)) >= MAX_PENDING_IMPORTS:
+    rec = store.add_import_capped(user.name, body.name, body.model_dump() | {"path": str(real)}, MAX_PENDING_IMPORTS)
+    if rec is None:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, [f"you have {MAX_PENDING_IMPORTS} imports queued or running; wait for one to finish"])
-    rec = store.add_import(user.name, body.name, body.model_dump() | {"path": str(real)})
     worker.submit(rec)
     return _import_out(rec)
 
@@ -364,6 +434,19 @@ def get_import(import_id: ImportId, user: User = Depends(current_user), store: S
     if rec is None or (rec.user != user.name and not user.admin):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no import {import_id}")
     return _import_out(rec)
+
+
+@router.delete("/imports/{import_id}", response_model=ImportOut, summary="Cancel an import")
+def cancel_import(import_id: ImportId, user: User = Depends(current_user), store: Store = Depends(get_store), worker: ImportWorker = Depends(get_imports)) -> ImportOut:
+    """Its owner or an admin (404 for others, as for a missing import). A QUEUED import is
+    CANCELLED at once; a RUNNING one stops at its next progress report (poll it until CANCELLED,
+    or DONE if it finished first); a finished one is 409."""
+    rec = store.get_import(import_id)
+    if rec is None or (rec.user != user.name and not user.admin):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no import {import_id}")
+    if rec.state not in (QUEUED, RUNNING):
+        raise HTTPException(status.HTTP_409_CONFLICT, [f"import {import_id} is {rec.state}: nothing to cancel"])
+    return _import_out(worker.cancel(import_id, user.name) or rec)  # it may have ended meanwhile: its record as it is
 
 
 @router.get("", response_model=list[DatasetOut], summary="The datasets you may use")

@@ -23,7 +23,11 @@ from typing import Any, Iterable
 QUEUED, RUNNING, PAUSED, PREEMPTED = "QUEUED", "RUNNING", "PAUSED", "PREEMPTED"
 SUCCEEDED, FAILED, STOPPED = "SUCCEEDED", "FAILED", "STOPPED"
 STATES = (QUEUED, RUNNING, PAUSED, PREEMPTED, SUCCEEDED, FAILED, STOPPED)
-DONE = "DONE"  # an import's end besides FAILED (imports are QUEUED, RUNNING, then DONE or FAILED)
+DONE = "DONE"  # an import's end besides FAILED (imports are QUEUED, RUNNING, then DONE, FAILED or CANCELLED)
+CANCELLED = "CANCELLED"  # an import its owner or an admin cancelled (DELETE /v1/datasets/imports/{id})
+IMPORT_STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
+PENDING_IMPORTS = (QUEUED, RUNNING)
+FAIR_SHARE_SECONDS = 3600  # the queue of imports favours the user who started the fewest in this long
 WAITING = (QUEUED, PREEMPTED)  # in the queue, to be scheduled
 FINISHED = (SUCCEEDED, FAILED, STOPPED)
 
@@ -57,11 +61,12 @@ CREATE INDEX IF NOT EXISTS metrics_job ON metrics(job_id);
 CREATE TABLE IF NOT EXISTS imports (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     user TEXT NOT NULL, name TEXT NOT NULL, request TEXT NOT NULL,   -- request: the POST /v1/datasets body, as JSON
-    state TEXT NOT NULL,                        -- QUEUED | RUNNING | DONE | FAILED
+    state TEXT NOT NULL,                        -- QUEUED | RUNNING | DONE | FAILED | CANCELLED
     done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0, unit TEXT NOT NULL DEFAULT '',
     message TEXT, ref TEXT,                     -- ref: owner/name@version, once DONE
     created REAL NOT NULL, started REAL, finished REAL);
 CREATE INDEX IF NOT EXISTS imports_user ON imports(user);
+CREATE INDEX IF NOT EXISTS imports_state ON imports(state);
 """
 
 
@@ -355,7 +360,7 @@ class Store:
         rows = self.db.execute("SELECT * FROM metrics WHERE job_id = ? ORDER BY rowid LIMIT -1 OFFSET ?", (job_id, after))
         return [dict(r) for r in rows]
 
-    # ------------------------------------------------------------------ dataset imports (QUEUED -> RUNNING -> DONE | FAILED)
+    # ------------------------------------------------------------------ dataset imports (QUEUED -> RUNNING -> DONE | FAILED | CANCELLED)
     def add_import(self, user: str, name: str, request: dict) -> Import:
         with self.tx() as db:
             cur = db.execute(
@@ -363,6 +368,38 @@ class Store:
             )
             import_id = cur.lastrowid
         return self.get_import(import_id)
+
+    def add_import_capped(self, user: str, name: str, request: dict, cap: int) -> Import | None:
+        """Queue an import unless ``user`` already has ``cap`` QUEUED or RUNNING: the count and the
+        insert are one transaction, so parallel requests never get past the cap. None at the cap."""
+        with self.tx() as db:
+            pending = db.execute(
+                "SELECT COUNT(*) AS n FROM imports WHERE user = ? AND state IN (?, ?)", (user, *PENDING_IMPORTS)
+            ).fetchone()["n"]
+            if pending >= cap:
+                return None
+            cur = db.execute(
+                "INSERT INTO imports(user, name, request, state, created) VALUES (?, ?, ?, ?, ?)", (user, name, json.dumps(request), QUEUED, time.time())
+            )
+            import_id = cur.lastrowid
+        return self.get_import(import_id)
+
+    def claim_import(self, window: float = FAIR_SHARE_SECONDS) -> Import | None:
+        """Take the next QUEUED import and make it RUNNING, fairly: the oldest of the user who
+        started the fewest imports in the last ``window`` seconds (a RUNNING one counts), so one
+        user's long queue does not hold up another's import. None when none is queued."""
+        now = time.time()
+        with self.tx() as db:
+            row = db.execute(
+                """SELECT i.id FROM imports i WHERE i.state = ?
+                   ORDER BY (SELECT COUNT(*) FROM imports j WHERE j.user = i.user AND j.started IS NOT NULL AND j.started >= ?), i.id
+                   LIMIT 1""",
+                (QUEUED, now - window),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE imports SET state = ?, started = ? WHERE id = ? AND state = ?", (RUNNING, now, row["id"], QUEUED))
+        return self.get_import(row["id"])
 
     def get_import(self, import_id: int) -> Import | None:
         row = self.db.execute("SELECT * FROM imports WHERE id = ?", (import_id,)).fetchone()

@@ -8,10 +8,15 @@ under its store (``<XSHARP_HOME>/datasets``) with its users as owners.
 A spec names a dataset ``NAME``, ``NAME@VERSION``, ``OWNER/NAME`` or ``OWNER/NAME@VERSION``;
 without an owner it is the caller's own, without a version the newest. A version is made whole
 in a staging folder and renamed into place, so a crashed import never leaves half a version.
+
+Version numbers are never reused: ``<root>/<owner>/<name>/.last-version`` holds the highest number
+ever given, written before the version is renamed into place and kept when versions (or all of
+them) are deleted, so a job pinned to ``owner/name@N`` never reads other data under that number.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import re
@@ -23,13 +28,21 @@ from pathlib import Path
 
 from xsharp.fileguard import DataError
 
-from .manifest import MANIFEST, Manifest
+from .manifest import MANIFEST, NAME, Manifest
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: the rename alone keeps two commits apart
+    fcntl = None
 
 ENV = "XSHARP_DATASETS"
-NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 _REF = re.compile(rf"(?:(?P<owner>{NAME})/)?(?P<name>{NAME})(?:@(?P<version>[0-9]{{1,9}}))?")
 STAGING = ".staging-"
-STALE_STAGING_SECONDS = 24 * 3600
+STALE_STAGING_SECONDS = 24 * 3600  # a staging folder whose heartbeat is older belongs to a dead import
+HEARTBEAT = ".heartbeat"  # in a staging folder: touched at each progress step of its import (Catalog.touch)
+LAST_VERSION = ".last-version"  # in <owner>/<name>/: the highest version number ever given
+LOCK = ".lock"  # in <owner>/<name>/: held while a number is given or versions are deleted
+MAX_COMMIT_ATTEMPTS = 100
 
 
 def local_owner() -> str:
@@ -90,6 +103,8 @@ class Catalog:
         ref = DatasetRef.parse(ref) if isinstance(ref, str) else ref
         owner = ref.owner or user
         versions = self.versions(owner, ref.name)
+        if not versions and ref.version is not None and ref.version <= self._last_version(self.root / owner / ref.name):
+            raise DataError(f"data.dataset: {owner}/{ref.name} has no version {ref.version}: it was deleted")
         if not versions:
             import difflib
 
@@ -100,6 +115,8 @@ class Catalog:
             raise DataError(f"data.dataset: no dataset {DatasetRef(ref.name, ref.owner)}{hint}")
         version = versions[-1] if ref.version is None else ref.version
         if version not in versions:
+            if version <= self._last_version(self.root / owner / ref.name):
+                raise DataError(f"data.dataset: {owner}/{ref.name} has no version {version}: it was deleted (versions: {', '.join(map(str, versions))})")
             raise DataError(f"data.dataset: {owner}/{ref.name} has no version {version} (versions: {', '.join(map(str, versions))})")
         return Manifest.read(self.folder(owner, ref.name, version))
 
@@ -122,47 +139,147 @@ class Catalog:
                         continue  # a damaged manifest hides its version; `data show` names the problem
         return out
 
+    # ----------------------------------------------------------------- version numbers
+    @staticmethod
+    def _last_version(base: Path) -> int:
+        """The highest version number ever given under ``base`` (0: none, or a catalog from before the mark)."""
+        try:
+            text = (base / LAST_VERSION).read_text().strip()
+        except OSError:
+            return 0
+        return int(text) if text.isdigit() and len(text) <= 12 else 0
+
+    @staticmethod
+    def _taken(base: Path) -> int:
+        """The highest ``vN`` folder name under ``base``, with a manifest or not."""
+        try:
+            names = [p.name for p in base.iterdir()]
+        except OSError:
+            return 0
+        return max((int(n[1:]) for n in names if n.startswith("v") and n[1:].isdigit() and len(n) <= 13), default=0)
+
+    @staticmethod
+    def _mark(base: Path, version: int) -> None:
+        """Raise the high-water mark to ``version`` (never lower it), atomically."""
+        if Catalog._last_version(base) >= version:
+            return
+        tmp = base / f"{LAST_VERSION}.tmp-{uuid.uuid4().hex[:12]}"
+        try:
+            tmp.write_text(f"{version}\n")
+            os.replace(tmp, base / LAST_VERSION)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _locked(base: Path):
+        """Hold ``base``'s lock: commits and deletes of one name, in any process, one at a time."""
+        if fcntl is None:
+            yield
+            return
+        fd = os.open(base / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     # ----------------------------------------------------------------- making and removing
     def staging(self, owner: str, name: str) -> Path:
-        """A fresh folder to build a version in; stale ones (a crashed import) are swept."""
+        """A fresh folder to build a version in; stale ones (a dead import: no heartbeat for a day) are swept."""
         DatasetRef.parse(f"{owner}/{name}", "name")
         base = self.root / owner / name
         base.mkdir(parents=True, exist_ok=True)
+        now = time.time()
         for old in base.glob(STAGING + "*"):
-            try:
-                if time.time() - old.stat().st_mtime > STALE_STAGING_SECONDS:
-                    shutil.rmtree(old, ignore_errors=True)
-            except OSError:
-                pass
+            if now - self._alive_at(old) > STALE_STAGING_SECONDS:
+                shutil.rmtree(old, ignore_errors=True)
         path = base / f"{STAGING}{uuid.uuid4().hex[:12]}"
         path.mkdir()
+        self.touch(path)
         return path
 
-    def commit(self, staging: Path, manifest: Manifest) -> Manifest:
-        """Give the staged dataset the next version number and move it into place (atomic)."""
-        base = staging.parent
-        while True:
-            manifest.version = max(self.versions(manifest.owner, manifest.name), default=0) + 1
-            manifest.write(staging)
+    @staticmethod
+    def touch(staging: Path) -> None:
+        """The import building in ``staging`` is alive: call it at each progress step (cheap), or an
+        import running over a day could have its folder swept by another import of the name."""
+        beat = Path(staging) / HEARTBEAT
+        try:
+            os.utime(beat)
+        except FileNotFoundError:
             try:
-                staging.rename(base / f"v{manifest.version}")  # fails if a concurrent import took the number
-                return manifest
+                beat.touch()
             except OSError:
-                time.sleep(0.01)
+                pass
+        except OSError:
+            pass
+
+    @staticmethod
+    def _alive_at(staging: Path) -> float:
+        """When the import in ``staging`` last showed it was alive: its heartbeat, else the folder's own mtime."""
+        times = []
+        for p in (Path(staging) / HEARTBEAT, Path(staging)):
+            try:
+                times.append(p.stat().st_mtime)
+            except OSError:
+                pass
+        return max(times, default=time.time())  # gone already, or unreadable: not ours to sweep now
+
+    def sweep_staging(self) -> int:
+        """Remove every staging folder under the root (every owner and name), and the trash of
+        interrupted deletes. Only when no import can be running: the service calls it at start.
+        Returns how many were removed."""
+        if not self.root.is_dir():
+            return 0
+        swept = 0
+        for old in self.root.glob(f"*/*/{STAGING}*"):
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+                swept += not old.exists()
+        return swept
+
+    def commit(self, staging: Path, manifest: Manifest) -> Manifest:
+        """Give the staged dataset the next version number (never one given before, even to a
+        deleted version) and move it into place (atomic). DataError when it cannot land after
+        :data:`MAX_COMMIT_ATTEMPTS` tries."""
+        base = staging.parent
+        (staging / HEARTBEAT).unlink(missing_ok=True)
+        error: OSError | None = None
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            with self._locked(base):
+                manifest.version = max(self._taken(base), self._last_version(base)) + 1
+                try:
+                    manifest.write(staging)
+                    self._mark(base, manifest.version)  # before the rename: a crash between burns the number, never reuses it
+                    staging.rename(base / f"v{manifest.version}")  # fails if a process without the lock took the number
+                    return manifest
+                except OSError as e:
+                    error = e
+            time.sleep(0.01)
+        reason = (error.strerror or type(error).__name__) if error is not None else "unknown"
+        raise DataError(f"{manifest.owner}/{manifest.name}: could not commit the new version after {MAX_COMMIT_ATTEMPTS} attempts ({reason})")
 
     def update(self, manifest: Manifest) -> None:
         """Rewrite a manifest's mutable fields (``shared``)."""
         manifest.write(self.path_of(manifest))
 
     def delete(self, owner: str, name: str, version: int | None = None) -> list[int]:
-        """Remove one version, or every version; the versions removed."""
-        versions = self.versions(owner, name) if version is None else [version] if version in self.versions(owner, name) else []
-        for v in versions:
-            folder = self.folder(owner, name, v)
-            trash = folder.with_name(f"{STAGING}deleted-{uuid.uuid4().hex[:8]}")
-            folder.rename(trash)  # gone from view at once; the bytes go after
-            shutil.rmtree(trash, ignore_errors=True)
+        """Remove one version, or every version; the versions removed. The name's folder stays,
+        with its high-water mark, so the numbers removed are never given again."""
         base = self.root / owner / name
-        if base.is_dir() and not any(base.iterdir()):
-            base.rmdir()
+        if not base.is_dir():
+            return []
+        with self._locked(base):
+            present = self.versions(owner, name)
+            versions = present if version is None else [version] if version in present else []
+            if present:
+                self._mark(base, max(present))
+            trash = []
+            for v in versions:
+                folder = self.folder(owner, name, v)
+                trash.append(folder.with_name(f"{STAGING}deleted-{uuid.uuid4().hex[:8]}"))
+                folder.rename(trash[-1])  # gone from view at once; the bytes go after, outside the lock
+        for t in trash:
+            shutil.rmtree(t, ignore_errors=True)
         return versions

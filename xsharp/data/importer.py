@@ -123,7 +123,7 @@ def import_dataset(
     DatasetRef.parse(f"{owner}/{name}", "name")
     if not 0 < options.shard_mb <= 4096:
         raise DataError(f"shard_mb: must lie in (0, 4096], got {options.shard_mb}")
-    say = progress or (lambda p: None)
+    report = progress or (lambda p: None)
     bundled = isinstance(source, str) and source in datasets.NAMED
     if bundled:
         src, fmt = None, "bundled"
@@ -135,6 +135,11 @@ def import_dataset(
             raise DataError(f"{source}: cannot tell the format; set format to one of images, audio, table, text, {', '.join(sorted(datasets.FORMATS))}")
     options = ImportOptions(**{**options.__dict__, "format": fmt})
     staging = catalog.staging(owner, name)
+
+    def say(p: ImportProgress) -> None:
+        Catalog.touch(staging)  # alive: a sweep of stale staging folders passes this one by
+        report(p)
+
     try:
         if fmt in ("images", "audio"):
             built = _import_folder(src, fmt, options, staging, guard, say)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +22,47 @@ from xsharp.fileguard import DataError
 SPLITS = ("train", "val", "test")
 KINDS = ("images", "audio", "table", "text", "arrays")
 MANIFEST = "manifest.json"
+NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # an owner's or a dataset's name (the catalog's folder names)
+MAX_DIMS = 8
+_SHARD_FILE = re.compile(r"shards/(train|val|test)-[0-9]{5}\.npz")
+_NAME = re.compile(NAME)
+
+
+def _count(v) -> bool:
+    """A non-negative int (a bool or a float is not one)."""
+    return type(v) is int and v >= 0
+
+
+def _problem(m: "Manifest") -> str | None:
+    """What makes a parsed manifest unusable (its fields come from a file: never trust their types)."""
+    for key in ("name", "owner"):
+        v = getattr(m, key)
+        if not isinstance(v, str) or not _NAME.fullmatch(v) or v in (".", ".."):
+            return f"its {key} is not a dataset name"
+    if not _count(m.version) or m.version < 1:
+        return "its version is not a whole number >= 1"
+    if m.kind not in KINDS:
+        return "unknown kind"
+    if not isinstance(m.classes, list) or not all(isinstance(c, str) for c in m.classes):
+        return "its classes are not a list of names"
+    if not isinstance(m.shape, list) or len(m.shape) > MAX_DIMS or not all(_count(d) for d in m.shape):
+        return f"its shape is not a list of at most {MAX_DIMS} non-negative whole numbers"
+    if not isinstance(m.counts, dict):
+        return "its counts are not a mapping of split to rows of each class"
+    for split, per_class in m.counts.items():
+        if split not in SPLITS:
+            return f"its counts name an unknown split {split[:32]!r}" if isinstance(split, str) else "its counts name an unknown split"
+        if not isinstance(per_class, list) or len(per_class) != len(m.classes) or not all(_count(n) for n in per_class):
+            return f"its {split} counts are not {len(m.classes)} non-negative whole numbers (one per class)"
+    for s in m.shards:
+        if s.split not in SPLITS:
+            return "unknown split"
+        match = _SHARD_FILE.fullmatch(s.file) if isinstance(s.file, str) else None
+        if match is None or match[1] != s.split:
+            return f"a {s.split} shard's file is not shards/{s.split}-NNNNN.npz"
+        if not _count(s.rows) or not _count(s.bytes) or not isinstance(s.sha256, str):
+            return "a shard's rows, bytes or sha256 are malformed"
+    return None
 
 
 @dataclass(frozen=True)
@@ -88,12 +132,15 @@ class Manifest:
     def from_json(cls, text: str, where: str = "manifest") -> "Manifest":
         try:
             raw = json.loads(text)
+            if not isinstance(raw, dict) or not isinstance(raw.get("shards"), list):
+                raise TypeError
             raw["shards"] = [ShardInfo(**s) for s in raw["shards"]]
             m = cls(**raw)
         except (ValueError, TypeError, KeyError) as e:
             raise DataError(f"{where}: not a readable dataset manifest ({type(e).__name__})") from None
-        if m.kind not in KINDS or any(s.split not in SPLITS for s in m.shards):
-            raise DataError(f"{where}: not a readable dataset manifest (unknown kind or split)")
+        problem = _problem(m)
+        if problem is not None:
+            raise DataError(f"{where}: not a readable dataset manifest ({problem})")
         for split in SPLITS:
             if sum(s.rows for s in m.shards_of(split)) != m.rows(split):
                 raise DataError(f"{where}: its shards hold {sum(s.rows for s in m.shards_of(split))} {split} rows, its counts say {m.rows(split)}")
@@ -109,6 +156,11 @@ class Manifest:
         return cls.from_json(text, str(path))
 
     def write(self, folder: Path) -> None:
-        tmp = Path(folder) / (MANIFEST + ".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(Path(folder) / MANIFEST)
+        """Atomically: a temp file of its own (writers racing on one version never share one), then a rename."""
+        tmp = Path(folder) / f"{MANIFEST}.tmp-{uuid.uuid4().hex[:12]}"
+        try:
+            tmp.write_text(self.to_json())
+            os.replace(tmp, Path(folder) / MANIFEST)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
