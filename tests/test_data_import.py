@@ -99,3 +99,21 @@ def test_the_cli_imports_a_table_lists_and_shows_it(tmp_path):
     metrics = json.loads(ran.stdout)
     assert metrics["data"].endswith("/tab@1") and metrics["test_accuracy"] > 0.9
     assert f"dataset: {metrics['data']}" in (tmp_path / "run" / "spec.yaml").read_text()
+
+
+def test_the_format_is_not_told_by_what_lies_behind_a_symlink_out_of_the_roots(tmp_path):
+    """A folder under a data root whose class folders are symlinks out of it: the answer is the
+    same whether the outside folders hold images or nothing."""
+    answers = []
+    for holds_images in (True, False):
+        base = tmp_path / str(holds_images)
+        outside = _images(base / "outside") if holds_images else (base / "outside" / "ant").parent
+        outside.mkdir(parents=True, exist_ok=True)
+        root = base / "root" / "pics"
+        root.mkdir(parents=True)
+        (root / "ant").symlink_to(outside / "ant", target_is_directory=True)
+        guard = FileGuard(roots=(base / "root",), denied=())
+        with pytest.raises(DataError) as e:
+            import_dataset(root, "pics", "me", Catalog(base / "catalog"), ImportOptions(), guard=guard)
+        answers.append(str(e.value).replace(str(base), "BASE"))
+    assert answers[0] == answers[1] and "cannot tell the format" in answers[0]

@@ -469,16 +469,30 @@ FORMATS: dict[str, Callable[..., Arrays]] = {
 _SUFFIX_FORMATS = {"npz": "npz", "idx": "idx", "wav": "wav", "csv": "csv", "parquet": "table", "pq": "table", "jsonl": "text", "ndjson": "text"}
 
 
-def _class_folders_hold(folder: Path) -> str | None:
+def _class_folders_hold(folder: Path, guard: FileGuard) -> str | None:
     """``images`` or ``audio`` when the class folders under ``folder`` (or under its ``train/``)
-    hold image or audio files: the first file of a known suffix decides."""
+    hold image or audio files: the first file of a known suffix decides. Only folders the guard
+    lets a job read are looked into: what lies behind a symlink out of the data roots must not
+    show in the answer."""
     from xsharp.data.audio_folder import AUDIO_SUFFIXES
     from xsharp.data.images import IMAGE_SUFFIXES
 
-    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    def readable_folders(parent: Path) -> list[Path]:
+        out = []
+        for p in sorted(parent.iterdir()):
+            if p.name.startswith("."):
+                continue
+            try:
+                if guard.resolve(p).is_dir():
+                    out.append(p)
+            except DataError:
+                continue
+        return out
+
+    subfolders = readable_folders(folder)
     train = folder / "train"
     if train in subfolders:
-        subfolders = [train, *sorted(p for p in train.iterdir() if p.is_dir() and not p.name.startswith(".")), *subfolders]
+        subfolders = [train, *readable_folders(train), *subfolders]
     for sub in subfolders:
         try:
             with os.scandir(sub) as entries:  # stops at the first file of a known suffix
@@ -493,7 +507,7 @@ def _class_folders_hold(folder: Path) -> str | None:
     return None
 
 
-def format_of(path: str | Path) -> str | None:
+def format_of(path: str | Path, guard: FileGuard = ANYWHERE) -> str | None:
     """The format a path's name (or, for a folder, its files) says: ``x.npz``, ``t.csv.bz2``,
     ``train-images-idx3-ubyte.gz``, ``t.parquet`` (a table), ``t.jsonl.gz`` (text), a folder of
     ``.wav`` files or of IDX files, a folder of class folders of images or of audio."""
@@ -504,7 +518,7 @@ def format_of(path: str | Path) -> str | None:
             return "wav"
         if any("-idx" in n for n in names):
             return "idx"
-        return _class_folders_hold(p)
+        return _class_folders_hold(p, guard)
     name = p.name.lower()
     for compressed in (".gz", ".bz2"):
         name = name.removesuffix(compressed)
@@ -667,7 +681,7 @@ def load(
         # Readers see the path as given: its suffixes (.csv.gz) and neighbours (MNIST's labels file)
         # are the user's, whatever a symlink points at; the guard resolves it again at each open.
         p = Path(path).expanduser() if not guard.confined or Path(path).is_absolute() else real
-        fmt = format or format_of(p)
+        fmt = format or format_of(p, guard)
         if fmt not in FORMATS:
             raise DataError(f"{path}: cannot tell the format; set data.format to one of {', '.join(sorted(FORMATS))}")
         arrays, name = FORMATS[fmt](p, guard=guard, **options), p.name

@@ -82,22 +82,10 @@ class _Built:
     columns: list[str] = field(default_factory=list)
 
 
-def infer_format(path: Path) -> str | None:
-    """The import format a path's name or contents say (folders of class folders: images or audio)."""
-    if path.is_dir():
-        from .audio_folder import AUDIO_SUFFIXES
-        from .images import IMAGE_SUFFIXES
-
-        for sub in sorted(p for p in path.iterdir() if p.is_dir()):
-            inner = [sub, *sorted(p for p in sub.iterdir() if p.is_dir())] if sub.name in ("train", "test", "val") else [sub]
-            for folder in inner:
-                for f in folder.iterdir():
-                    suffix = f.suffix.lower()
-                    if suffix in IMAGE_SUFFIXES:
-                        return "images"
-                    if suffix in AUDIO_SUFFIXES:
-                        return "audio"
-    fmt = datasets.format_of(path)
+def infer_format(path: Path, guard: FileGuard = ANYWHERE) -> str | None:
+    """The import format a path's name or contents say (folders of class folders: images or
+    audio; a ``.csv`` is text unless ``format: table`` says otherwise)."""
+    fmt = datasets.format_of(path, guard)
     return "text" if fmt == "csv" else fmt
 
 
@@ -130,7 +118,7 @@ def import_dataset(
     else:
         guard.check(source, "path")
         src = Path(source).expanduser() if not guard.confined or Path(source).is_absolute() else guard.check(source, "path")
-        fmt = options.format or infer_format(src)
+        fmt = options.format or infer_format(src, guard)
         if fmt is None:
             raise DataError(f"{source}: cannot tell the format; set format to one of images, audio, table, text, {', '.join(sorted(datasets.FORMATS))}")
     options = ImportOptions(**{**options.__dict__, "format": fmt})
