@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.service import Server
-from tests.test_datasets_api import HAS_IMPORTER, make_dataset, write_pngs
+from tests.test_datasets_api import make_dataset, write_pngs
 from tests.test_ui import CHROMIUM, CHROMIUM_ARGS, log_in, shot
 
 
@@ -68,7 +68,6 @@ def test_the_datasets_page_shows_counts_per_class_and_thumbnails(server, browser
     assert bob.locator('#datasets tr[data-ref="alice/pics@1"]').count() == 0
 
 
-@pytest.mark.skipif(not HAS_IMPORTER, reason="xsharp.data.importer has not landed yet")
 def test_an_import_started_from_the_page_shows_its_progress_and_lands_in_the_list(server, browser):
     page = log_in(browser, server, "alice")
     page.goto(f"{server.url}/ui/datasets")
