@@ -8,30 +8,30 @@ writer; the end-to-end import tests need the importer (``xsharp.data.importer``)
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
 from tests.conftest import TINY
-from tests.service import Server, wait_for
+from tests.service import Server, free_port, wait_for
 from xsharp.cluster.store import Store
 from xsharp.data.catalog import Catalog
 from xsharp.data.manifest import Manifest
 from xsharp.data.shards import write_shard
 
-HAS_IMPORTER = importlib.util.find_spec("xsharp.data.importer") is not None
-needs_importer = pytest.mark.skipif(not HAS_IMPORTER, reason="xsharp.data.importer has not landed yet")
 
 ROUTES = [
     ("GET", "/v1/datasets"),
     ("POST", "/v1/datasets"),
     ("GET", "/v1/datasets/imports"),
     ("GET", "/v1/datasets/imports/1"),
+    ("DELETE", "/v1/datasets/imports/1"),
     ("GET", "/v1/datasets/alice/pics"),
     ("DELETE", "/v1/datasets/alice/pics"),
     ("POST", "/v1/datasets/alice/pics/share"),
@@ -194,7 +194,12 @@ def test_a_deleted_version_is_gone_and_the_rest_stay(server):
         assert r.status_code == 200 and r.json() == {"deleted": ["bob/tmp@1"]}
         assert [v["version"] for v in bob.get("/v1/datasets/bob/tmp").json()["versions"]] == [2]
         assert bob.delete("/v1/datasets/bob/tmp").json() == {"deleted": ["bob/tmp@2"]}
-        assert bob.get("/v1/datasets/bob/tmp").status_code == 404 and not (server.home / "datasets" / "bob" / "tmp").exists()
+        assert bob.get("/v1/datasets/bob/tmp").status_code == 404 and not list((server.home / "datasets" / "bob" / "tmp").glob("v*"))
+        assert bob.get("/v1/datasets").json() == []
+        # the same name again: a new number, never one a job may still be pinned to
+        assert make_dataset(server.home, "bob", "tmp").version == 3
+        assert [v["ref"] for v in bob.get("/v1/datasets/bob/tmp").json()["versions"]] == ["bob/tmp@3"]
+        assert bob.delete("/v1/datasets/bob/tmp").json() == {"deleted": ["bob/tmp@3"]}
 
 
 # --------------------------------------------------------------------------- imports: where from
@@ -322,7 +327,8 @@ def test_imports_left_running_by_a_dead_server_are_failed_on_restart(tmp_path, r
     store.move_import(running.id, ["QUEUED"], "RUNNING", started=time.time())
     store.import_progress(running.id, 3, 10, "files")
     queued = store.add_import("alice", "never", {"name": "never", "path": "x"})
-    (home / "datasets" / "alice" / "half" / ".staging-0123456789ab").mkdir(parents=True)  # what a killed import leaves
+    (home / "datasets" / "alice" / "half" / ".staging-0123456789ab" / "shards").mkdir(parents=True)  # what a killed import leaves
+    (home / "datasets" / "bob" / "other" / ".staging-ba9876543210").mkdir(parents=True)  # of any owner and name, however young
     token = store.add_user("alice")
     s = Server(home, ray_address).start()
     try:
@@ -332,12 +338,12 @@ def test_imports_left_running_by_a_dead_server_are_failed_on_restart(tmp_path, r
                 assert got["state"] == "FAILED" and "server restarted" in got["message"] and got["finished"], got
             assert alice.get(f"/v1/datasets/imports/{running.id}").json()["done"] == 3
             assert alice.get("/v1/datasets").json() == [] and alice.get("/v1/datasets/alice/half").status_code == 404
+        assert not list((home / "datasets").glob("*/*/.staging-*"))  # swept at start: no import was alive
     finally:
         s.kill(signal.SIGTERM)
 
 
 # --------------------------------------------------------------------------- imports end to end (the importer)
-@needs_importer
 def test_an_import_through_the_service_makes_a_version(server, env):
     with server.client(server.tokens["alice"]) as alice:
         r = alice.post("/v1/datasets", json={"name": "pets", "path": str(env["base"] / "data" / "pets"), "size": [8, 8], "test_fraction": 0.25, "validation_fraction": 0.25})
@@ -360,7 +366,6 @@ def test_an_import_through_the_service_makes_a_version(server, env):
         assert rec["id"] in [i["id"] for i in alice.get("/v1/datasets/imports").json()]
 
 
-@needs_importer
 def test_a_server_killed_mid_import_leaves_a_failed_import_and_no_half_version(tmp_path_factory, ray_address):
     base = tmp_path_factory.mktemp("killed")
     write_pngs(base / "many", {f"c{i}": 600 for i in range(5)}, side=32)
@@ -379,5 +384,196 @@ def test_a_server_killed_mid_import_leaves_a_failed_import_and_no_half_version(t
             assert got["state"] == "FAILED" and "server restarted" in got["message"]
             assert alice.get("/v1/datasets").json() == [] and alice.get("/v1/datasets/alice/many").status_code == 404
             assert not list((base / "home" / "datasets").glob("alice/many/v*"))
+            assert not list((base / "home" / "datasets").glob("alice/many/.staging-*"))  # the half-made shards are gone too
     finally:
         s.kill(signal.SIGTERM)
+
+
+# --------------------------------------------------------------------------- the import queue: cap, cancel, fairness (in this process)
+SLOW_ROWS = 1_000_000  # ~56 MB of JSONL: the real text importer takes ~4 s over it on a 2-core machine (8192 rows a progress report)
+
+
+@pytest.fixture(scope="module")
+def queue_root(tmp_path_factory):
+    """A data root with ``slow.jsonl`` (an import that holds the single worker for seconds) and
+    ``tiny.jsonl`` (one that finishes at once); written once for the module."""
+    root = tmp_path_factory.mktemp("queue-data")
+    with (root / "slow.jsonl").open("w") as f:
+        f.writelines(f'{{"text": "row {i} of the slow import", "label": "{"ab"[i % 2]}"}}\n' for i in range(SLOW_ROWS))
+    (root / "tiny.jsonl").write_text("".join(f'{{"text": "tiny row {i}", "label": "{"ab"[i % 2]}"}}\n' for i in range(40)))
+    return root
+
+
+@contextmanager
+def live_app(home: Path, data_root: Path):
+    """The app, with its real import worker (one thread), on a free loopback port with users
+    alice, bob and root (admin); yields (url, tokens, store)."""
+    import threading
+
+    import uvicorn
+
+    from xsharp.api import create_app
+    from xsharp.api.datasets import ImportWorker
+    from xsharp.cluster.policy import Policy
+
+    store = Store(home)
+    tokens = {"alice": store.add_user("alice"), "bob": store.add_user("bob"), "root": store.add_user("root", admin=True)}
+    policy = Policy(data_roots=(data_root.resolve(),), denied=(store.root,), datasets_root=store.root / "datasets")
+    worker = ImportWorker(store, policy)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(store, policy=policy, imports=worker), host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 20, 0.05, "uvicorn")
+    try:
+        yield f"http://127.0.0.1:{port}", tokens, store
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        worker.close(timeout=10)  # a running import ends at its next progress report
+
+
+def _client(url: str, token: str) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def _import(client: httpx.Client, root: Path, name: str, file: str = "tiny.jsonl") -> dict:
+    r = client.post("/v1/datasets", json={"name": name, "path": str(root / file), "format": "text"})
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def _start_slow(client: httpx.Client, root: Path, name: str = "slow") -> dict:
+    """Start the slow import and wait until its record shows progress: the one worker is busy with it."""
+    rec = _import(client, root, name, "slow.jsonl")
+    got = wait_for(lambda: (lambda g: g if g["done"] > 0 or g["state"] not in ("QUEUED", "RUNNING") else None)(
+        client.get(f"/v1/datasets/imports/{rec['id']}").json()), 60, 0.02, "the slow import to report progress")
+    assert got["state"] == "RUNNING" and 0 < got["done"] < SLOW_ROWS, f"the slow import was {got['state']} at {got['done']} rows: make SLOW_ROWS bigger"
+    return got
+
+
+def _ended(client: httpx.Client, import_id: int, timeout: float = 30) -> dict:
+    def ended():
+        got = client.get(f"/v1/datasets/imports/{import_id}").json()
+        return got if got["state"] not in ("QUEUED", "RUNNING") else None
+
+    return wait_for(ended, timeout, 0.02, f"import {import_id} to end")
+
+
+def _staging(home: Path) -> list[Path]:
+    return list((home / "datasets").glob("*/*/.staging-*"))
+
+
+def test_parallel_imports_never_get_past_the_per_user_cap(tmp_path, queue_root):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xsharp.api.datasets import MAX_PENDING_IMPORTS
+
+    with live_app(tmp_path / "home", queue_root) as (url, tokens, store), _client(url, tokens["alice"]) as alice:
+        holder = _start_slow(alice, queue_root)  # the one worker is busy: bob's imports stay QUEUED
+        # bob's are slow ones too: were the holder to end during the burst, the one of his the worker took next stays pending for seconds
+        body = {"name": "burst", "path": str(queue_root / "slow.jsonl"), "format": "text"}
+
+        def post(_):
+            with _client(url, tokens["bob"]) as bob:
+                return bob.post("/v1/datasets", json=body).status_code
+
+        with ThreadPoolExecutor(60) as pool:
+            codes = list(pool.map(post, range(60)))
+        pending = store.imports(user="bob", states=["QUEUED", "RUNNING"], limit=1000)
+        assert len(pending) == MAX_PENDING_IMPORTS and len(store.imports(user="bob", limit=1000)) == MAX_PENDING_IMPORTS
+        assert codes.count(202) == MAX_PENDING_IMPORTS and codes.count(429) == 60 - MAX_PENDING_IMPORTS, codes
+        with _client(url, tokens["bob"]) as bob:
+            r = bob.post("/v1/datasets", json=body)
+            assert r.status_code == 429 and problems(r) == [f"you have {MAX_PENDING_IMPORTS} imports queued or running; wait for one to finish"]
+        assert _import(alice, queue_root, "mine")["state"] == "QUEUED"  # the cap is each user's
+        assert store.get_import(holder["id"]).state == "RUNNING", "the slow import ended during the burst: make SLOW_ROWS bigger"
+
+
+def test_a_queued_import_is_cancelled_at_once_by_its_owner_or_an_admin_only(tmp_path, queue_root):
+    home = tmp_path / "home"
+    with live_app(home, queue_root) as (url, tokens, store), \
+            _client(url, tokens["alice"]) as alice, _client(url, tokens["bob"]) as bob, _client(url, tokens["root"]) as root:
+        busy = _start_slow(alice, queue_root)  # holds the one worker
+        queued = [_import(bob, queue_root, f"b{i}") for i in range(2)]
+        assert [q["state"] for q in queued] == ["QUEUED", "QUEUED"]
+        r = alice.delete(f"/v1/datasets/imports/{queued[0]['id']}")  # another user: the same 404 as a missing import
+        assert r.status_code == 404 and problems(r) == [f"no import {queued[0]['id']}"]
+        assert bob.delete("/v1/datasets/imports/99999").status_code == 404
+        r = bob.delete(f"/v1/datasets/imports/{queued[0]['id']}")
+        assert r.status_code == 200 and r.json()["state"] == "CANCELLED" and r.json()["message"] == "cancelled by bob" and r.json()["finished"]
+        r = root.delete(f"/v1/datasets/imports/{queued[1]['id']}")
+        assert r.status_code == 200 and r.json()["state"] == "CANCELLED" and r.json()["message"] == "cancelled by root"
+        r = bob.delete(f"/v1/datasets/imports/{queued[0]['id']}")
+        assert r.status_code == 409 and problems(r) == [f"import {queued[0]['id']} is CANCELLED: nothing to cancel"]
+        assert store.get_import(busy["id"]).state == "RUNNING", "the slow import ended before the cancels: make SLOW_ROWS bigger"
+        # free the worker; the next import it takes is bob's new one, never the cancelled ones
+        assert alice.delete(f"/v1/datasets/imports/{busy['id']}").status_code == 200
+        assert _ended(alice, busy["id"])["state"] == "CANCELLED"
+        after = _ended(bob, _import(bob, queue_root, "after")["id"])
+        assert after["state"] == "DONE" and after["ref"] == "bob/after@1", after
+        for q in queued:
+            got = store.get_import(q["id"])
+            assert got.state == "CANCELLED" and got.started is None and got.ref is None  # never ran
+            assert bob.get(f"/v1/datasets/bob/{q['name']}").status_code == 404
+        assert [(d["owner"], d["name"]) for d in bob.get("/v1/datasets").json()] == [("bob", "after")]
+        assert not _staging(home)
+
+
+def test_a_running_import_stops_at_its_next_progress_report_when_cancelled(tmp_path, queue_root):
+    home = tmp_path / "home"
+    with live_app(home, queue_root) as (url, tokens, store), _client(url, tokens["alice"]) as alice, _client(url, tokens["bob"]) as bob:
+        rec = _start_slow(alice, queue_root)
+        assert bob.delete(f"/v1/datasets/imports/{rec['id']}").status_code == 404  # not bob's
+        asked = time.time()
+        r = alice.delete(f"/v1/datasets/imports/{rec['id']}")
+        assert r.status_code == 200 and r.json()["state"] in ("RUNNING", "CANCELLED"), r.text
+        got = _ended(alice, rec["id"], 10)
+        stopped = time.time() - asked
+        assert got["state"] == "CANCELLED" and got["message"] == "cancelled by alice" and got["finished"] and got["ref"] is None, got
+        assert stopped < 5 and got["done"] < SLOW_ROWS, (stopped, got)  # it stopped at a progress report, not at the end
+        assert alice.get("/v1/datasets/alice/slow").status_code == 404 and alice.get("/v1/datasets").json() == []
+        assert not list((home / "datasets").glob("alice/slow/v*"))
+        assert not _staging(home)  # the importer removed its half-made shards on the way out, before the record said CANCELLED
+        after = _ended(alice, _import(alice, queue_root, "after")["id"])  # the worker goes on
+        assert after["state"] == "DONE" and after["ref"] == "alice/after@1", after
+        assert alice.get("/v1/datasets/alice/slow").status_code == 404 and not _staging(home)
+
+
+def test_the_store_hands_the_next_import_to_the_user_who_started_the_fewest(tmp_path):
+    from xsharp.cluster.store import DONE, RUNNING
+
+    store = Store(tmp_path)
+    for i in range(4):
+        store.add_import("alice", f"a{i}", {"name": f"a{i}", "path": "x"})
+    store.add_import("bob", "b0", {"name": "b0", "path": "x"})
+    order = []
+    while (rec := store.claim_import()) is not None:  # as ImportWorker does: claim one, run it to its end, claim the next
+        assert rec.state == RUNNING and rec.started is not None and store.get_import(rec.id).state == RUNNING
+        order.append(rec.name)
+        assert store.move_import(rec.id, [RUNNING], DONE, finished=time.time())
+    assert order == ["a0", "b0", "a1", "a2", "a3"]  # bob's second, not behind alice's whole queue
+    assert all(r.state == DONE for r in store.imports(limit=100))
+    # only imports started in the window count: with none in it, the oldest queued goes first
+    a = store.add_import("alice", "a4", {"name": "a4", "path": "x"})
+    store.add_import("bob", "b1", {"name": "b1", "path": "x"})
+    assert store.claim_import(window=0.0).id == a.id
+    # a RUNNING import counts: alice's first still runs, so bob's later one goes before her second
+    fresh = Store(tmp_path / "fresh")
+    running = fresh.add_import("alice", "a0", {"name": "a0", "path": "x"})
+    assert fresh.claim_import().id == running.id
+    fresh.add_import("alice", "a1", {"name": "a1", "path": "x"})
+    b = fresh.add_import("bob", "b0", {"name": "b0", "path": "x"})
+    assert fresh.claim_import().id == b.id and fresh.get_import(running.id).state == RUNNING
+
+
+def test_one_users_long_queue_does_not_hold_up_anothers_import(tmp_path, queue_root):
+    with live_app(tmp_path / "home", queue_root) as (url, tokens, store), \
+            _client(url, tokens["alice"]) as alice, _client(url, tokens["bob"]) as bob:
+        first = _start_slow(alice, queue_root)  # holds the one worker while the queue fills
+        ids = [_import(alice, queue_root, f"a{i}")["id"] for i in range(4)] + [_import(bob, queue_root, "b0")["id"]]
+        assert store.get_import(first["id"]).state == "RUNNING", "the slow import ended before the queue filled: make SLOW_ROWS bigger"
+        alice.delete(f"/v1/datasets/imports/{first['id']}")
+        done = [_ended(alice if i != ids[-1] else bob, i) for i in ids]
+        assert all(d["state"] == "DONE" for d in done), done
+        assert [d["name"] for d in sorted(done, key=lambda d: (d["started"], d["id"]))] == ["b0", "a0", "a1", "a2", "a3"]
