@@ -7,11 +7,11 @@ from __future__ import annotations
 import signal
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.service import Server
 from tests.test_datasets_api import make_dataset, write_pngs
-from tests.test_ui import CHROMIUM, CHROMIUM_ARGS, log_in, shot
+from tests.test_ui import browser, log_in, shot  # noqa: F401 (browser: a fixture, one Chromium a module)
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +25,6 @@ def server(tmp_path_factory, ray_address):
     s.manifest = make_dataset(s.home, "alice", "pics")
     yield s
     s.kill(signal.SIGTERM)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def test_the_datasets_page_shows_counts_per_class_and_thumbnails(server, browser, tmp_path):

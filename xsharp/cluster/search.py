@@ -460,6 +460,11 @@ def cv_fold(data, fold: int, folds: int, seed: int):
 
     from sklearn.model_selection import StratifiedKFold
 
+    from xsharp.fileguard import DataError
+
+    if data.x_train is None:
+        raise DataError("search.folds: cross-validation reshuffles the training rows, which needs them in memory; set data.stream: false")
+
     x = np.concatenate([data.x_train, data.x_val])
     y = np.concatenate([data.y_train, data.y_val])
     train, val = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y))[fold]

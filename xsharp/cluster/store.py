@@ -251,8 +251,10 @@ class Store:
         row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Job.from_row(row) if row else None
 
-    def jobs(self, user: str | None = None, states: Iterable[str] | None = None, limit: int = 1000, offset: int = 0) -> list[Job]:
-        sql, args = "SELECT * FROM jobs WHERE 1=1", []
+    @staticmethod
+    def _select(table: str, user: str | None, states: Iterable[str] | None) -> tuple[str, list]:
+        """``SELECT * FROM table`` for one user's rows in some states (each filter optional)."""
+        sql, args = f"SELECT * FROM {table} WHERE 1=1", []
         if user is not None:
             sql += " AND user = ?"
             args.append(user)
@@ -260,6 +262,10 @@ class Store:
             states = list(states)
             sql += f" AND state IN ({','.join('?' * len(states))})"
             args += states
+        return sql, args
+
+    def jobs(self, user: str | None = None, states: Iterable[str] | None = None, limit: int = 1000, offset: int = 0) -> list[Job]:
+        sql, args = self._select("jobs", user, states)
         sql += " ORDER BY id LIMIT ? OFFSET ?"
         args += [limit, offset]
         return [Job.from_row(r) for r in self.db.execute(sql, args)]
@@ -407,14 +413,7 @@ class Store:
 
     def imports(self, user: str | None = None, states: Iterable[str] | None = None, limit: int = 100) -> list[Import]:
         """The newest first."""
-        sql, args = "SELECT * FROM imports WHERE 1=1", []
-        if user is not None:
-            sql += " AND user = ?"
-            args.append(user)
-        if states:
-            states = list(states)
-            sql += f" AND state IN ({','.join('?' * len(states))})"
-            args += states
+        sql, args = self._select("imports", user, states)
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
         return [Import.from_row(r) for r in self.db.execute(sql, args)]
