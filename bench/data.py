@@ -95,14 +95,14 @@ def hwm_mb() -> float:
     return float("nan")
 
 
-def ensure_tree(out: Path, limit: int | None, jpeg: bool) -> Path:
+def ensure_tree(out: Path, limit: int | None, jpeg: bool, side: int | None = None) -> Path:
     from fashion_mnist_pngs import write_tree
 
     done = out / ".complete"
     if not done.is_file():
         shutil.rmtree(out, ignore_errors=True)
         t = time.perf_counter()
-        n = write_tree(out, limit=limit, jpeg=jpeg)
+        n = write_tree(out, limit=limit, jpeg=jpeg, side=side)
         done.write_text(json.dumps(n))
         print(f"  wrote {out} ({n['train']:,} + {n['test']:,} {'JPEG' if jpeg else 'PNG'}) in {time.perf_counter() - t:.1f} s")
     return out
@@ -287,14 +287,15 @@ def part_import(args) -> None:
     header("import: image folders, xsharp (Ray tasks) vs PyTorch DataLoader")
     work = Path(args.work)
     per = args.images // 2
-    trees = {"PNG": ensure_tree(work / f"fm-png-{args.images}", per, False), "JPEG": ensure_tree(work / f"fm-jpg-{args.images}", per, True)}
+    trees = {"PNG": ensure_tree(work / f"fm-png-{args.images}", per, False), "JPEG": ensure_tree(work / f"fm-jpg-{args.images}", per, True),
+             "JPEG 256x256 RGB": ensure_tree(work / f"fm-jpg256-{args.images}", per, True, side=256)}  # photo-sized: the decode shrinks them
     have_torch = subprocess.run([args.torch_python, "-c", "import torch, torchvision"], capture_output=True).returncode == 0
     if not have_torch:
         print(f"  PyTorch peer missing: {args.torch_python} cannot import torch and torchvision. Get it with\n"
               "    sudo apt-get install -y python3-torchvision     (Debian), or\n"
               "    python3 -m venv /tmp/torch && /tmp/torch/bin/pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu\n"
               "  and pass --torch-python /tmp/torch/bin/python")
-    configs = [("PNG", (32, 32), 3), ("PNG", (64, 64), 1), ("JPEG", (32, 32), 3), ("JPEG", (64, 64), 1)]
+    configs = [("PNG", (32, 32), 3), ("PNG", (64, 64), 1), ("JPEG", (32, 32), 3), ("JPEG", (64, 64), 1), ("JPEG 256x256 RGB", (64, 64), 3)]
     rows = []
     for fmt, size, ch in configs:
         root = trees[fmt]

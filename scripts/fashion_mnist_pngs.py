@@ -63,10 +63,15 @@ def read_idx(path: Path) -> np.ndarray:
 def _write(job: tuple) -> int:
     from PIL import Image
 
-    folder, first, images, labels, names, jpeg = job
+    folder, first, images, labels, names, jpeg, side = job
     for k, (img, label) in enumerate(zip(images, labels)):
         path = Path(folder) / names[int(label)] / f"{first + k}.{'jpg' if jpeg else 'png'}"
         im = Image.fromarray(img, mode="L")
+        if side:  # photo-sized: enlarged, in colour (a tint per class), as a camera would give it
+            c = int(label)
+            tint = np.array([(37 * c) % 256, (91 * c) % 256, (173 * c) % 256], np.uint16)
+            rgb = (np.asarray(im.resize((side, side), Image.BICUBIC), np.uint16)[..., None] * (tint + 64) // 320).astype(np.uint8)
+            im = Image.fromarray(rgb, mode="RGB")
         if jpeg:
             im.save(path, "JPEG", quality=95)
         else:
@@ -74,7 +79,7 @@ def _write(job: tuple) -> int:
     return len(labels)
 
 
-def write_tree(out: Path, idx_dir: Path = IDX_DIR, limit: int | None = None, jpeg: bool = False, workers: int | None = None) -> dict[str, int]:
+def write_tree(out: Path, idx_dir: Path = IDX_DIR, limit: int | None = None, jpeg: bool = False, workers: int | None = None, side: int | None = None) -> dict[str, int]:
     """Write the tree; the images written per split."""
     names = class_names()
     jobs, written = [], {}
@@ -85,7 +90,7 @@ def write_tree(out: Path, idx_dir: Path = IDX_DIR, limit: int | None = None, jpe
         for n in names:
             (out / split / n).mkdir(parents=True, exist_ok=True)
         for lo in range(0, len(labels), CHUNK):
-            jobs.append((str(out / split), lo, images[lo : lo + CHUNK], labels[lo : lo + CHUNK], names, jpeg))
+            jobs.append((str(out / split), lo, images[lo : lo + CHUNK], labels[lo : lo + CHUNK], names, jpeg, side))
         written[split] = len(labels)
     with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
         sum(pool.map(_write, jobs))
@@ -98,12 +103,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=None, help="the first N rows of each split")
     p.add_argument("--jpeg", action="store_true", help="JPEG (quality 95) instead of PNG")
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--side", type=int, default=None, help="enlarge each image to SIDE x SIDE pixels, in colour (photo-sized inputs for the import bench)")
     p.add_argument("--idx", type=Path, default=IDX_DIR, help=f"the IDX files' folder (default {IDX_DIR})")
     a = p.parse_args(argv)
     if not (a.idx / FILES["train"][0]).is_file():
         raise SystemExit(f"{a.idx}: no Fashion-MNIST IDX files; apt-get install dataset-fashion-mnist")
     t = time.perf_counter()
-    written = write_tree(a.out, a.idx, a.limit, a.jpeg, a.workers)
+    written = write_tree(a.out, a.idx, a.limit, a.jpeg, a.workers, a.side)
     print(f"{a.out}: {written['train']:,} train + {written['test']:,} test {'JPEG' if a.jpeg else 'PNG'} images in {time.perf_counter() - t:.1f} s")
 
 
