@@ -170,6 +170,30 @@ class ShardedSplit:
         return TrainStream(self, batch_size, seed, rank, world)
 
 
+class Window:
+    """A window's rows as read (pieces of shards, never copied whole) and the seeded order they
+    are taken in: a step gathers only its own rows."""
+
+    def __init__(self, parts: list[Rows], order: np.ndarray):
+        self.parts, self.order = parts, order
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+
+    def take(self, a: int, b: int) -> Rows:
+        """Rows ``a .. b`` of the window's order."""
+        at = self.order[a:b]
+        if len(self.parts) == 1:
+            return Rows(self.parts[0].x[at], self.parts[0].y[at])
+        part = np.searchsorted(self.starts, at, side="right") - 1
+        first = self.parts[0]
+        x = np.empty((len(at), *first.x.shape[1:]), first.x.dtype)
+        y = np.empty(len(at), first.y.dtype)
+        for p in np.unique(part).tolist():
+            here = part == p
+            local = at[here] - self.starts[p]
+            x[here], y[here] = self.parts[p].x[local], self.parts[p].y[local]
+        return Rows(x, y)
+
+
 class TrainStream:
     """A worker's training rows, step by step, with the next window read ahead on a thread."""
 
@@ -185,17 +209,13 @@ class TrainStream:
     def plan(self, seed_phase: int, epoch: int, batch_size: int) -> EpochPlan:
         return plan_epoch(self.shard_rows, batch_size, self.split.window, self.seed, seed_phase, epoch, self.rank, self.world)
 
-    def _load(self, plan: EpochPlan, k: int) -> Rows:
-        parts_x, parts_y = [], []
+    def _load(self, plan: EpochPlan, k: int) -> "Window":
+        parts = []
         for seg in plan.window_segments(k):
             rows = self.split.read_stored(seg.shard)  # a window holds rows as stored: uint8 images stay 4x smaller
             self.reads += 1
-            parts_x.append(rows.x[seg.lo : seg.hi])
-            parts_y.append(rows.y[seg.lo : seg.hi])
-            del rows
-        x, y = np.concatenate(parts_x), np.concatenate(parts_y)
-        order = plan.window_order(k)
-        return Rows(x[order], y[order])
+            parts.append(Rows(rows.x[seg.lo : seg.hi], rows.y[seg.lo : seg.hi]))
+        return Window(parts, plan.window_order(k))
 
     def _window(self, key: tuple, plan: EpochPlan, k: int, ahead: bool = False) -> Future:
         with self._lock:
@@ -217,8 +237,9 @@ class TrainStream:
         for k in plan.windows(lo, hi):
             w = self._window(key, plan, k).result()
             a, _ = plan.window_span(k)
-            xs.append(w.x[max(lo, a) - a : hi - a])
-            ys.append(w.y[max(lo, a) - a : hi - a])
+            rows = w.take(max(lo, a) - a, hi - a)
+            xs.append(rows.x)
+            ys.append(rows.y)
         last = (hi - 1) // plan.window if hi > lo else lo // plan.window
         if (last + 1) * plan.window < plan.rows:
             self._window(key, plan, last + 1, ahead=True)  # read the next window while this one trains
