@@ -418,6 +418,7 @@ class Pipeline:
     def __init__(self, steps: list[Step], device: str = "cpu"):
         self.steps = steps
         self.device = device
+        self.raw_shape: tuple[int, ...] | None = None  # one raw row's shape, as fitted (an export's input)
 
     @classmethod
     def from_spec(cls, items: list[Any], sample_rate: int | None = None, device: str = "cpu") -> "Pipeline":
@@ -557,6 +558,7 @@ def prepare(data, features: list | None, augment: Any = None, *, seed: int = 0, 
             raise DataError(f"{data.name}: augment works on images (n, H, W) or (n, C, H, W); rows here have shape {x_train.shape[1:]}")
         x_train, y_train = augmented_copies(x_train, y_train, o.copies, seed, o.max_shift, o.flip)
     pipeline = Pipeline.from_spec(features or [], sample_rate, device)
+    pipeline.raw_shape = tuple(int(d) for d in np.shape(x_train)[1:])
     try:
         x_train = pipeline.fit(x_train, seed)
         x_val, x_test = pipeline.transform(data.x_val), pipeline.transform(data.x_test)

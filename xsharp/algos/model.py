@@ -167,6 +167,8 @@ class Model:
         state = {}
         if self.pipeline is not None:
             meta["features"] = self.pipeline.describe()
+            if getattr(self.pipeline, "raw_shape", None) is not None:
+                meta["raw_shape"] = list(self.pipeline.raw_shape)
             state = self.pipeline.arrays("features")
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
@@ -189,6 +191,7 @@ class Model:
             from .features import Pipeline
 
             model.pipeline = Pipeline.restore(meta["features"], state, "features")
+            model.pipeline.raw_shape = tuple(meta["raw_shape"]) if meta.get("raw_shape") else None
         return model
 
     spec: dict | None = None

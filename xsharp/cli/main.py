@@ -6,7 +6,7 @@ import typer
 
 from xsharp import __version__
 
-from . import algos_cmd, appliance_cmd, cluster_up_cmd, data_cmd, jobs_cmd, search_cmd, server_cmd, spec_cmd
+from . import algos_cmd, appliance_cmd, cluster_up_cmd, data_cmd, export_cmd, jobs_cmd, search_cmd, server_cmd, spec_cmd
 from .predict import predict
 from .run import run
 
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.command()(run)
 app.command()(predict)
+app.command()(export_cmd.export)
 app.add_typer(spec_cmd.app, name="spec")
 app.command()(appliance_cmd.exporter)
 app.add_typer(appliance_cmd.app, name="appliance")

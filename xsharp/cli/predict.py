@@ -14,6 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from xsharp.data.rows import load_rows
+
 from .common import err, fail, out, user_errors
 from .run import Output
 
@@ -22,74 +24,6 @@ class Split(str, Enum):
     test = "test"
     val = "val"
     train = "train"
-
-
-_READER_OPTIONS = ("labels", "sample_rate", "duration", "label_column", "text_column")
-
-
-def _same_file(a: str, b: str | None) -> bool:
-    return b is not None and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-
-
-def _load_rows(data: str, split: Split, saved_spec: dict | None) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Raw rows (and labels when known): the training data's own split when ``data`` names the
-    training source, otherwise every row of a file in any data format xsharp reads."""
-    from xsharp.algos import datasets
-
-    d = (saved_spec or {}).get("data", {})
-    reader = {k: d.get(k) for k in _READER_OPTIONS}
-    if data in datasets.NAMED or _same_file(data, d.get("path")):
-        named = data in datasets.NAMED
-        ds = datasets.load(
-            data if named else None,
-            None if named else data,
-            None if named else d.get("format"),
-            test_fraction=d.get("test_fraction", 0.2),
-            validation_fraction=d.get("validation_fraction", 0.1),
-            limit=d.get("limit"),
-            seed=(saved_spec or {}).get("seed", 0),
-            test_speakers=None if named else d.get("test_speakers"),
-            **reader,
-        )
-        x, y = getattr(ds, f"x_{split.value}"), getattr(ds, f"y_{split.value}")
-        return x, y, f"{data} ({split.value} split, same split as training)"
-    path = Path(data).expanduser()
-    from xsharp.data.catalog import DatasetRef
-
-    if not path.exists() and DatasetRef.looks_like(data):  # an imported dataset: its split, as stored
-        return _imported_rows(data, split)
-    if not path.exists():
-        raise datasets.DataError(f"{data}: neither a dataset name ({', '.join(datasets.NAMED)}) nor an existing file")
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False), None, str(path)
-    fmt = datasets.format_of(path)
-    if fmt is not None and fmt != "npz":  # every row of an IDX file, WAV folder or CSV
-        arrays = datasets.FORMATS[fmt](path, **{k: v for k, v in reader.items() if v is not None})
-        if split is Split.test and arrays.x_test is not None:
-            return arrays.x_test, arrays.y_test, f"{path} [test]"
-        return arrays.x, arrays.y, str(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except Exception as e:
-        raise datasets.DataError(f"{path}: not a readable .npz/.npy file ({e})") from None
-    for xk, yk in (("x", "y"), (f"x_{split.value}", f"y_{split.value}")):
-        if xk in arrays:
-            return arrays[xk], arrays.get(yk), f"{path} [{xk}]"
-    raise datasets.DataError(f"{path}: expected an array x (or x_{split.value}); found {sorted(arrays)}")
-
-
-def _imported_rows(ref: str, split: Split) -> tuple[np.ndarray, np.ndarray, str]:
-    from xsharp.data.catalog import Catalog, local_owner
-    from xsharp.data.stream import ShardedSplit
-    from xsharp.fileguard import DataError
-
-    catalog = Catalog.local()
-    m = catalog.find(ref, local_owner())
-    parts = list(ShardedSplit(catalog.path_of(m), m, split.value))
-    if not parts:
-        raise DataError(f"{m.ref}: no {split.value} rows")
-    return np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]), f"{m.ref} ({split.value} split)"
 
 
 def _label_indices(y: np.ndarray, classes: list[str], source: str) -> np.ndarray:
@@ -133,7 +67,8 @@ def predict(
             model = Model.load(path)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
             raise fail(f"{path}: not an xsharp model ({e})") from None
-        x, y, source = _load_rows(data, split, model.spec)
+        rows = load_rows(data, split.value, model.spec)
+        x, y, source = rows.x, rows.y, rows.source
         if y is not None:
             y = _label_indices(y, model.classes, source)
         if model.pipeline is not None:  # the preprocessing fitted on the training rows, saved with the model

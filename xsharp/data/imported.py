@@ -107,6 +107,7 @@ def load(ref: str, catalog: Catalog, user: str, *, mode: str, stream: bool | Non
     pipeline = None
     if features:
         pipeline = feature_steps.Pipeline.from_spec(features, None, device)
+        pipeline.raw_shape = tuple(m.shape)
         sample = _first_rows(ShardedSplit(folder, m, "train"), FIT_ROWS)
         try:
             pipeline.fit(sample, seed)

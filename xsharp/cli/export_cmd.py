@@ -1,0 +1,64 @@
+"""`xsharp export`: a trained model (and its feature steps) as a portable ONNX file."""
+
+from __future__ import annotations
+
+import zipfile
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from .common import err, fail, out, user_errors
+
+
+class Format(str, Enum):
+    onnx = "onnx"
+
+
+def export(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A directory written by `xsharp run --out` (or its model.npz)."),
+    out_file: Path = typer.Option(..., "--out", help="Where to write the exported model, e.g. model.onnx."),
+    fmt: Format = typer.Option(Format.onnx, "--format", help="Export format (onnx: opset 17)."),
+    verify: bool = typer.Option(
+        True, "--verify/--no-verify", help="Check the file with onnxruntime against xsharp on the run's test split (needs its data here)."
+    ),
+) -> None:
+    """Export a trained model as ONNX (opset 17), feature steps included.
+
+    The graph takes `input` (float32 [N, *shape]: the raw rows when the model has feature steps, else the model's input shape) and gives `probabilities` (float32 [N, classes]) and `label` (int64 [N], the argmax); the class names are in its metadata (key `classes`, a JSON list).
+
+    Modules or feature steps that ONNX cannot express exactly are refused (exit 2), naming them. With --verify (the default) the file is run with onnxruntime on the run's test split and compared with xsharp: rows, argmax agreement and the largest probability difference.
+
+    Example: xsharp export runs/dbn --format onnx --out dbn.onnx
+    """
+    import onnx
+
+    from xsharp.export.graph import ExportError
+    from xsharp.export.onnx import export_model, load_model, raw_rows, verify as verify_file
+
+    path = run_dir / "model.npz" if run_dir.is_dir() else run_dir
+    if not path.exists():
+        raise fail(f"{path}: no model here (train one with `xsharp run SPEC --out DIR`)")
+    with user_errors():
+        try:
+            model = load_model(path)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
+            raise fail(f"{path}: not an xsharp model ({e})") from None
+        try:
+            rows = raw_rows(model) if model.pipeline else None  # the raw rows' shape is the input's
+            proto = export_model(model, *((tuple(rows.shape[1:]), rows.dtype) if rows is not None else ()))
+        except ExportError as e:
+            raise fail(f"cannot export {path} as ONNX: {e}") from None
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_file.with_name(out_file.name + ".tmp")
+        onnx.save(proto, str(tmp))
+        tmp.replace(out_file)
+        err.print(f"wrote {out_file} (ONNX opset {proto.opset_import[0].version}, {out_file.stat().st_size:,} bytes)", markup=False)
+        if not verify:
+            return
+        try:
+            rows = raw_rows(model) if rows is None else rows
+        except ExportError as e:
+            raise fail(f"cannot verify: {e} (use --no-verify)") from None
+        v = verify_file(model, out_file, rows)
+    out.print(f"verified on the test split: {v.rows} rows, argmax agreement {100 * v.argmax_agree:.2f} %, max |Δp| {v.max_prob_diff:.2e}", markup=False)
