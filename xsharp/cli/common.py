@@ -21,6 +21,30 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+def model_file(run_dir):
+    """The model.npz of a folder written by ``xsharp run --out`` (or that file itself)."""
+    from pathlib import Path
+
+    run_dir = Path(run_dir)
+    return run_dir / "model.npz" if run_dir.is_dir() else run_dir
+
+
+def load_run_model(run_dir):
+    """The Model of a run folder (or its model.npz); a one-line error and exit code 2 when there
+    is none or it is not one."""
+    import zipfile
+
+    from xsharp.algos import Model
+
+    path = model_file(run_dir)
+    if not path.exists():
+        raise fail(f"{path}: no model here (train one with `xsharp run SPEC --out DIR`)")
+    try:
+        return Model.load(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
+        raise fail(f"{path}: not an xsharp model ({e})") from None
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Report known failures as one clear message and an exit code, never a traceback."""

@@ -18,6 +18,7 @@ import typer
 from rich.table import Table
 
 from .common import EXIT_FAILED, err, fail, out, user_errors
+from .run import Output
 
 app = typer.Typer(help="Import your own data once (image or audio folders, tables, text), then name it in a spec: data: {dataset: NAME}.", no_args_is_help=True)
 
@@ -26,11 +27,6 @@ class Resize(str, Enum):
     squash = "squash"
     crop = "crop"
     fill = "fill"
-
-
-class Output(str, Enum):
-    text = "text"
-    json = "json"
 
 
 def _catalog(root: Optional[Path]):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import zipfile
 from enum import Enum
 from pathlib import Path
 
 import typer
 
-from .common import err, fail, out, user_errors
+from .common import err, fail, load_run_model, model_file, out, user_errors
 
 
 class Format(str, Enum):
@@ -34,19 +33,12 @@ def export(
     import onnx
 
     from xsharp.export.graph import ExportError
-    from xsharp.export.onnx import export_model, load_model, raw_rows, verify as verify_file
+    from xsharp.export.onnx import export_model, raw_rows, verify as verify_file
 
-    path = run_dir / "model.npz" if run_dir.is_dir() else run_dir
-    if not path.exists():
-        raise fail(f"{path}: no model here (train one with `xsharp run SPEC --out DIR`)")
+    path, model = model_file(run_dir), load_run_model(run_dir)
     with user_errors():
         try:
-            model = load_model(path)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
-            raise fail(f"{path}: not an xsharp model ({e})") from None
-        try:
-            rows = raw_rows(model) if model.pipeline else None  # the raw rows' shape is the input's
-            proto = export_model(model, *((tuple(rows.shape[1:]), rows.dtype) if rows is not None else ()))
+            proto = export_model(model)  # a model with feature steps carries its raw row shape
         except ExportError as e:
             raise fail(f"cannot export {path} as ONNX: {e}") from None
         out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +49,7 @@ def export(
         if not verify:
             return
         try:
-            rows = raw_rows(model) if rows is None else rows
+            rows = raw_rows(model)
         except ExportError as e:
             raise fail(f"cannot verify: {e} (use --no-verify)") from None
         v = verify_file(model, out_file, rows)

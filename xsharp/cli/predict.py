@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import zipfile
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -16,7 +15,7 @@ from rich.table import Table
 
 from xsharp.data.rows import load_rows
 
-from .common import err, fail, out, user_errors
+from .common import err, fail, load_run_model, out, user_errors
 from .run import Output
 
 
@@ -57,16 +56,8 @@ def predict(
 
     Example: xsharp predict runs/dbn --data digits --out predictions.csv
     """
-    from xsharp.algos import Model
-
-    path = model_dir / "model.npz" if model_dir.is_dir() else model_dir
-    if not path.exists():
-        raise fail(f"{path}: no model here (train one with `xsharp run SPEC --out DIR`)")
+    model = load_run_model(model_dir)
     with user_errors():
-        try:
-            model = Model.load(path)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
-            raise fail(f"{path}: not an xsharp model ({e})") from None
         rows = load_rows(data, split.value, model.spec)
         x, y, source = rows.x, rows.y, rows.source
         if y is not None:
