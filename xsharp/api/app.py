@@ -23,7 +23,7 @@ from xsharp.cluster.search import MAX_DEPTH  # the body gate refuses past the de
 from xsharp.cluster.store import Store
 from xsharp.spec import format_error_list
 
-from . import cluster, datasets, jobs, searches, system, ui
+from . import cluster, datasets, jobs, models, searches, system, ui
 from .auth import user_for
 from .schemas import ErrorOut
 
@@ -239,7 +239,7 @@ ERRORS = {
     400: "A file path that leaves the job's artifact folder",
     401: "No bearer token, or one the server does not know",
     403: "A submission whose data path or priority the server does not allow; a dataset action only its owner or an admin may take",
-    404: "No such job (or artifact, search, import or dataset), or another user's: the two answers are the same",
+    404: "No such job (or artifact, search, import, dataset or model), or another user's: the two answers are the same",
     409: "The job's state does not allow it",
     429: "Too many of your imports are queued or running",
     422: f"A body or parameter the server cannot take: the field, its value and the bound; also bad JSON, a key twice in one object, nesting deeper than {MAX_DEPTH}",
@@ -262,6 +262,10 @@ def error_statuses(method: str, path: str, operation: dict) -> set[int]:
             statuses.add(403)
         if method == "post" and path == "/v1/datasets":
             statuses.add(429)
+    if "{model_id}" in path:  # another user's model is a 404, as a missing one is
+        statuses.add(404)
+        if path.endswith("/onnx"):  # a model ONNX cannot express
+            statuses.add(422)
     if "{job_id}" in path:
         statuses.add(404)
         if method in ("post", "delete"):  # pause, resume, stop, delete
@@ -307,6 +311,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(searches.router)
+    app.include_router(models.router)
     app.include_router(cluster.router)
     app.include_router(system.router)
     app.include_router(ui.router)  # the console's read-only extras: /v1/me, /v1/modules, /v1/recipes, ...

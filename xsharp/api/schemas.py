@@ -86,3 +86,23 @@ class ErrorOut(BaseModel):
     """Every 4xx answer: one line per problem, each naming the field or parameter (``model[1].rbm.hidden: must be > 0, got -3``)."""
 
     detail: list[str]
+
+
+class ModelOut(BaseModel):
+    """A registered model version and its lineage: the job that trained it, who, when, on what."""
+
+    id: int
+    name: str
+    version: int
+    user: str
+    job_id: int
+    path: str
+    created: float
+    dataset: str | None = None
+    dataset_version: str | None = None
+    data_path: str | None = None
+    metrics: dict[str, Any] | None = None
+
+
+class ModelDetail(ModelOut):
+    spec: dict[str, Any]

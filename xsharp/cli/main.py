@@ -6,7 +6,7 @@ import typer
 
 from xsharp import __version__
 
-from . import algos_cmd, appliance_cmd, cluster_up_cmd, data_cmd, export_cmd, jobs_cmd, search_cmd, server_cmd, spec_cmd
+from . import algos_cmd, appliance_cmd, cluster_up_cmd, data_cmd, export_cmd, jobs_cmd, models_cmd, search_cmd, server_cmd, spec_cmd
 from .predict import predict
 from .run import run
 
@@ -33,6 +33,7 @@ app.add_typer(jobs_cmd.cluster_app, name="cluster")
 jobs_cmd.cluster_app.command("up")(cluster_up_cmd.cluster_up)
 app.add_typer(search_cmd.app, name="search")
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(models_cmd.app, name="models")
 
 
 def _version(value: bool) -> None:

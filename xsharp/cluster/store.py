@@ -67,7 +67,18 @@ CREATE TABLE IF NOT EXISTS imports (
     created REAL NOT NULL, started REAL, finished REAL);
 CREATE INDEX IF NOT EXISTS imports_user ON imports(user);
 CREATE INDEX IF NOT EXISTS imports_state ON imports(state);
+CREATE TABLE IF NOT EXISTS models (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+    job_id INTEGER NOT NULL, path TEXT NOT NULL, -- path: the model file, relative to the job's folder
+    dataset TEXT, dataset_version TEXT, data_path TEXT,
+    spec TEXT NOT NULL, metrics TEXT,           -- the job's spec (as stored) and result, as JSON
+    created REAL NOT NULL, deleted REAL);       -- deleted: a tombstone, so a backfill never brings it back
+CREATE UNIQUE INDEX IF NOT EXISTS models_job ON models(job_id);
+CREATE INDEX IF NOT EXISTS models_user_name ON models(user, name);
 """
+
+MODEL_FILES = ("artifacts/model.npz", "artifacts/best/model.npz")  # a plain job's model; a search's best trial's
 
 
 _PHASE_ORDER = {"pretrain": 0, "finetune": 1, "search": 2}
@@ -161,6 +172,46 @@ class Import:
 
     def public(self) -> dict:
         return dict(self.__dict__)
+
+
+@dataclass
+class RegisteredModel:
+    """One model version in the registry, with its lineage: the job that trained it, on what."""
+
+    id: int
+    user: str
+    name: str
+    version: int
+    job_id: int
+    path: str
+    dataset: str | None
+    dataset_version: str | None
+    data_path: str | None
+    spec: dict
+    metrics: dict | None
+    created: float
+    deleted: float | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "RegisteredModel":
+        d = dict(row)
+        d["spec"] = json.loads(d["spec"]) if d["spec"] else {}
+        d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else None
+        return cls(**d)
+
+    def public(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "deleted"}
+
+
+def dataset_lineage(spec: dict) -> tuple[str | None, str | None, str | None]:
+    """(dataset name, its version, data path) of a job's spec: a catalog dataset is pinned to
+    ``owner/name@version`` at submit; a bundled one (``digits``) has no version."""
+    data = spec.get("data") or {}
+    dataset, path = data.get("dataset"), data.get("path")
+    version = None
+    if isinstance(dataset, str) and "@" in dataset:
+        dataset, version = dataset.rsplit("@", 1)
+    return dataset, version, (str(path) if path else None)
 
 
 class Store:
@@ -289,6 +340,8 @@ class Store:
                     raise KeyError(job_id)
                 raise TransitionError(f"job {job_id} is {row['state']}; cannot go to {to_state}")
             self._event(db, job_id, to_state.lower(), message)
+            if to_state == SUCCEEDED:  # the registration commits with the transition, or neither does
+                self._register(db, job_id)
         return self.get(job_id)
 
     def set_request(self, job_id: int, request: str | None, only_states: Iterable[str] = (RUNNING,)) -> bool:
@@ -440,9 +493,70 @@ class Store:
             db.execute("UPDATE imports SET state = ?, message = ?, finished = ? WHERE state IN (?, ?)", (FAILED, message, time.time(), QUEUED, RUNNING))
         return ids
 
+    # ------------------------------------------------------------------ the model registry
+    def _model_file(self, job_id: int) -> str | None:
+        for rel in MODEL_FILES:
+            if (self.job_dir(job_id) / rel).is_file():
+                return rel
+        return None
+
+    def _register(self, db: sqlite3.Connection, job_id: int) -> int | None:
+        """Register the model of SUCCEEDED job ``job_id`` inside the caller's transaction: the next
+        version of (user, spec name). None when the job left no model file (a search with no
+        finished trial) or it is registered already (a tombstone counts)."""
+        rel = self._model_file(job_id)
+        if rel is None or db.execute("SELECT 1 FROM models WHERE job_id = ?", (job_id,)).fetchone():
+            return None
+        job = Job.from_row(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+        version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 AS v FROM models WHERE user = ? AND name = ?", (job.user, job.name)).fetchone()["v"]
+        dataset, dataset_version, data_path = dataset_lineage(job.spec)
+        cur = db.execute(
+            "INSERT INTO models(user, name, version, job_id, path, dataset, dataset_version, data_path, spec, metrics, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (job.user, job.name, version, job_id, rel, dataset, dataset_version, data_path, json.dumps(job.spec),
+             json.dumps(job.result) if job.result is not None else None, job.finished or time.time()),
+        )
+        self._event(db, job_id, "registered", f"model {cur.lastrowid}: {job.name} version {version}")
+        return cur.lastrowid
+
+    def backfill_models(self) -> list[int]:
+        """Register every SUCCEEDED job's model that has no registry row (a store from before the
+        registry); returns the new models' ids."""
+        new = []
+        with self.tx() as db:
+            for row in db.execute(
+                "SELECT id FROM jobs WHERE state = ? AND id NOT IN (SELECT job_id FROM models) ORDER BY id", (SUCCEEDED,)
+            ).fetchall():
+                model_id = self._register(db, row["id"])
+                if model_id is not None:
+                    new.append(model_id)
+        return new
+
+    def model(self, model_id: int) -> RegisteredModel | None:
+        row = self.db.execute("SELECT * FROM models WHERE id = ? AND deleted IS NULL", (model_id,)).fetchone()
+        return RegisteredModel.from_row(row) if row else None
+
+    def models(self, user: str | None = None, name: str | None = None, limit: int = 1000, offset: int = 0) -> list[RegisteredModel]:
+        sql, args = "SELECT * FROM models WHERE deleted IS NULL", []
+        if user is not None:
+            sql += " AND user = ?"
+            args.append(user)
+        if name is not None:
+            sql += " AND name = ?"
+            args.append(name)
+        sql += " ORDER BY id LIMIT ? OFFSET ?"
+        return [RegisteredModel.from_row(r) for r in self.db.execute(sql, [*args, limit, offset])]
+
+    def delete_model(self, model_id: int) -> bool:
+        """Take a model out of the registry (its job's artifacts stay). False if there was none."""
+        with self.tx() as db:
+            cur = db.execute("UPDATE models SET deleted = ? WHERE id = ? AND deleted IS NULL", (time.time(), model_id))
+            return cur.rowcount == 1
+
     # ------------------------------------------------------------------ recovery and the read side
     def recover(self) -> list[int]:
-        """After a restart no worker of ours is alive: RUNNING jobs go back to the queue."""
+        """After a restart no worker of ours is alive: RUNNING jobs go back to the queue. Any
+        SUCCEEDED job's model missing from the registry is registered."""
+        self.backfill_models()
         ids = [j.id for j in self.jobs(states=[RUNNING])]
         for job_id in ids:
             self.transition(job_id, [RUNNING], QUEUED, "server restarted; will resume from the last checkpoint", request=None)
