@@ -186,13 +186,28 @@ def ray_data_map(jobs: list[dict], kwargs: dict, cpus: int):
 
     import ray.data
 
-    from xsharp.data import importer
+    from xsharp.data.manifest import ShardInfo
 
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    ds = ray.data.from_items(jobs, override_num_blocks=max(1, len(jobs))).map(importer._write_folder_shard, fn_kwargs=kwargs, num_cpus=1)
+    ds = ray.data.from_items(jobs, override_num_blocks=max(1, len(jobs))).map(_shard_as_row, fn_kwargs=kwargs, num_cpus=1)
     for row in ds.iter_rows():
-        yield json.loads(row["result"])
+        r = json.loads(row["result"])
+        if r.get("info") is not None:
+            r["info"] = ShardInfo(**r["info"])
+        yield r
+
+
+def _shard_as_row(job: dict, **kwargs) -> dict:
+    """``importer.write_folder_shard`` with its result as a Ray Data row (Arrow takes JSON text)."""
+    import dataclasses
+
+    from xsharp.data import importer
+
+    r = importer.write_folder_shard(job, **kwargs)
+    if r.get("info") is not None:
+        r = {**r, "info": dataclasses.asdict(r["info"])}
+    return {"result": json.dumps(r)}
 
 
 def proto_pool(src: Path, size: tuple[int, int], channels: int, shard_mb: float, work: Path, balanced: bool = False) -> dict:
@@ -228,10 +243,10 @@ def proto_pool(src: Path, size: tuple[int, int], channels: int, shard_mb: float,
         for i, chosen in enumerate(np.array_split(rows, k) if balanced else [rows[j * per : (j + 1) * per] for j in range(k)]):
             jobs.append({"split": split, "index": i, "files": [files[r] for r in chosen], "labels": labels[chosen].tolist()})
     with tempfile.TemporaryDirectory(dir=work) as staging:
-        fn = partial(importer._write_folder_shard, kind="images", options=options, staging=staging, guard=ANYWHERE, root=str(src), shape=shape,
+        fn = partial(importer.write_folder_shard, kind="images", options=options, staging=staging, guard=ANYWHERE, root=str(src), shape=shape,
                      n_classes=len(listing.classes))
         with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
-            results = [json.loads(r["result"]) for r in pool.map(fn, jobs)]
+            results = list(pool.map(fn, jobs))
     errors = [r["error"] for r in results if "error" in r]
     if errors:
         raise RuntimeError(errors[0])

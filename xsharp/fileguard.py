@@ -121,6 +121,14 @@ class FileGuard:
         self._check_stat(st, path, field_path, folder_ok=True)
         return real
 
+    def as_given(self, path: str | Path, field_path: str = "data.path") -> Path:
+        """``check``, then the path readers should use: as the user gave it (its suffixes,
+        ``.csv.gz``, and its neighbours, MNIST's labels file, are the user's, whatever a symlink
+        points at; the guard resolves it again at each open), or, for a relative path of a
+        confined job, the resolved one under the first data root."""
+        real = self.check(path, field_path)
+        return Path(path).expanduser() if not self.confined or Path(path).is_absolute() else real
+
     def _check_stat(self, st: os.stat_result, path, field_path: str, folder_ok: bool) -> None:
         if stat.S_ISDIR(st.st_mode) and folder_ok:
             return

@@ -677,10 +677,7 @@ def load(
             raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(NAMED))}")
         arrays, name = NAMED[dataset](**options), dataset
     else:
-        real = guard.check(path, "data.path")
-        # Readers see the path as given: its suffixes (.csv.gz) and neighbours (MNIST's labels file)
-        # are the user's, whatever a symlink points at; the guard resolves it again at each open.
-        p = Path(path).expanduser() if not guard.confined or Path(path).is_absolute() else real
+        p = guard.as_given(path, "data.path")
         fmt = format or format_of(p, guard)
         if fmt not in FORMATS:
             raise DataError(f"{path}: cannot tell the format; set data.format to one of {', '.join(sorted(FORMATS))}")

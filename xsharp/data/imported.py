@@ -104,18 +104,17 @@ def load(ref: str, catalog: Catalog, user: str, *, mode: str, stream: bool | Non
     if limit is not None or augment is not None:
         raise DataError(f"data.{'limit' if limit is not None else 'augment'}: not available when a dataset is streamed (data.stream: false reads it whole)")
     folder = catalog.path_of(m)
-    pipeline = None
+    pipeline, in_shape = None, tuple(m.shape)
     if features:
         pipeline = feature_steps.Pipeline.from_spec(features, None, device)
         pipeline.raw_shape = tuple(m.shape)
         sample = _first_rows(ShardedSplit(folder, m, "train"), FIT_ROWS)
         try:
-            pipeline.fit(sample, seed)
+            in_shape = tuple(pipeline.fit(sample, seed).shape[1:])  # what the model reads
         except (ValueError, TypeError, IndexError) as e:
             raise DataError(f"{m.ref}: data.features: the steps cannot take these rows ({type(e).__name__}; rows of shape {tuple(m.shape)}, {m.dtype})") from None
     train, val, test = (ShardedSplit(folder, m, s, pipeline) for s in SPLITS)
-    first = train.read(0).x[:1] if train.shards else np.zeros((1, *m.shape), np.float32)
-    return StreamedData(m.ref, train, val, test, list(m.classes), tuple(first.shape[1:]), pipeline)
+    return StreamedData(m.ref, train, val, test, list(m.classes), in_shape, pipeline)
 
 
 def _first_rows(split: ShardedSplit, n: int) -> np.ndarray:

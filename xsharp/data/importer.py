@@ -14,8 +14,8 @@ path and SHA-256, in path order: the same files give the same hash wherever they
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import math
 import os
 import shutil
@@ -116,12 +116,11 @@ def import_dataset(
     if bundled:
         src, fmt = None, "bundled"
     else:
-        guard.check(source, "path")
-        src = Path(source).expanduser() if not guard.confined or Path(source).is_absolute() else guard.check(source, "path")
+        src = guard.as_given(source, "path")
         fmt = options.format or infer_format(src, guard)
         if fmt is None:
             raise DataError(f"{source}: cannot tell the format; set format to one of images, audio, table, text, {', '.join(sorted(datasets.FORMATS))}")
-    options = ImportOptions(**{**options.__dict__, "format": fmt})
+    options = dataclasses.replace(options, format=fmt)
     staging = catalog.staging(owner, name)
 
     def say(p: ImportProgress) -> None:
@@ -135,8 +134,6 @@ def import_dataset(
             built = _import_rows(src, fmt, options, staging, guard, say)
         else:
             built = _import_arrays(source if bundled else src, None if bundled else fmt, options, staging, guard, say)
-        if options.skip_bad is False and built.skipped:
-            raise DataError(f"{built.skipped[0]}: not readable")  # unreachable: readers raise first
         manifest = Manifest(
             name=name, owner=owner, version=0, kind=built.kind, classes=built.classes, counts=built.counts, shape=built.shape,
             dtype=built.dtype, shards=built.shards, source={"path": str(source) if bundled else str(src.absolute()), "sha256": built.source_sha256, "files": built.files},
@@ -196,14 +193,14 @@ def run_shard_jobs(jobs: list[dict], kwargs: dict, cpus: int):
     cluster), at most two a core in flight. A task whose worker died is retried."""
     import ray
 
-    task = ray.remote(num_cpus=1, max_retries=3)(_write_folder_shard)
+    task = ray.remote(num_cpus=1, max_retries=3)(write_folder_shard)
     waiting, pending = list(jobs), []
     while waiting or pending:
         while waiting and len(pending) < 2 * cpus:
             pending.append(task.remote(waiting.pop(0), **kwargs))
         finished, pending = ray.wait(pending, num_returns=1)
         try:
-            yield json.loads(ray.get(finished[0])["result"])
+            yield ray.get(finished[0])
         except ray.exceptions.RayError as e:
             for ref in pending:
                 ray.cancel(ref)
@@ -246,16 +243,16 @@ def _file_hash(path: Path, guard: FileGuard) -> str:
     return h.hexdigest()
 
 
-def _write_folder_shard(job: dict, kind: str, options: ImportOptions, staging: str, guard: FileGuard, root: str, shape: list[int], n_classes: int) -> dict:
+def write_folder_shard(job: dict, kind: str, options: ImportOptions, staging: str, guard: FileGuard, root: str, shape: list[int], n_classes: int) -> dict:
     """One shard of a folder import (runs in a Ray task): decode, write, report. A failure
-    comes back as the row's ``error`` (words safe to show), never as a task's traceback."""
+    comes back as the result's ``error`` (words safe to show), never as a task's traceback."""
     try:
         return _folder_shard(job, kind, options, staging, guard, root, shape, n_classes)
     except DataError as e:
-        return {"result": json.dumps({"error": str(e)})}
+        return {"error": str(e)}
     except Exception as e:  # a full disk, a decoder's own bug: its words may quote the file
         where = f"shard {job['split']}-{job['index']:05d} of the import"
-        return {"result": json.dumps({"error": f"{where}: {type(e).__name__}" + (f" ({e.strerror})" if isinstance(e, OSError) and e.strerror else "")})}
+        return {"error": f"{where}: {type(e).__name__}" + (f" ({e.strerror})" if isinstance(e, OSError) and e.strerror else "")}
 
 
 def _relative(path: str, root: str) -> str:
@@ -274,7 +271,7 @@ def _folder_shard(job: dict, kind: str, options: ImportOptions, staging: str, gu
             hashes.append([_relative(path, root), decoded.sha256])
         except DataError as e:
             if not options.skip_bad:
-                return {"result": json.dumps({"error": str(e)})}
+                return {"error": str(e)}
             skipped.append(_relative(path, root))
             continue
         rows.append(a)
@@ -283,9 +280,8 @@ def _folder_shard(job: dict, kind: str, options: ImportOptions, staging: str, gu
     x = np.stack(rows).astype(dtype, copy=False) if rows else np.zeros((0, *shape), dtype)
     y = np.asarray(labels, np.int64)
     info = write_shard(Path(staging), job["split"], job["index"], x, y) if len(y) else None
-    return {"result": json.dumps({"split": job["split"], "index": job["index"], "info": info.__dict__ if info else None,
-                                  "counts": np.bincount(y, minlength=n_classes).tolist(), "skipped": skipped, "hashes": hashes,
-                                  "files": len(job["files"])})}
+    return {"split": job["split"], "index": job["index"], "info": info, "counts": np.bincount(y, minlength=n_classes).tolist(),
+            "skipped": skipped, "hashes": hashes, "files": len(job["files"])}
 
 
 def _import_folder(root: Path, kind: str, options: ImportOptions, staging: Path, guard: FileGuard, say) -> _Built:
@@ -315,11 +311,11 @@ def _import_folder(root: Path, kind: str, options: ImportOptions, staging: Path,
                 raise
     if shape is None:
         raise DataError(f"{root}: no readable {kind} files")
-    itemsize = 1 if kind == "images" else 4
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1))) if ray.is_initialized() else 1
-    jobs = shard_jobs(parts, files, labels, _shard_rows(int(np.prod(shape)) * itemsize, options.shard_mb), cpus)
     if not ray.is_initialized():
         raise RuntimeError("import_dataset needs Ray: call it inside xsharp.cluster.runtime.connect()")
+    itemsize = 1 if kind == "images" else 4
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    jobs = shard_jobs(parts, files, labels, _shard_rows(int(np.prod(shape)) * itemsize, options.shard_mb), cpus)
     say(ImportProgress(0, len(files), "files"))
     results, done = [], 0
     for r in run_shard_jobs(jobs, dict(kind=kind, options=options, staging=str(staging), guard=guard, root=str(root), shape=shape,
@@ -332,14 +328,12 @@ def _import_folder(root: Path, kind: str, options: ImportOptions, staging: Path,
     results.sort(key=lambda r: (SPLITS.index(r["split"]), r["index"]))
     counts = {s: np.zeros(len(listing.classes), np.int64) for s in SPLITS}
     shards, skipped, hashes = [], [], []
-    renumber = {s: 0 for s in SPLITS}
     for r in results:
         counts[r["split"]] += r["counts"]
         skipped += r["skipped"]
         hashes += r["hashes"]
         if r["info"] is not None:
-            shards.append(ShardInfo(**r["info"]))
-            renumber[r["split"]] += 1
+            shards.append(r["info"])
     hashes.sort()
     source = hashlib.sha256("\n".join(f"{p}\t{h}" for p, h in hashes).encode()).hexdigest()
     return _Built(kind, list(listing.classes), {s: c.tolist() for s, c in counts.items()}, shape,
@@ -478,7 +472,7 @@ def _import_arrays(source: Any, fmt: str | None, options: ImportOptions, staging
     for split, (x, y) in stored.items():
         for k in range(math.ceil(len(y) / per_shard)):
             part = slice(k * per_shard, (k + 1) * per_shard)
-            shards.append(write_shard(staging, split, k, x[part].astype(np.uint8 if uint8 else x.dtype, copy=False), y[part]))
+            shards.append(write_shard(staging, split, k, x[part], y[part]))
             done += len(y[part])
             say(ImportProgress(done, total, "rows"))
     counts = {s: np.bincount(y, minlength=data.n_classes).tolist() for s, (_, y) in splits.items()}

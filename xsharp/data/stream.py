@@ -121,7 +121,7 @@ class ShardedSplit:
     pipeline: Any = None
     window_rows: int | None = None  # None: WINDOW_SHARDS shards' rows
 
-    @property
+    @functools.cached_property
     def shards(self) -> list[ShardInfo]:
         return self.manifest.shards_of(self.split)
 
@@ -203,11 +203,16 @@ class TrainStream:
         self._windows: dict[tuple, Future] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="xsharp-stream")
+        self._plans: dict[tuple, EpochPlan] = {}  # the epoch in progress (and the one before, across a phase's turn)
         self.reads = 0  # shard reads (tests: a resumed run reads only from its window on)
 
-    @functools.lru_cache(maxsize=4)
     def plan(self, seed_phase: int, epoch: int, batch_size: int) -> EpochPlan:
-        return plan_epoch(self.shard_rows, batch_size, self.split.window, self.seed, seed_phase, epoch, self.rank, self.world)
+        key = (seed_phase, epoch, batch_size)
+        if key not in self._plans:
+            if len(self._plans) >= 2:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = plan_epoch(self.shard_rows, batch_size, self.split.window, self.seed, seed_phase, epoch, self.rank, self.world)
+        return self._plans[key]
 
     def _load(self, plan: EpochPlan, k: int) -> "Window":
         parts = []
