@@ -119,7 +119,7 @@ def test_recipe_exports(recipe_path, tmp_path, spoken_digits):
             export_model(model)
         return
     x = raw_rows(model)[:MAX_ROWS]
-    proto = export_model(model, tuple(x.shape[1:]), x.dtype) if model.pipeline else export_model(model)
+    proto = export_model(model)
     check_proto(proto, model)
     path = tmp_path / "model.onnx"
     onnx.save(proto, str(path))

@@ -25,9 +25,10 @@ def server(tmp_path_factory, ray_address):
 def trained(server):
     """Two finished jobs of alice's with the same name: versions 1 and 2."""
     with server.client(server.tokens["alice"]) as alice:
-        first = alice.post("/v1/jobs", json=short_spec("digits-net", cpus=1)).json()
-        second = alice.post("/v1/jobs", json=short_spec("digits-net", cpus=1)).json()
-        return [wait_state(alice, first["id"], "SUCCEEDED"), wait_state(alice, second["id"], "SUCCEEDED")]
+        # one after the other: versions follow the order the jobs finish in
+        first = wait_state(alice, alice.post("/v1/jobs", json=short_spec("digits-net", cpus=1)).json()["id"], "SUCCEEDED")
+        second = wait_state(alice, alice.post("/v1/jobs", json=short_spec("digits-net", cpus=1)).json()["id"], "SUCCEEDED")
+        return [first, second]
 
 
 def test_a_finished_job_registers_one_model_with_its_lineage(server, trained):

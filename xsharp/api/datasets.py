@@ -59,23 +59,13 @@ def get_catalog(request: Request) -> Catalog:
 
 
 # --------------------------------------------------------------------------- who sees what
-def _all_versions(catalog: Catalog, owner: str, name: str) -> list[Manifest]:
-    out = []
-    for v in catalog.versions(owner, name):
-        try:
-            out.append(Manifest.read(catalog.folder(owner, name, v)))
-        except DataError:
-            continue  # a damaged manifest hides its version
-    return out
-
-
 def may_see(manifest: Manifest, user: User) -> bool:
     return user.admin or manifest.owner == user.name or manifest.shared
 
 
 def visible_versions(catalog: Catalog, owner: str, name: str, user: User) -> list[Manifest]:
     """The versions of ``owner/name`` that ``user`` may see; 404 when none (missing or not theirs: the same answer)."""
-    found = [m for m in _all_versions(catalog, owner, name) if may_see(m, user)]
+    found = [m for m in catalog.manifests_of(owner, name) if may_see(m, user)]
     if not found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dataset {owner}/{name}")
     return found
@@ -89,7 +79,7 @@ def find_visible(catalog: Catalog, text: str, user: User, field: str = "data.dat
     owner = ref.owner or user.name
     if not DatasetRef.looks_like(f"{owner}/{ref.name}"):  # a user name that cannot own datasets
         raise DataError(f"{field}: no dataset {text}")
-    visible = [m for m in _all_versions(catalog, owner, ref.name) if may_see(m, user)]
+    visible = [m for m in catalog.manifests_of(owner, ref.name) if may_see(m, user)]
     if not visible:
         raise DataError(f"{field}: no dataset {DatasetRef(ref.name, ref.owner)}")
     if ref.version is None:
@@ -236,7 +226,7 @@ class _Cancelled(BaseException):
 
 class ImportWorker:
     """Runs the service's imports, ``workers`` at a time, in this process's threads (the importer
-    fans out on Ray Data). Imports are kept in the store, which hands the next one out fairly
+    fans out on Ray tasks). Imports are kept in the store, which hands the next one out fairly
     (:meth:`Store.claim_import`: the oldest of the user who started the fewest lately); one left
     QUEUED or RUNNING by a server that died becomes FAILED when the next one starts
     (:meth:`recover`, which also sweeps the staging folders of the imports it cut short)."""
@@ -328,12 +318,6 @@ class ImportWorker:
                 self._execute(rec)
             except Exception:  # noqa: BLE001 - the record says FAILED; the worker goes on
                 log.exception("import %s", rec.id)
-
-    def run(self, import_id: int) -> None:
-        """Run one queued import to DONE, FAILED or CANCELLED."""
-        if not self.store.move_import(import_id, [QUEUED], RUNNING, started=time.time()):
-            return  # gone, or already taken
-        self._execute(self.store.get_import(import_id))
 
     def _execute(self, rec: Import) -> None:
         """Run an import this thread made RUNNING to its end."""

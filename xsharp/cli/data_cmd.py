@@ -106,9 +106,10 @@ def import_(
     with user_errors():
         if options.format is None and not Path(source).exists() and source not in datasets.NAMED:
             raise fail(f"{source}: no such file or folder, nor a bundled dataset ({', '.join(sorted(datasets.NAMED))})")
-        kind = options.format or (None if source in datasets.NAMED else infer_format(Path(source)))
+        if options.format is None and source not in datasets.NAMED:
+            options.format = infer_format(Path(source))  # once: it says whether the import needs Ray, and the importer uses it
         try:
-            with runtime.connect(address) if needs_ray(kind) else contextlib.nullcontext(), bars:
+            with runtime.connect(address) if needs_ray(options.format) else contextlib.nullcontext(), bars:
                 m = import_dataset(source, name, local_owner(), cat, options, progress=progress)
         except runtime.RuntimeConnectError as e:
             raise fail(str(e), EXIT_FAILED) from None

@@ -203,17 +203,6 @@ class RegisteredModel:
         return {k: v for k, v in self.__dict__.items() if k != "deleted"}
 
 
-def dataset_lineage(spec: dict) -> tuple[str | None, str | None, str | None]:
-    """(dataset name, its version, data path) of a job's spec: a catalog dataset is pinned to
-    ``owner/name@version`` at submit; a bundled one (``digits``) has no version."""
-    data = spec.get("data") or {}
-    dataset, path = data.get("dataset"), data.get("path")
-    version = None
-    if isinstance(dataset, str) and "@" in dataset:
-        dataset, version = dataset.rsplit("@", 1)
-    return dataset, version, (str(path) if path else None)
-
-
 class Store:
     def __init__(self, root: str | Path | None = None):
         self.root = home(root)
@@ -509,7 +498,12 @@ class Store:
             return None
         job = Job.from_row(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
         version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 AS v FROM models WHERE user = ? AND name = ?", (job.user, job.name)).fetchone()["v"]
-        dataset, dataset_version, data_path = dataset_lineage(job.spec)
+        data = job.spec.get("data") or {}
+        dataset, data_path = data.get("dataset"), data.get("path")
+        dataset_version = None
+        if isinstance(dataset, str) and "@" in dataset:  # a catalog dataset, pinned at submit: OWNER/NAME@VERSION
+            dataset, dataset_version = dataset.rsplit("@", 1)
+        data_path = str(data_path) if data_path else None
         cur = db.execute(
             "INSERT INTO models(user, name, version, job_id, path, dataset, dataset_version, data_path, spec, metrics, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (job.user, job.name, version, job_id, rel, dataset, dataset_version, data_path, json.dumps(job.spec),

@@ -132,11 +132,17 @@ class Catalog:
             if not base.is_dir():
                 continue
             for name in sorted(p.name for p in base.iterdir() if p.is_dir()):
-                for v in self.versions(o, name):
-                    try:
-                        out.append(Manifest.read(self.folder(o, name, v)))
-                    except DataError:
-                        continue  # a damaged manifest hides its version; `data show` names the problem
+                out += self.manifests_of(o, name)
+        return out
+
+    def manifests_of(self, owner: str, name: str) -> list[Manifest]:
+        """Every readable version of ``owner/name``, oldest first."""
+        out = []
+        for v in self.versions(owner, name):
+            try:
+                out.append(Manifest.read(self.folder(owner, name, v)))
+            except DataError:
+                continue  # a damaged manifest hides its version; `data show` names the problem
         return out
 
     # ----------------------------------------------------------------- version numbers

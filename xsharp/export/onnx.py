@@ -19,6 +19,7 @@ import numpy as np
 
 from xsharp import __version__
 
+from .features import export_steps
 from .graph import OPSET, ExportError, Graph
 from .modules import export_module
 
@@ -44,17 +45,7 @@ def raw_rows(model: Any, split: str = "test") -> np.ndarray:
     return load_rows(source, split, model.spec).x
 
 
-def raw_input_shape(model: Any) -> tuple[tuple[int, ...], Any]:
-    """(shape of one raw row, numpy dtype) of the data the model's pipeline reads."""
-    x = raw_rows(model, "test")
-    return tuple(int(d) for d in x.shape[1:]), x.dtype
-
-
-def _step_names(pipeline: Any) -> str:
-    return ", ".join(getattr(s, "kind", type(s).__name__) for s in getattr(pipeline, "steps", []))
-
-
-def export_model(model: Any, raw_shape: tuple[int, ...] | None = None, raw_dtype: Any = np.float32) -> Any:
+def export_model(model: Any, raw_shape: tuple[int, ...] | None = None) -> Any:
     """``model`` (an :class:`xsharp.algos.Model`) as a checked ``onnx.ModelProto``.
 
     With feature steps (``model.pipeline``) the graph starts with them and ``input`` takes raw
@@ -70,20 +61,15 @@ def export_model(model: Any, raw_shape: tuple[int, ...] | None = None, raw_dtype
     g.name(INPUT), g.name(PROBABILITIES), g.name(LABEL)  # reserved
     pipeline = model.pipeline if model.pipeline else None
     if pipeline is not None:
-        try:
-            from .features import export_steps
-        except ImportError:
-            raise ExportError(f"feature steps ({_step_names(pipeline)}): no ONNX exporter for feature steps yet") from None
         if raw_shape is None and getattr(pipeline, "raw_shape", None) is not None:
             raw_shape = pipeline.raw_shape  # saved with the model since it was trained
         if raw_shape is None:  # a model saved before raw shapes were: read it off its training data
-            raw_shape, raw_dtype = raw_input_shape(model)
+            raw_shape = raw_rows(model, "test").shape[1:]
         in_shape = tuple(int(d) for d in raw_shape)
         x = export_steps(g, pipeline, INPUT, in_shape)
         x = g.node("Reshape", [x, g.const([-1, *model.in_shape], "model_in_shape", dtype=np.int64)])  # as predict reshapes
     else:
         in_shape, x = model.in_shape, INPUT
-    elem = TensorProto.STRING if np.dtype(raw_dtype).kind in "OUS" and pipeline is not None else TensorProto.FLOAT
 
     shape = model.in_shape
     for module, params in zip(model.modules, model.params):
@@ -96,7 +82,7 @@ def export_model(model: Any, raw_shape: tuple[int, ...] | None = None, raw_dtype
     graph = helper.make_graph(
         g.nodes,
         "xsharp",
-        [helper.make_tensor_value_info(INPUT, elem, ["N", *in_shape])],
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", *in_shape])],
         [helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, ["N", n_classes]), helper.make_tensor_value_info(LABEL, TensorProto.INT64, ["N"])],
         initializer=g.initializers,
     )
