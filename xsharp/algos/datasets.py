@@ -268,15 +268,30 @@ def _fashion_mnist(**_: Any) -> Arrays:
 # --------------------------------------------------------------------------- WAV folders
 def read_wav(path: str | Path, guard: FileGuard = ANYWHERE) -> tuple[np.ndarray, int]:
     """A PCM WAV file as float32 samples in [-1, 1] (channels averaged) and its sample rate."""
+    try:
+        with guard.open(path) as f:
+            return read_wav_file(f, os.fstat(f.fileno()).st_size, path)
+    except DataError:
+        raise
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable PCM WAV file ({_why(e)})") from None
+
+
+def read_wav_file(f: IO[bytes], size: int, path: str | Path) -> tuple[np.ndarray, int]:
+    """``read_wav`` of an open file of ``size`` bytes (``path`` names it in errors): an upload
+    is read as a file on disk is."""
     import wave
 
     try:
-        with guard.open(path) as f, wave.open(f, "rb") as w:
+        with wave.open(f, "rb") as w:
             rate, width, channels = w.getframerate(), w.getsampwidth(), w.getnchannels()
-            claimed, size = w.getnframes() * width * channels, os.fstat(f.fileno()).st_size
+            claimed = w.getnframes() * width * channels
             if claimed > size:  # read before allocating: a lying header would size the read buffer
                 raise DataError(f"{path}: its header says {claimed} bytes of samples, but the file holds {size} bytes in all")
+            if channels < 1:
+                raise DataError(f"{path}: no channels")
             raw = w.readframes(w.getnframes())
+            raw = raw[: len(raw) // (width * channels) * (width * channels)]  # a file cut mid-frame: its whole frames
     except wave.Error:  # its words quote header bytes ("unknown format: 3")
         raise DataError(f"{path}: not a readable PCM WAV file (not RIFF/WAVE, or not PCM)") from None
     except (OSError, EOFError) as e:

@@ -21,6 +21,7 @@ from xsharp import __version__
 from xsharp.cluster.policy import Policy
 from xsharp.cluster.search import MAX_DEPTH  # the body gate refuses past the depth the spec walks stop at
 from xsharp.cluster.store import Store
+from xsharp.serving.predictor import PredictorCache
 from xsharp.spec import format_error_list
 
 from . import cluster, datasets, jobs, models, searches, system, ui
@@ -173,8 +174,12 @@ class RequestBodyGate:
     than ``max_depth``. Otherwise the app gets the body as it was sent, and later receive() calls
     (a streaming response waiting for the client to leave) go to the server."""
 
-    def __init__(self, app, limit: int = MAX_BODY, max_depth: int = MAX_DEPTH):
+    def __init__(self, app, limit: int = MAX_BODY, max_depth: int = MAX_DEPTH, upload_limit: int | None = None):
         self.app, self.limit, self.max_depth = app, limit, max_depth
+        self.upload_limit = upload_limit or limit  # a prediction's body: an uploaded photo or WAV
+
+    def limit_for(self, path: str) -> int:
+        return self.upload_limit if path.startswith("/v1/models/") and path.endswith("/predict") else self.limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -185,8 +190,9 @@ class RequestBodyGate:
         if sends_body and scope["path"].startswith("/v1/") and (refused := self._unknown_caller(scope, headers)):
             # nobody unknown gets a megabyte read and walked: the route would refuse them anyway
             return await error_response(refused.status_code, [refused.detail], refused.headers)(scope, receive, send)
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._too_large(scope, receive, send)
+        limit = self.limit_for(scope["path"])
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await self._too_large(scope, receive, send, limit)
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -194,8 +200,8 @@ class RequestBodyGate:
                 return  # the client left mid-body: nobody to answer
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.limit:
-                return await self._too_large(scope, receive, send)
+            if size > limit:
+                return await self._too_large(scope, receive, send, limit)
             more = message.get("more_body", False)
         body = b"".join(chunks)
         if body and _is_json(headers.get(b"content-type")):
@@ -230,8 +236,8 @@ class RequestBodyGate:
             return refused
         return None
 
-    async def _too_large(self, scope, receive, send):
-        await error_response(413, [f"body: over {self.limit} bytes"])(scope, receive, send)
+    async def _too_large(self, scope, receive, send, limit: int):
+        await error_response(413, [f"body: over {limit} bytes"])(scope, receive, send)
 
 
 # --------------------------------------------------------------------------- OpenAPI: the 4xx answers
@@ -241,6 +247,7 @@ ERRORS = {
     403: "A submission whose data path or priority the server does not allow; a dataset action only its owner or an admin may take",
     404: "No such job (or artifact, search, import, dataset or model), or another user's: the two answers are the same",
     409: "The job's state does not allow it",
+    415: "A prediction's body that is neither JSON rows, a multipart form with a file, nor an image/, audio/ or text/plain file",
     429: "Too many of your imports are queued or running",
     422: f"A body or parameter the server cannot take: the field, its value and the bound; also bad JSON, a key twice in one object, nesting deeper than {MAX_DEPTH}",
 }
@@ -254,7 +261,7 @@ def error_statuses(method: str, path: str, operation: dict) -> set[int]:
     if operation.get("parameters") or "requestBody" in operation:
         statuses.add(422)
     if "requestBody" in operation:  # a submission: its size, its data and its priority
-        statuses |= {403, 413}
+        statuses |= {413} if path.endswith("/predict") else {403, 413}
     if path.startswith("/v1/datasets"):  # the catalog: hidden datasets are 404, owner / admin actions 403
         if "{" in path:
             statuses.add(404)
@@ -266,6 +273,8 @@ def error_statuses(method: str, path: str, operation: dict) -> set[int]:
         statuses.add(404)
         if path.endswith("/onnx"):  # a model ONNX cannot express
             statuses.add(422)
+        if path.endswith("/predict"):  # a body that is neither JSON rows nor a file
+            statuses.add(415)
     if "{job_id}" in path:
         statuses.add(404)
         if method in ("post", "delete"):  # pause, resume, stop, delete
@@ -278,7 +287,7 @@ def error_statuses(method: str, path: str, operation: dict) -> set[int]:
 def document_errors(schema: dict, max_body: int = MAX_BODY) -> dict:
     """Every operation's 4xx answers in ``schema``, each an ErrorOut; FastAPI's own 422 model goes."""
     ref = {"$ref": "#/components/schemas/ErrorOut"}
-    descriptions = ERRORS | {413: f"The body is over {max_body} bytes"}
+    descriptions = ERRORS | {413: f"The body is over {max_body} bytes (a prediction's: over {max(max_body, models.MAX_UPLOAD)} bytes)"}
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
@@ -308,6 +317,7 @@ def create_app(
     app.state.scheduler = scheduler
     app.state.policy = policy or Policy.guarding(store.root)  # what a job may read and how big it may be
     app.state.imports = imports  # the dataset import worker; None: made at the first import
+    app.state.predictors = PredictorCache()  # models answering /predict, the recently used ones loaded
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(searches.router)
@@ -336,5 +346,5 @@ def create_app(
 
     generated = app.openapi
     app.openapi = lambda: app.openapi_schema or document_errors(generated(), max_body)
-    app.add_middleware(RequestBodyGate, limit=max_body)
+    app.add_middleware(RequestBodyGate, limit=max_body, upload_limit=max(max_body, models.MAX_UPLOAD))
     return app

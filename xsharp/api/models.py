@@ -4,15 +4,21 @@ user, spec, metrics and dataset made it. Another user's model is a 404, as a mis
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from xsharp.cluster.store import RegisteredModel, Store, User
+from xsharp.serving.inputs import InputError, ModelInput, rows_from_file, rows_from_json
+from xsharp.serving.predictor import Predictor, PredictorCache
 
 from .auth import current_user, get_store
-from .schemas import ModelDetail, ModelOut
+from .schemas import ModelDetail, ModelInputOut, ModelOut, PredictIn, PredictOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -83,3 +89,92 @@ def onnx_file(model_id: ModelId, user: User = Depends(current_user), store: Stor
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [f"model {model_id} cannot be exported to ONNX: {e}"]) from None
     filename = f"{model.name}-v{model.version}.onnx".replace('"', "")
     return Response(proto.SerializeToString(), media_type="application/octet-stream", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+# --------------------------------------------------------------------------- predictions
+MAX_UPLOAD = 8 << 20  # bytes of a predict request's body: a photo, a few seconds of WAV, JSON rows
+FILE_TYPES = ("image/", "audio/", "text/plain", "application/octet-stream")  # a body that is the file itself
+
+
+def predictor_of(request: Request, model: RegisteredModel, store: Store) -> Predictor:
+    """The model's predictor, loaded once and kept while it is used (the app's PredictorCache)."""
+    path = store.job_dir(model.job_id) / model.path
+    cache: PredictorCache = request.app.state.predictors
+    try:
+        return cache.get(path)
+    except FileNotFoundError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"model {model.id}: its file is gone (job {model.job_id} was deleted)") from None
+
+
+@router.get("/{model_id}/input", response_model=ModelInputOut, summary="What a model takes")
+def model_input(model_id: ModelId, request: Request, user: User = Depends(current_user), store: Store = Depends(get_store)) -> ModelInputOut:
+    """The kind of row (numbers, image, audio, text or table), one raw row's shape, the files an upload may be, and the classes."""
+    predictor = predictor_of(request, visible_model(model_id, user, store), store)
+    return ModelInputOut(**predictor.input.describe(), classes=predictor.classes)
+
+
+PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": PredictIn.model_json_schema()},
+            "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/{model_id}/predict", response_model=PredictOut, summary="Predict classes of raw rows or an uploaded file", openapi_extra=PREDICT_BODY,
+)
+async def predict(
+    model_id: ModelId,
+    request: Request,
+    top_k: int = Query(5, ge=1, le=1000, description="classes returned per row, most probable first"),
+    user: User = Depends(current_user),
+    store: Store = Depends(get_store),
+) -> JSONResponse:
+    """The model's saved preprocessing, then its class probabilities; concurrent requests to one
+    model are computed as one batch. The body is JSON `{"rows": [...]}` (see `/input` for a row's
+    shape), a multipart form with one `file`, or the file itself (an image/, audio/ or text/plain
+    content type). Every problem is a 4xx naming the field: a wrong shape or type, a file that
+    does not decode, a body over the size limit."""
+    model = await run_in_threadpool(visible_model, model_id, user, store)
+    predictor = await run_in_threadpool(predictor_of, request, model, store)
+    try:
+        rows = await _rows(request, predictor.input)
+        scores = await predictor.predict(rows, top_k)
+    except InputError as e:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [str(e)]) from None
+    body = {"model": model.id, "predictions": [{"top": [s.__dict__ for s in row]} for row in scores]}
+    return JSONResponse(body)
+
+
+async def _rows(request: Request, spec: ModelInput) -> np.ndarray:
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        body = await request.body()
+        try:
+            value = json.loads(body)
+        except ValueError:
+            raise InputError("body", "not valid JSON") from None  # the body gate answers first; kept for callers inside
+        if not isinstance(value, dict) or set(value) != {"rows"}:
+            raise InputError("body", 'an object {"rows": [...]} expected' + (f"; unknown fields {sorted(set(value) - {'rows'})[:5]}" if isinstance(value, dict) else ""))
+        return await run_in_threadpool(rows_from_json, value["rows"], spec)
+    if media == "multipart/form-data":
+        try:
+            form = await request.form(max_files=1, max_fields=0)
+        except Exception:  # starlette's MultiPartException and the parser's own: a malformed form
+            raise InputError("body", "not a readable multipart/form-data body with one file") from None
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise InputError("file", "a multipart form needs one file field named 'file'")
+        data = await upload.read()
+        return await run_in_threadpool(rows_from_file, data, spec)
+    if media.startswith(FILE_TYPES):
+        return await run_in_threadpool(rows_from_file, await request.body(), spec)
+    raise HTTPException(
+        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        ["body: content type not taken; send application/json rows, a multipart/form-data file, or the file itself as image/*, audio/*, text/plain"],
+    )

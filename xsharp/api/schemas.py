@@ -106,3 +106,37 @@ class ModelOut(BaseModel):
 
 class ModelDetail(ModelOut):
     spec: dict[str, Any]
+
+
+class ModelInputOut(BaseModel):
+    """What a model takes: ``kind`` (numbers, image, audio, text or table), one raw row's shape,
+    the sample rate of an audio model, and what file an upload may be (null: JSON rows only)."""
+
+    kind: str
+    raw_shape: list[int]
+    sample_rate: int | None = None
+    uploads: str | None = None
+    classes: list[str]
+
+
+class PredictIn(BaseModel):
+    """Raw rows, as the model's training data had them before its saved preprocessing: numbers
+    nested as ``raw_shape`` (or flat), texts as strings, table rows as lists of numbers, strings and nulls."""
+
+    model_config = {"extra": "forbid"}
+    rows: list[Any]
+
+
+class ClassScoreOut(BaseModel):
+    index: int
+    label: str
+    probability: float
+
+
+class PredictionOut(BaseModel):
+    top: list[ClassScoreOut]  # most probable first
+
+
+class PredictOut(BaseModel):
+    model: int
+    predictions: list[PredictionOut]  # one per row, in order

@@ -51,6 +51,25 @@ def decode_audio(path: str | Path, sample_rate: int = DEFAULT_RATE, duration: fl
     return datasets.fit_audio(a, rate, sample_rate, duration, path)  # cut to duration first, then resampled
 
 
+def decode_audio_bytes(f: Any, size: int, sample_rate: int, duration: float, path: str) -> np.ndarray:
+    """``decode_audio`` of an open file of ``size`` bytes that is not on disk (an upload): FLAC by
+    its magic bytes, else WAV; ``path`` names it in errors."""
+    head = f.read(4)
+    f.seek(0)
+    if head == b"fLaC":
+        import soundfile
+
+        try:
+            with soundfile.SoundFile(f) as sound:
+                rate = sound.samplerate
+                a = sound.read(frames=math.ceil(duration * rate) + 1, dtype="float32", always_2d=True).mean(axis=1)
+        except Exception as e:  # libsndfile's words may quote the header
+            raise DataError(f"{path}: not a readable FLAC file ({datasets._why(e)})") from None
+    else:
+        a, rate = datasets.read_wav_file(f, size, path)
+    return datasets.fit_audio(a, rate, sample_rate, duration, path)
+
+
 def list_audio_folder(root: str | Path, guard: FileGuard = ANYWHERE) -> FolderListing:
     """Every WAV and FLAC file of every class folder under ``root``, sorted; the folder's own split if it has one."""
     return list_class_folders(root, AUDIO_SUFFIXES, "audio", guard)

@@ -1,0 +1,98 @@
+"""A trained model answering predictions: raw rows -> the saved preprocessing -> class
+probabilities -> the top k classes. One Predictor serves every caller of a model; the job
+service keeps the recently used ones in a :class:`PredictorCache`."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .batcher import MicroBatcher
+from .inputs import InputError, ModelInput, input_of
+
+BATCH_BYTES = 64 << 20  # the raw rows of one micro-batch, at most (float32)
+MAX_BATCH_ROWS = 256
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    index: int
+    label: str
+    probability: float
+
+
+def top_k(proba: np.ndarray, classes: list[str], k: int) -> list[list[ClassScore]]:
+    """Each row's ``k`` most probable classes, most probable first (ties: the lower index)."""
+    k = max(1, min(int(k), proba.shape[1]))
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    return [[ClassScore(int(c), classes[c], float(row[c])) for c in idx] for row, idx in zip(proba, order)]
+
+
+class Predictor:
+    """``probabilities(raw_rows)``: exactly what ``xsharp predict`` computes for those rows."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.input: ModelInput = input_of(model)
+        self.classes: list[str] = list(model.classes)
+        row_bytes = 4 * max(1, self.input.values)
+        self.max_batch_rows = max(1, min(MAX_BATCH_ROWS, BATCH_BYTES // row_bytes))
+        self.batcher = MicroBatcher(self.probabilities, self.max_batch_rows)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Predictor":
+        from xsharp.algos import Model
+
+        return cls(Model.load(path))
+
+    def probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, classes)`` for raw rows the model's input takes."""
+        model, x = self.model, raw
+        if model.pipeline is not None:
+            try:
+                x = model.pipeline.transform(x)
+            except (ValueError, TypeError, IndexError):  # numpy's words may quote a row
+                raise InputError("rows", f"the model's preprocessing ({', '.join(s.kind for s in model.pipeline.steps)}) cannot take these rows") from None
+        x = np.asarray(x, dtype=np.float32).reshape((len(x), *model.in_shape))
+        proba = model.predict_proba(x, batch_size=self.max_batch_rows)
+        bad = ~np.isfinite(proba).all(axis=1)
+        if bad.any():
+            raise InputError(f"rows[{int(np.flatnonzero(bad)[0])}]", "the model gives no finite probabilities for this row (a value far out of range?)")
+        return proba
+
+    async def predict(self, raw: np.ndarray, k: int) -> list[list[ClassScore]]:
+        """The top ``k`` classes of each raw row, batched with whatever other callers asked at the
+        same time."""
+        return top_k(await self.batcher(raw), self.classes, k)
+
+
+class PredictorCache:
+    """The ``capacity`` most recently used predictors, by model file; a file replaced on disk (a
+    newer mtime or size) is loaded again."""
+
+    def __init__(self, capacity: int = 8):
+        self.capacity = capacity
+        self._entries: OrderedDict[Path, tuple[tuple[int, int], Predictor]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path) -> Predictor:
+        """Raises OSError where the file is gone."""
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            hit = self._entries.get(path)
+            if hit is not None and hit[0] == key:
+                self._entries.move_to_end(path)
+                return hit[1]
+        predictor = Predictor.load(path)  # outside the lock: a big model does not hold up the others
+        with self._lock:
+            self._entries[path] = (key, predictor)
+            self._entries.move_to_end(path)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        return predictor
