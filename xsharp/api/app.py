@@ -303,6 +303,25 @@ def document_errors(schema: dict, max_body: int = MAX_BODY) -> dict:
     return schema
 
 
+def install_error_handlers(app: FastAPI) -> None:
+    """Every 4xx as one :class:`ErrorOut` body: a parameter's or the body's problems with their field paths."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        errors = []
+        for err in exc.errors():
+            err = dict(err)
+            loc = tuple(err.get("loc", ()))
+            err["loc"] = loc[1:] if loc[:1] == ("body",) else loc
+            errors.append(err)
+        return error_response(422, format_error_list(errors))
+
+    @app.exception_handler(HTTPException)
+    async def refused(request: Request, exc: HTTPException):
+        detail = exc.detail if isinstance(exc.detail, list) else [exc.detail]
+        return error_response(exc.status_code, [str(line) for line in detail], exc.headers)
+
+
 def create_app(
     store: Store, scheduler=None, max_body: int = MAX_BODY, *, exporter_urls: list[str] = (), grafana_url: str | None = None, recipes_dir=None,
     policy: Policy | None = None, imports: "datasets.ImportWorker | None" = None,
@@ -329,21 +348,7 @@ def create_app(
     app.mount("/ui/static", StaticFiles(directory=ui.STATIC), name="ui-static")
     ui.configure(app, exporter_urls, grafana_url, recipes_dir)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):
-        errors = []
-        for err in exc.errors():
-            err = dict(err)
-            loc = tuple(err.get("loc", ()))
-            err["loc"] = loc[1:] if loc[:1] == ("body",) else loc
-            errors.append(err)
-        return error_response(422, format_error_list(errors))
-
-    @app.exception_handler(HTTPException)
-    async def refused(request: Request, exc: HTTPException):
-        detail = exc.detail if isinstance(exc.detail, list) else [exc.detail]
-        return error_response(exc.status_code, [str(line) for line in detail], exc.headers)
-
+    install_error_handlers(app)
     generated = app.openapi
     app.openapi = lambda: app.openapi_schema or document_errors(generated(), max_body)
     app.add_middleware(RequestBodyGate, limit=max_body, upload_limit=max(max_body, models.MAX_UPLOAD))

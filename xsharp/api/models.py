@@ -140,7 +140,12 @@ async def predict(
     shape), a multipart form with one `file`, or the file itself (an image/, audio/ or text/plain
     content type). Every problem is a 4xx naming the field: a wrong shape or type, a file that
     does not decode, a body over the size limit."""
-    model = await run_in_threadpool(visible_model, model_id, user, store)
+    return await answer(request, await run_in_threadpool(visible_model, model_id, user, store), store, top_k)
+
+
+async def answer(request: Request, model: RegisteredModel, store: Store, top_k: int) -> JSONResponse:
+    """A predict request's answer for ``model`` (its caller already let in): the job service's
+    route and a model deployed on Ray Serve (``xsharp serve``) both answer with this."""
     predictor = await run_in_threadpool(predictor_of, request, model, store)
     try:
         rows = await _rows(request, predictor.input)

@@ -6,7 +6,7 @@ import typer
 
 from xsharp import __version__
 
-from . import algos_cmd, appliance_cmd, cluster_up_cmd, data_cmd, export_cmd, jobs_cmd, models_cmd, search_cmd, server_cmd, spec_cmd
+from . import algos_cmd, appliance_cmd, cluster_up_cmd, data_cmd, export_cmd, jobs_cmd, models_cmd, search_cmd, serve_cmd, server_cmd, spec_cmd
 from .predict import predict
 from .run import run
 
@@ -26,6 +26,7 @@ app.command()(appliance_cmd.exporter)
 app.add_typer(appliance_cmd.app, name="appliance")
 app.add_typer(algos_cmd.app, name="algos")
 app.command()(server_cmd.server)
+app.command()(serve_cmd.serve)
 app.add_typer(server_cmd.users_app, name="users")
 app.command()(jobs_cmd.submit)
 app.add_typer(jobs_cmd.jobs_app, name="jobs")
