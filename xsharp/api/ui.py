@@ -95,6 +95,16 @@ def datasets_page() -> HTMLResponse:
     return _page("datasets")
 
 
+@pages.get("/ui/models")
+def models_page() -> HTMLResponse:
+    return _page("models")
+
+
+@pages.get("/ui/models/{model_id}")
+def model_page(model_id: int) -> HTMLResponse:
+    return _page("model", model_id)  # the id rides in data-job, as a job's and a search's do
+
+
 @pages.get("/ui/cluster")
 def cluster_page() -> HTMLResponse:
     return _page("cluster")

@@ -46,9 +46,11 @@ async function readBody(r) {
 
 async function request(method, path, data, bearer = token()) {
   // The response, when it is a success (callers that need its headers); else an ApiError.
+  // `data`: an object sent as JSON, or a FormData sent as multipart/form-data (the browser sets its boundary).
   const headers = { Authorization: `Bearer ${bearer || ""}` };
-  if (data !== undefined) headers["Content-Type"] = "application/json";
-  const r = await fetch(path, { method, headers, body: data === undefined ? undefined : JSON.stringify(data) });
+  const form = data instanceof FormData;
+  if (data !== undefined && !form) headers["Content-Type"] = "application/json";
+  const r = await fetch(path, { method, headers, body: data === undefined ? undefined : form ? data : JSON.stringify(data) });
   if (r.status === 401 && document.body.dataset.page !== "login") {
     sessionStorage.removeItem(TOKEN_KEY);
     location.assign(`/ui/login?next=${encodeURIComponent(location.pathname)}`);
@@ -1169,12 +1171,164 @@ pages.datasets = async (main) => {
   if (versions.length) await pick(versions[0]);
 };
 
+// ------------------------------------------------------------------------------------------ models
+// The model registry: one row per registered version; a model's page shows its lineage, ONNX and
+// a "try it" box that sends an upload (or rows) to /predict and shows the top classes.
+const UPLOAD_ACCEPT = { image: "image/png,image/jpeg,image/bmp,image/webp,.png,.jpg,.jpeg,.bmp,.webp", audio: ".wav,.flac,audio/wav,audio/x-wav,audio/flac" };
+
+function datasetOf(m) {
+  if (m.dataset) return m.dataset_version ? `${m.dataset}@${m.dataset_version}` : m.dataset;
+  return m.data_path || "—";
+}
+
+function testAccuracy(m) {
+  const acc = m.metrics && m.metrics.test_accuracy;
+  return acc === undefined || acc === null ? "—" : fmt.pct(acc);
+}
+
+async function saveFile(path, fallbackName) {
+  // A plain link cannot send the bearer token, so fetch the file and hand the browser a blob.
+  const r = await request("GET", path);
+  const named = /filename="?([^";]+)"?/.exec(r.headers.get("content-disposition") || "");
+  const url = URL.createObjectURL(await r.blob());
+  const a = h("a", { href: url, download: named ? named[1] : fallbackName });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function topList(prediction) {
+  // One row's classes, most probable first: the label, its probability as text and as a bar.
+  return h("ol", { class: "top-classes" }, prediction.top.map((s) => h("li", { dataset: { index: s.index, label: s.label } },
+    h("span", { class: "label", text: s.label }), bar(s.probability), h("span", { class: "prob num", text: s.probability.toFixed(3) }))));
+}
+
+function tryBox(id, input) {
+  // The input that fits the model's kind: an image or audio file, a text, or JSON rows.
+  const result = h("div", { id: "try-result" }), error = h("div", { class: "error-box", id: "try-error" });
+  const preview = h("div", { id: "try-preview" });
+  const button = h("button", { class: "primary", type: "button", id: "try-button", text: "Predict" });
+  let send;  // () => the body to POST: a FormData or {rows}
+  const controls = [];
+  if (input.kind === "image" || input.kind === "audio") {
+    const file = h("input", { type: "file", id: "try-file", accept: UPLOAD_ACCEPT[input.kind] });
+    send = () => {
+      if (!file.files.length) throw new Error(`file: choose ${input.uploads || "a file"}`);
+      const form = new FormData();
+      form.append("file", file.files[0], file.files[0].name);
+      return form;
+    };
+    file.addEventListener("change", () => {
+      preview.replaceChildren();
+      if (input.kind === "image" && file.files.length) {
+        const url = URL.createObjectURL(file.files[0]);
+        preview.append(h("img", { src: url, alt: file.files[0].name, onload: () => URL.revokeObjectURL(url) }));
+      }
+      if (file.files.length) go();
+    });
+    controls.push(h("div", { class: "field" }, h("label", { for: "try-file" }, input.kind === "image" ? "Image" : "Sound",
+      h("span", { class: "hint", text: input.uploads || "" })), file));
+  } else if (input.kind === "text") {
+    const text = h("textarea", { id: "try-text", rows: 4, placeholder: "A text to classify" });
+    send = () => ({ rows: [text.value] });
+    controls.push(h("div", { class: "field" }, h("label", { for: "try-text" }, "Text", h("span", { class: "hint", text: "sent as one row" })), text));
+  } else {
+    const shape = input.raw_shape.length ? `[${input.raw_shape.join(", ")}]` : "";
+    const rows = h("textarea", { id: "try-rows", rows: 6, placeholder: input.kind === "table" ? '[["red", 0.5]]' : `[[${Array(Math.min(4, input.raw_shape.reduce((a, b) => a * b, 1) || 1)).fill("0.0").join(", ")}, …]]` });
+    send = () => {
+      let value;
+      try { value = JSON.parse(rows.value); } catch (e) { throw new Error(`rows: not valid JSON (${e.message})`); }
+      return value !== null && typeof value === "object" && !Array.isArray(value) && "rows" in value ? value : { rows: value };
+    };
+    controls.push(h("div", { class: "field" }, h("label", { for: "try-rows" }, "Rows as JSON",
+      h("span", { class: "hint", text: `a list of rows${shape ? `, each of shape ${shape} (or flat)` : ""}${input.kind === "table" ? ": numbers, strings for category columns, null" : ""}` })), rows));
+  }
+  async function go() {
+    error.textContent = "";
+    let body;
+    try { body = send(); } catch (e) { error.textContent = e.message; return; }
+    button.disabled = true;
+    result.replaceChildren(h("p", { class: "muted", text: "Predicting…" }));
+    try {
+      const answer = await api("POST", `/v1/models/${id}/predict?top_k=5`, body);
+      result.replaceChildren(...answer.predictions.map((p, i) => h("div", { class: "prediction", dataset: { row: i } },
+        answer.predictions.length > 1 ? h("h3", { text: `Row ${i + 1}` }) : null, topList(p))));
+    } catch (e) {
+      result.replaceChildren();
+      error.textContent = e.lines ? e.lines.join("\n") : e.message;
+    } finally { button.disabled = false; }
+  }
+  button.addEventListener("click", go);
+  return h("section", { class: "card", id: "try-it", dataset: { kind: input.kind } },
+    h("h2", {}, "Try it ", h("small", { text: `${input.kind} · ${input.classes.length} classes` })),
+    h("div", { class: "row" }, h("div", { class: "grow" }, controls, h("div", { class: "actions" }, button), preview), h("div", { class: "grow" }, error, result)));
+}
+
+pages.models = async (main) => {
+  const error = h("div", { class: "error-box" }), list = h("tbody");
+  main.append(h("h1", { text: "Models" }), error,
+    h("section", { class: "card" }, h("table", { id: "models" },
+      h("thead", {}, h("tr", {}, ["Model", "Version", "User", "Job", "Dataset", "Test accuracy", "Created"].map((t) => h("th", { text: t, class: /^(Version|Test)/.test(t) ? "num" : null })))), list)));
+  let models;
+  try { models = await api("GET", "/v1/models?limit=10000"); } catch (e) { error.textContent = e.message; return; }
+  models.sort((a, b) => b.created - a.created || b.id - a.id);
+  list.replaceChildren(...models.map((m) => h("tr", { class: "clickable", dataset: { model: m.id, name: m.name },
+    onclick: (e) => { if (!e.target.closest("a")) location.assign(`/ui/models/${m.id}`); } },
+    h("td", {}, h("a", { href: `/ui/models/${m.id}`, class: "model-link", text: m.name })), h("td", { class: "num version", text: `v${m.version}` }),
+    h("td", { text: m.user }), h("td", {}, h("a", { href: `/ui/jobs/${m.job_id}`, class: "job-link", text: `#${m.job_id}` })),
+    h("td", { class: "dataset", text: datasetOf(m) }), h("td", { class: "num accuracy", text: testAccuracy(m) }), h("td", { class: "muted", text: fmt.time(m.created) }))));
+  if (!models.length) list.append(h("tr", {}, h("td", { colspan: 7, class: "muted", text: "No models yet: each job that finishes SUCCEEDED registers its model here." })));
+};
+
+pages.model = async (main) => {
+  const id = document.body.dataset.job;  // the model's id, from /ui/models/{id}
+  const title = h("h1", {}, `Model #${id}`), error = h("div", { class: "error-box", id: "model-error" });
+  main.append(title, error);
+  let m;
+  try { m = await api("GET", `/v1/models/${id}`); } catch (e) { error.textContent = e.message; return; }
+  document.title = `${m.name} v${m.version} · xsharp`;
+  title.replaceChildren(`${m.name} `, h("small", { text: `v${m.version} · #${m.id}` }));
+  const actionError = h("div", { class: "error-box", id: "action-error" });
+  const onnx = h("button", { type: "button", id: "onnx-button", text: "Download ONNX", onclick: async () => {
+    actionError.textContent = "";
+    onnx.disabled = true;
+    try { await saveFile(`/v1/models/${id}/onnx`, `${m.name}-v${m.version}.onnx`); } catch (e) { actionError.textContent = e.lines ? e.lines.join("\n") : e.message; } finally { onnx.disabled = false; }
+  } });
+  const del = h("button", { type: "button", class: "danger", id: "delete-button", text: "Delete", onclick: async () => {
+    actionError.textContent = "";
+    if (!confirm(`Take ${m.name} v${m.version} out of the registry? Its job and artifacts stay.`)) return;
+    try {
+      await api("DELETE", `/v1/models/${id}`);
+      sessionStorage.setItem(FLASH_KEY, `Model ${m.name} v${m.version} deleted.`);
+      location.assign("/ui/models");
+    } catch (e) { actionError.textContent = e.message; }
+  } });
+  const metrics = Object.entries(m.metrics || {}).filter(([, v]) => v === null || typeof v !== "object");
+  const rows = [
+    ["Job", h("a", { href: `/ui/jobs/${m.job_id}`, text: `#${m.job_id}` })], ["User", m.user], ["Created", fmt.time(m.created)],
+    [m.dataset ? "Dataset" : "Data path", datasetOf(m)], ["File", h("span", { class: "mono", text: m.path })],
+    ...metrics.map(([k, v]) => [k.replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase()), typeof v === "number" ? (/accuracy/.test(k) ? fmt.pct(v) : fmt.num(v)) : String(v)]),
+  ];
+  const facts = h("dl", { class: "facts", id: "lineage" }, rows.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { dataset: { fact: k.toLowerCase().replace(/ /g, "_") } }, v)]));
+  const tryIt = h("section", { class: "card", id: "try-it" }, h("h2", { text: "Try it" }), h("p", { class: "muted", text: "Loading what the model takes…" }));
+  main.append(
+    h("section", { class: "card" }, h("div", { class: "actions" }, onnx, del), actionError, facts),
+    tryIt,
+    h("section", { class: "card" }, h("h2", { text: "Spec" }), h("pre", { class: "spec", id: "model-spec", text: toYAML(m.spec || {}) })));
+  try {
+    tryIt.replaceWith(tryBox(id, await api("GET", `/v1/models/${id}/input`)));
+  } catch (e) {
+    tryIt.replaceChildren(h("h2", { text: "Try it" }), h("div", { class: "error-box", id: "try-error", text: e.message }));
+  }
+};
+
 // ------------------------------------------------------------------------------------------ start
 document.addEventListener("DOMContentLoaded", async () => {
   const page = document.body.dataset.page;
   const main = $("#main");
   main.replaceChildren();
-  for (const a of $$("[data-nav]")) a.classList.toggle("active", a.dataset.nav === page || (page === "job" && a.dataset.nav === "jobs"));
+  for (const a of $$("[data-nav]")) a.classList.toggle("active", a.dataset.nav === page || (page === "job" && a.dataset.nav === "jobs") || (page === "model" && a.dataset.nav === "models"));
   if (page !== "login") {
     if (!token()) { location.assign(`/ui/login?next=${encodeURIComponent(location.pathname)}`); return; }
     const logout = $("#logout");
