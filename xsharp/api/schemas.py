@@ -117,6 +117,7 @@ class ModelInputOut(BaseModel):
     sample_rate: int | None = None
     uploads: str | None = None
     classes: list[str]
+    engine: str  # onnxruntime (the model's ONNX export) or xsharp (its NumPy forward pass)
 
 
 class PredictIn(BaseModel):
