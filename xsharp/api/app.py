@@ -25,7 +25,7 @@ from xsharp.serving.predictor import PredictorCache
 from xsharp.spec import format_error_list
 
 from . import cluster, datasets, jobs, models, searches, system, ui
-from .auth import user_for
+from .auth import CALLER, user_for
 from .schemas import ErrorOut
 
 MAX_BODY = 1024 * 1024  # a job spec is a few kB; nothing legitimate comes near this
@@ -231,9 +231,10 @@ class RequestBodyGate:
             return None
         scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
         try:
-            user_for(token.strip() if scheme.lower() == "bearer" else None, store)
+            user = user_for(token.strip() if scheme.lower() == "bearer" else None, store)
         except HTTPException as refused:
             return refused
+        scope.setdefault("state", {})[CALLER] = user  # the route's current_user takes it from here: one lookup a request
         return None
 
     async def _too_large(self, scope, receive, send, limit: int):

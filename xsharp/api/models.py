@@ -97,14 +97,22 @@ INLINE_ROWS_BYTES = 64 * 1024  # JSON rows up to this size are read on the event
 FILE_TYPES = ("image/", "audio/", "text/plain", "application/octet-stream")  # a body that is the file itself
 
 
-def predictor_of(request: Request, model: RegisteredModel, store: Store) -> Predictor:
-    """The model's predictor, loaded once and kept while it is used (the app's PredictorCache)."""
+def predictor_of(request: Request, model: RegisteredModel, store: Store, cached_only: bool = False) -> Predictor | None:
+    """The model's predictor, loaded once and kept while it is used (the app's PredictorCache);
+    with ``cached_only``, None where it is not loaded yet."""
     path = store.job_dir(model.job_id) / model.path
     cache: PredictorCache = request.app.state.predictors
     try:
-        return cache.get(path)
+        return cache.cached(path) if cached_only else cache.get(path)
     except FileNotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"model {model.id}: its file is gone (job {model.job_id} was deleted)") from None
+
+
+async def loaded_predictor(request: Request, model_id: int, user: User, store: Store) -> Predictor:
+    """``predictor_for`` from an event loop: a loaded model is found right there (one indexed read
+    and a stat), and only a model still to load goes to a worker thread."""
+    model = visible_model(model_id, user, store)
+    return predictor_of(request, model, store, cached_only=True) or await run_in_threadpool(predictor_of, request, model, store)
 
 
 def predictor_for(request: Request, model_id: int, user: User, store: Store) -> Predictor:
@@ -149,7 +157,7 @@ async def predict(
     shape), a multipart form with one `file`, or the file itself (an image/, audio/ or text/plain
     content type). Every problem is a 4xx naming the field: a wrong shape or type, a file that
     does not decode, a body over the size limit."""
-    return await answer(request, await run_in_threadpool(predictor_for, request, model_id, user, store), model_id, top_k)
+    return await answer(request, await loaded_predictor(request, model_id, user, store), model_id, top_k)
 
 
 async def answer(request: Request, predictor: Predictor, model_id: int, top_k: int) -> JSONResponse:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from xsharp import __version__
 from xsharp.cluster.store import Store, User
@@ -35,7 +34,7 @@ def model_app(store_root: str, model_id: int) -> FastAPI:
     """The ASGI app of one replica serving ``model_id``; its routes sit under :func:`route_of`."""
     from xsharp.api.app import RequestBodyGate, install_error_handlers
     from xsharp.api.auth import current_user, get_store
-    from xsharp.api.models import MAX_UPLOAD, PREDICT_BODY, answer, input_out, predictor_for
+    from xsharp.api.models import MAX_UPLOAD, PREDICT_BODY, answer, input_out, loaded_predictor, predictor_for
     from xsharp.api.schemas import ModelInputOut, PredictOut
 
     from .predictor import PredictorCache
@@ -53,7 +52,7 @@ def model_app(store_root: str, model_id: int) -> FastAPI:
         store: Store = Depends(get_store),
     ) -> JSONResponse:
         """As the job service's `POST /v1/models/{id}/predict`."""
-        return await answer(request, await run_in_threadpool(predictor_for, request, model_id, user, store), model_id, top_k)
+        return await answer(request, await loaded_predictor(request, model_id, user, store), model_id, top_k)
 
     @app.get("/input", response_model=ModelInputOut, summary="What the model takes")
     def model_input(request: Request, user: User = Depends(current_user), store: Store = Depends(get_store)) -> ModelInputOut:
