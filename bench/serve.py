@@ -41,6 +41,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -248,6 +249,10 @@ def bench_model(name: str, model_file: Path, model_id: int, url: str, token: str
     body_file.write_text(body)
     lua = tmp / f"{name}.lua"
     lua.write_text(LUA.format(body=body_file, token=token))
+    body16_file = tmp / f"{name}-body16.json"
+    body16_file.write_text(json.dumps({"rows": [[float(str(v)) for v in r.ravel()] for r in batch]}))
+    lua16 = tmp / f"{name}-16.lua"
+    lua16.write_text(LUA.format(body=body16_file, token=token))
     endpoint = f"{url}/v1/models/{model_id}/predict"
     r = httpx.post(endpoint, content=body, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, timeout=60)
     if r.status_code != 200:
@@ -275,15 +280,43 @@ def bench_model(name: str, model_file: Path, model_id: int, url: str, token: str
     warm = wrk(endpoint, lua, 2, 16, 2)
     one = wrk(endpoint, lua, 1, 1, s)
     many = wrk(endpoint, lua, 2, 16, s)
+    rows16 = wrk(endpoint, lua16, 2, 16, s)
     print(f"HTTP warm-up: {warm['requests']:,} requests at 16 clients")
     print(f"HTTP, 1 client: p50 {one['p50']:.2f} ms, p99 {one['p99']:.2f} ms ({one['rps']:,.0f} req/s, {one['requests']:,} requests)")
     print(f"HTTP, 16 clients: {many['rps']:,.0f} req/s (= rows/s), p50 {many['p50']:.2f} ms, p99 {many['p99']:.2f} ms ({many['requests']:,} requests)")
+    print(f"HTTP, 16 clients, 16 rows a request: {16 * rows16['rps']:,.0f} rows/s ({rows16['rps']:,.0f} req/s, p99 {rows16['p99']:.2f} ms): "
+          f"{16 * rows16['rps'] / ort_rps:.2f}x onnxruntime's 16 threads x 1 row")
     print(f"HTTP / onnxruntime: latency p50 {one['p50'] / pct(ort_lat, .5):.1f}x, p99 {one['p99'] / pct(ort_lat, .99):.1f}x; "
           f"throughput {many['rps'] / ort_rps:.2f}x  ({load()})", flush=True)
     return {
         "model": name, "http_p50": one["p50"], "http_p99": one["p99"], "ort_p50": pct(ort_lat, .5), "ort_p99": pct(ort_lat, .99),
         "xs_p50": pct(xs_lat, .5), "xs_p99": pct(xs_lat, .99), "http_rps": many["rps"], "ort_rps": ort_rps, "ort_b16": ort_b16, "xs_b16": xs_b16,
+        "http_rows16": 16 * rows16["rps"], "lua": lua,
     }
+
+
+def bench_ray_serve(model_id: int, home: Path, lua: Path, replicas: int, duration: float, work: Path) -> None:
+    """The same requests to `xsharp serve MODEL --replicas N` on an embedded Ray: Serve's proxy,
+    then a replica, each a process of its own on the same cores."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1/models/{model_id}"
+    out = work / "serve.log"
+    with open(out, "w") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("xsharp")), "serve", str(model_id), "--home", str(home), "--port", str(port),
+                                 "--replicas", str(replicas), "--cpus-per-replica", "0"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        deadline = time.time() + 180
+        while "serving model" not in out.read_text():
+            if proc.poll() is not None or time.time() > deadline:
+                sys.exit(f"xsharp serve did not start; see {out}")
+            time.sleep(0.5)
+        wrk(f"{url}/predict", lua, 2, 16, 2)
+        one, many = wrk(f"{url}/predict", lua, 1, 1, duration), wrk(f"{url}/predict", lua, 2, 16, duration)
+        print(f"Ray Serve, {replicas} replica(s): 1 client p50 {one['p50']:.2f} ms, p99 {one['p99']:.2f} ms; 16 clients {many['rps']:,.0f} req/s, "
+              f"p99 {many['p99']:.2f} ms  ({load()})", flush=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
 
 
 def up(url: str) -> bool:
@@ -310,6 +343,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1, help="training epochs of the CNN")
     ap.add_argument("--work", type=Path, default=Path("/tmp/xsharp-bench-serve"), help="trained models (reused) and the store")
     ap.add_argument("--port", type=int, default=0, help="the server's port (default: a free one)")
+    ap.add_argument("--serve-replicas", type=int, default=1, help="also measure the first model on `xsharp serve --replicas N` (0: skip)")
     opts = ap.parse_args()
     names = [n.strip() for n in opts.models.split(",") if n.strip()]
     if not names or set(names) - {"dbn", "cnn"}:
@@ -359,12 +393,15 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
+    if opts.serve_replicas:
+        print(f"\n== {names[0]} on Ray Serve (`xsharp serve`, embedded Ray), the same requests  ({load()})", flush=True)
+        bench_ray_serve(ids[names[0]], home, results[0]["lua"], opts.serve_replicas, opts.duration, opts.work)
 
     print(f"\n{os.cpu_count()} cores, {load()} after; busiest processes: {busiest()}")
     print("uvicorn with " + ", ".join(f"{m} {'yes' if importlib.util.find_spec(m) else 'no'}" for m in ("uvloop", "httptools")) + " (used when present)")
     print("\n| model | HTTP p50 / p99 ms (1 client) | ORT p50 / p99 ms | xsharp in-process p50 / p99 ms | HTTP req/s (16 clients) "
           "| ORT rows/s (16 threads x 1 row) | HTTP / ORT | ORT rows/s (batch 16) | xsharp in-process rows/s (batch 16) | goal p99 <= 20 ms | goal >= 0.50x ORT |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")  # rows/s with 16 rows a request: printed per model above
     for r in results:
         ratio = r["http_rps"] / r["ort_rps"]
         print(f"| {r['model']} | {r['http_p50']:.2f} / {r['http_p99']:.2f} | {r['ort_p50']:.3f} / {r['ort_p99']:.3f} "
