@@ -154,6 +154,16 @@ def test_the_gate_takes_exactly_what_json_loads_takes(text):
     assert gate == loads, text
 
 
+@settings(max_examples=400, deadline=None, database=None)
+@given(value=values)
+def test_the_depth_read_off_the_text_is_the_depth_of_the_value(value):
+    from xsharp.api.app import _depth, _text_depth
+
+    for body in (json.dumps(value).encode(), json.dumps(value, ensure_ascii=False).encode()):
+        assert _text_depth(body) == _depth(value), body
+    assert _text_depth(json.dumps(value).encode("utf-16")) is None  # not UTF-8: the value is walked instead
+
+
 def test_a_duplicate_deep_inside_is_named_by_its_path():
     with pytest.raises(BodyProblem) as caught:
         check_json(b'{"a": {"b": [1, {"c": 1, "d": {}, "c": 2}]}}')  # json.loads would keep c = 2

@@ -15,6 +15,7 @@ def get_store(request: Request) -> Store:
 
 
 CALLER = "xsharp.caller"  # request.state key: the user the body gate already found for this request's token
+PARSED = "xsharp.json"  # request.state key: a JSON body, as the body gate parsed it
 
 
 async def current_user(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer), store: Store = Depends(get_store)) -> User:

@@ -17,7 +17,7 @@ from xsharp.cluster.store import RegisteredModel, Store, User
 from xsharp.serving.inputs import InputError, ModelInput, rows_from_file, rows_from_json
 from xsharp.serving.predictor import Predictor, PredictorCache
 
-from .auth import current_user, get_store
+from .auth import PARSED, current_user, get_store
 from .schemas import ModelDetail, ModelInputOut, ModelOut, PredictIn, PredictOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -176,15 +176,18 @@ async def _rows(request: Request, spec: ModelInput) -> np.ndarray:
     media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
         body = await request.body()
-        try:
-            value = json.loads(body)
-        except ValueError:
-            raise InputError("body", "not valid JSON") from None  # the body gate answers first; kept for callers inside
+        value = request.scope.get("state", {}).get(PARSED)  # the body gate's parse
+        if value is None:
+            try:
+                value = json.loads(body)
+            except ValueError:
+                raise InputError("body", "not valid JSON") from None
         if not isinstance(value, dict) or set(value) != {"rows"}:
             raise InputError("body", 'an object {"rows": [...]} expected' + (f"; unknown fields {sorted(set(value) - {'rows'})[:5]}" if isinstance(value, dict) else ""))
+        booleans = b"true" in body or b"false" in body  # only then can a row hold one: the rows are scanned for them
         if len(body) <= INLINE_ROWS_BYTES:  # a few rows: quicker here than a thread hop
-            return rows_from_json(value["rows"], spec)
-        return await run_in_threadpool(rows_from_json, value["rows"], spec)
+            return rows_from_json(value["rows"], spec, may_hold_booleans=booleans)
+        return await run_in_threadpool(rows_from_json, value["rows"], spec, "rows", booleans)
     if media == "multipart/form-data":
         try:
             form = await request.form(max_files=1, max_fields=0)

@@ -90,8 +90,11 @@ def input_of(model: Any) -> ModelInput:
 
 
 # --------------------------------------------------------------------------- JSON rows
-def rows_from_json(rows: Any, spec: ModelInput, field: str = "rows") -> np.ndarray:
-    """``rows`` (a request's parsed JSON) as a batch of raw rows the model's pipeline takes."""
+def rows_from_json(rows: Any, spec: ModelInput, field: str = "rows", may_hold_booleans: bool = True) -> np.ndarray:
+    """``rows`` (a request's parsed JSON) as a batch of raw rows the model's pipeline takes.
+    Numbers are converted by numpy in one pass; only rows it refuses are walked value by value,
+    to say which value is wrong (and every row, unless the caller knows the request holds no
+    ``true`` or ``false``: numpy would take those as 1 and 0)."""
     if not isinstance(rows, list):
         raise InputError(field, f"a list of rows expected, got {_type(rows)}")
     if not 1 <= len(rows) <= MAX_ROWS:
@@ -102,10 +105,33 @@ def rows_from_json(rows: Any, spec: ModelInput, field: str = "rows") -> np.ndarr
         return _table_rows(rows, spec, field)
     if len(rows) * spec.values > MAX_VALUES:
         raise InputError(field, f"{len(rows)} rows of {spec.values} values is over the cap of {MAX_VALUES} values a request")
+    if not may_hold_booleans:
+        fast = _all_at_once(rows, spec)
+        if fast is not None:
+            return fast
     out = np.empty((len(rows), spec.values), dtype=np.float32)
     for i, row in enumerate(rows):
         out[i] = _numbers(row, spec, f"{field}[{i}]")
     return out.reshape((len(rows), *spec.raw_shape))
+
+
+def _all_at_once(rows: list, spec: ModelInput) -> np.ndarray | None:
+    """Every row converted by numpy at once, if they all are numbers in the model's shape (or
+    flat) and in float32's range; None otherwise (the rows are then checked one by one)."""
+    if not all(type(r) is list for r in rows):
+        return None
+    try:
+        a = np.asarray(rows, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if a.shape[1:] not in (spec.raw_shape, (spec.values,)):
+        return None
+    finite = np.isfinite(a)
+    if not finite.all() and not (spec.missing_allowed and np.isnan(a[~finite]).all()):
+        return None
+    if np.abs(np.where(finite, a, 0.0)).max(initial=0.0) > 3.0e38:
+        return None
+    return a.astype(np.float32).reshape((len(rows), *spec.raw_shape))
 
 
 def _type(value: Any) -> str:
