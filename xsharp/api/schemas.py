@@ -51,12 +51,23 @@ class Artifact(BaseModel):
     size: int
 
 
+class UserUsage(BaseModel):
+    """A user's recent usage, decayed with the server's half-life: what orders users within a priority."""
+
+    user: str
+    cpu_hours: float
+    gpu_hours: float
+    share: float  # dominant share of the cluster, in cluster-hours: the smaller goes first
+
+
 class ClusterOut(BaseModel):
     nodes: list[dict[str, Any]]
     total: dict[str, float]
     free: dict[str, float]
     jobs_by_state: dict[str, int]
     queue: list[JobOut]
+    usage: list[UserUsage] = []  # least first; a user who is not an admin sees their own
+    usage_half_life_hours: float = 24.0
 
 
 class TrialOut(BaseModel):

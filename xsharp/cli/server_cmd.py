@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from xsharp.cluster.policy import Policy, default_runner_memory
+from xsharp.cluster.usage import HALF_LIFE
 
 from .common import err, fail, out
 
@@ -35,6 +36,7 @@ def server(
     max_user_priority: int = typer.Option(Policy.max_user_priority, "--max-user-priority", min=-100, max=100, help="Highest priority a user who is not an admin may submit at (403 above it); admins go up to 100."),
     import_workers: int = typer.Option(1, "--import-workers", min=1, max=4, help="Dataset imports (POST /v1/datasets) run at once; others queue."),
     stop_grace: float = typer.Option(Policy.stop_grace_seconds, "--stop-grace", min=0.1, help="Seconds a running job has to stop after pause/stop/preempt/shutdown; then its runner is killed and it goes on from its last checkpoint."),
+    usage_half_life: float = typer.Option(HALF_LIFE, "--usage-half-life", min=1.0, help="Fair share: within a priority, the user with the least recent usage goes first; usage (CPU- and GPU-seconds held) counts half after this many seconds."),
 ) -> None:
     """Serve the REST API (docs at /docs) and schedule jobs on Ray until Ctrl-C.
 
@@ -67,6 +69,7 @@ def server(
         os.environ.pop(var, None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = Store()
+    store.usage_half_life = usage_half_life
     moved = move_legacy_config(store.root)
     if moved:
         err.print(f"moved the client config out of the job store, to {moved}")

@@ -1,8 +1,10 @@
 """Who runs next. :func:`plan` is the decision, pure and cheap; :class:`Scheduler` carries it out
 on Ray each tick and supervises the running jobs.
 
-Order: higher priority first; among equals, the user with the smaller running share (dominant
-resource share, as in DRF) first; among those, first queued first. A job starts only when its
+Order: higher priority first; among equals, the user with the least recent usage first (their
+resource-seconds decayed with a half-life, as a dominant share of the cluster: see
+:mod:`xsharp.cluster.usage`), then the one with the smaller running share (DRF), then first queued
+first. A job starts only when its
 whole worker group fits the free resources. When the first waiting job does not fit, jobs of
 lower priority are preempted for it; failing that, a running job of the same priority whose time
 slice is used up yields. Both go through checkpoint -> release -> resume. Nothing behind a
@@ -75,8 +77,14 @@ def dominant_share(need: Resources, total: Resources) -> float:
     return max(need.cpus / total.cpus if total.cpus else 0.0, need.gpus / total.gpus if total.gpus else 0.0)
 
 
-def plan(waiting: list[Waiting], running: list[Running], free: Resources, total: Resources, now: float, slice_seconds: float) -> Plan:
+def plan(
+    waiting: list[Waiting], running: list[Running], free: Resources, total: Resources, now: float, slice_seconds: float,
+    usage: dict[str, float] | None = None,
+) -> Plan:
+    """``usage``: each user's decayed usage in cluster-seconds (runs going on included); a user
+    missing from it has none."""
     out = Plan()
+    usage = usage or {}
     share: dict[str, float] = defaultdict(float)
     for r in running:
         share[r.user] += dominant_share(r.need, total)
@@ -86,10 +94,10 @@ def plan(waiting: list[Waiting], running: list[Running], free: Resources, total:
 
     for priority in sorted(by_priority, reverse=True):
         queues = by_priority[priority]
-        heap = [(share[u], q[0].queued_at, q[0].id, u) for u, q in queues.items()]
+        heap = [(usage.get(u, 0.0), share[u], q[0].queued_at, q[0].id, u) for u, q in queues.items()]
         heapq.heapify(heap)
         while heap:
-            _, _, _, user = heapq.heappop(heap)
+            *_, user = heapq.heappop(heap)
             job = queues[user].popleft()
             if not total.fits(job.need):
                 out.reject.append((job.id, f"needs {job.need}; the cluster has {total} in all"))
@@ -103,7 +111,7 @@ def plan(waiting: list[Waiting], running: list[Running], free: Resources, total:
                 return out
             if queues[user]:
                 head = queues[user][0]
-                heapq.heappush(heap, (share[user], head.queued_at, head.id, user))
+                heapq.heappush(heap, (usage.get(user, 0.0), share[user], head.queued_at, head.id, user))
     return out
 
 
@@ -217,8 +225,10 @@ class Scheduler:
             Running(j.id, j.user, j.priority, Resources(j.cpus, j.gpus), j.run_started or 0.0, bool(j.request) or self.active[j.id].stop_sent)
             for j in jobs.values() if j.state == "RUNNING" and j.id in self.active
         ]
+        now = time.time()
+        usage = {u: use.share(total.cpus, total.gpus) for u, use in self.store.usage_with_running(now).items()}
         t = time.perf_counter()
-        p = plan(waiting, running, free, total, time.time(), self.slice_seconds)
+        p = plan(waiting, running, free, total, now, self.slice_seconds, usage)
         self.last_plan_seconds = time.perf_counter() - t
         for job_id, reason in p.reject:
             self.store.transition(job_id, ["QUEUED", "PREEMPTED"], "FAILED", f"rejected: {reason}", error=reason, finished=time.time())

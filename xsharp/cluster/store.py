@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from .usage import HALF_LIFE, Usage
+
 QUEUED, RUNNING, PAUSED, PREEMPTED = "QUEUED", "RUNNING", "PAUSED", "PREEMPTED"
 SUCCEEDED, FAILED, STOPPED = "SUCCEEDED", "FAILED", "STOPPED"
 STATES = (QUEUED, RUNNING, PAUSED, PREEMPTED, SUCCEEDED, FAILED, STOPPED)
@@ -75,6 +77,8 @@ CREATE TABLE IF NOT EXISTS models (
     spec TEXT NOT NULL, metrics TEXT,           -- the job's spec (as stored) and result, as JSON
     created REAL NOT NULL, deleted REAL);       -- deleted: a tombstone, so a backfill never brings it back
 CREATE UNIQUE INDEX IF NOT EXISTS models_job ON models(job_id);
+CREATE TABLE IF NOT EXISTS usage (                -- each user's decayed resource-seconds (cluster/usage.py), as of as_of
+    user TEXT PRIMARY KEY, cpu_seconds REAL NOT NULL, gpu_seconds REAL NOT NULL, as_of REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS models_user_name ON models(user, name);
 """
 
@@ -209,6 +213,7 @@ class Store:
         self.root.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self.usage_half_life = HALF_LIFE  # the server's --usage-half-life
         self.db.executescript(SCHEMA)  # idempotent; executescript manages its own transaction
 
     # ------------------------------------------------------------------ connection
@@ -319,6 +324,7 @@ class Store:
                 sets[key] = json.dumps(sets[key])
         assign = ", ".join(f"{k} = ?" for k in sets)
         with self.tx() as db:
+            was = db.execute("SELECT state, user, cpus, gpus, run_started FROM jobs WHERE id = ?", (job_id,)).fetchone() if RUNNING in from_states else None
             cur = db.execute(
                 f"UPDATE jobs SET {assign} WHERE id = ? AND state IN ({','.join('?' * len(from_states))})",
                 [*sets.values(), job_id, *from_states],
@@ -329,9 +335,36 @@ class Store:
                     raise KeyError(job_id)
                 raise TransitionError(f"job {job_id} is {row['state']}; cannot go to {to_state}")
             self._event(db, job_id, to_state.lower(), message)
+            if was is not None and was["state"] == RUNNING and to_state != RUNNING and was["run_started"] is not None:
+                self._charge(db, was["user"], was["cpus"], was["gpus"], was["run_started"], time.time())
             if to_state == SUCCEEDED:  # the registration commits with the transition, or neither does
                 self._register(db, job_id)
         return self.get(job_id)
+
+    # ------------------------------------------------------------------ usage, for fair share
+    def _charge(self, db: sqlite3.Connection, user: str, cpus: float, gpus: float, start: float, end: float) -> None:
+        """Add a run that held ``cpus`` and ``gpus`` from ``start`` to ``end`` to ``user``'s usage (in the caller's transaction)."""
+        row = db.execute("SELECT cpu_seconds, gpu_seconds, as_of FROM usage WHERE user = ?", (user,)).fetchone()
+        before = Usage(row["cpu_seconds"], row["gpu_seconds"], row["as_of"]) if row else Usage(as_of=start)
+        after = before.plus_hold(cpus, gpus, start, end, self.usage_half_life)
+        db.execute(
+            "INSERT INTO usage(user, cpu_seconds, gpu_seconds, as_of) VALUES (?,?,?,?) "
+            "ON CONFLICT(user) DO UPDATE SET cpu_seconds = excluded.cpu_seconds, gpu_seconds = excluded.gpu_seconds, as_of = excluded.as_of",
+            (user, after.cpu_seconds, after.gpu_seconds, after.as_of),
+        )
+
+    def usage(self, now: float) -> dict[str, Usage]:
+        """Every user's decayed usage of finished runs, as of ``now`` (runs going on are not in it yet)."""
+        return {r["user"]: Usage(r["cpu_seconds"], r["gpu_seconds"], r["as_of"]).at(now, self.usage_half_life)
+                for r in self.db.execute("SELECT user, cpu_seconds, gpu_seconds, as_of FROM usage")}
+
+    def usage_with_running(self, now: float) -> dict[str, Usage]:
+        """``usage(now)`` with the runs going on added as if they ended ``now``."""
+        usage = self.usage(now)
+        for j in self.jobs(states=[RUNNING], limit=1_000_000):
+            if j.run_started is not None:
+                usage[j.user] = usage.get(j.user, Usage(as_of=now)).plus_hold(j.cpus, j.gpus, j.run_started, now, self.usage_half_life)
+        return usage
 
     def set_request(self, job_id: int, request: str | None, only_states: Iterable[str] = (RUNNING,)) -> bool:
         only = list(only_states)
