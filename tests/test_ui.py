@@ -211,8 +211,8 @@ def test_submit_a_job_watch_its_curve_grow_pause_resume_stop_and_delete(server, 
 
     page.goto(f"{server.url}/ui/jobs/{job_id}")
     page.on("dialog", lambda d: d.accept())
-    page.click("#delete-button")  # the API refuses to delete a running job; the page says why
-    expect(page.locator("#action-error")).to_have_text(f"409: job {job_id} is RUNNING; stop it before deleting")
+    expect(page.locator("#delete-button")).to_be_disabled()  # the API refuses to delete a running job; the page says why
+    expect(page.locator("#delete-button")).to_have_attribute("title", "A running job cannot be deleted: stop it first")
     page.click("#pause-button")
     expect(state).to_have_text("PAUSED", timeout=30_000)
     expect(page.locator("#pause-button")).to_be_disabled()

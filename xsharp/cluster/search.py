@@ -65,7 +65,17 @@ class SearchSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     strategy: Literal["grid", "random", "asha"] = Field("grid", description="grid: every combination; random and asha: `samples` draws")
-    samples: int = Field(16, ge=1, le=100_000, description="trials drawn by random and asha (asha over grids alone, unless set: every combination)")
+    samples: int = Field(
+        16,
+        ge=1,
+        le=100_000,
+        description=(
+            "trials drawn by random and asha. A space of grids, ranges with a step and integer ranges is finite: it is drawn"
+            " from without replacement, so no combination runs twice, and samples past its size is refused; unset, samples is"
+            " at most the number of combinations (asha over grids alone, unless set: every combination). A float range is"
+            " drawn from freely."
+        ),
+    )
     max_parallel: int | None = Field(None, ge=1, le=4096, description="trials at once; default: as many as the cluster holds")
     reduction_factor: int = Field(3, ge=2, le=16, description="asha: keep the top 1/reduction_factor at each rung")
     min_epochs: int = Field(1, ge=1, description="asha: the first rung, in fine-tuning epochs")
@@ -131,14 +141,38 @@ class Param:
             pts = np.linspace(self.low, self.high, AUTO_GRID_POINTS)
         return sorted({int(round(p)) for p in pts}) if self.integer else [float(p) for p in pts]
 
-    def sample(self, rng: np.random.Generator) -> Any:
+    def distinct(self) -> int | float:
+        """How many values a random draw can give: a grid's, an integer range's every integer
+        (low..high), inf for a continuous range of floats."""
+        if self.listed:
+            return self.size()
+        return int(self.high) - int(self.low) + 1 if self.integer else math.inf
+
+    def at(self, i: int) -> Any:
+        """The i-th of the :meth:`distinct` values (a range's in increasing order)."""
         if self.values is not None:
-            return self.values[rng.integers(len(self.values))]
+            return self.values[i]
         if self.step is not None:
-            return self.value(int(rng.integers(self.size())))
+            return self.value(i)
+        return int(self.low) + i  # an integer range
+
+    def draw(self, rng: np.random.Generator) -> tuple[int | None, Any]:
+        """One random value and its index among the :meth:`distinct` ones (None: a float range's)."""
+        if self.values is not None:
+            i = int(rng.integers(len(self.values)))
+            return i, self.values[i]
+        if self.step is not None:
+            i = int(rng.integers(self.size()))
+            return i, self.value(i)
         u = rng.random()
         v = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))) if self.log else self.low + u * (self.high - self.low)
-        return int(round(v)) if self.integer else float(v)
+        if self.integer:
+            v = int(round(v))
+            return v - int(self.low), v
+        return None, float(v)
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return self.draw(rng)[1]
 
 
 def _name(path: tuple) -> str:
@@ -334,15 +368,61 @@ def search_space(raw: dict, max_trials: int | None = Policy.max_trials) -> Searc
             what = f"range: {n if n < math.inf else 'over 1e308'} values at step {p.step}" if p.step is not None else f"grid: {n} values"
             raise SpecError([f"{p.name}.{what}, over the cap of {max_trials}"])
     every = settings.strategy == "grid" or (settings.strategy == "asha" and all(p.listed for p in params) and "samples" not in settings.model_fields_set)
-    n = math.prod(p.size() for p in params) if every else settings.samples  # asha over grids alone: every combination
+    if every:  # asha over grids alone: every combination
+        n = math.prod(p.size() for p in params)
+    else:
+        space = math.prod(p.distinct() for p in params)  # inf once a float range is drawn from
+        if "samples" in settings.model_fields_set and settings.samples > space:
+            raise SpecError([too_many_samples(settings, params, space)])
+        n = min(settings.samples, space)  # the default: at most every combination, each once
     if n > cap:
         raise SpecError([f"search: {n} trials, over this server's cap of {max_trials}"])
     if every:
         combos: Sequence[tuple] = _Grid([p.grid() for p in params])
     else:
-        rng = np.random.default_rng(settings.seed)
-        combos = [tuple(p.sample(rng) for p in params) for _ in range(settings.samples)]
+        combos = draws(params, n, settings.seed)
     return SearchSpace(settings, base, params, TrialSpecs(base, params, combos))
+
+
+def too_many_samples(settings: SearchSettings, params: list[Param], space: int) -> str:
+    """Why ``settings.samples`` draws cannot be taken from a finite space of ``space`` combinations."""
+    sizes = ", ".join(f"{p.name}: {p.distinct()} value{'s' if p.distinct() != 1 else ''}" for p in params)
+    return (
+        f"search.samples: {settings.samples} trials asked for, but this search space has only {space} distinct "
+        f"combination{'s' if space != 1 else ''} ({sizes}) and {settings.strategy} search never repeats one: "
+        f"set samples to {space} or fewer, leave it out to run each combination once, or use strategy: grid"
+    )
+
+
+def draws(params: list[Param], n: int, seed: int) -> list[tuple]:
+    """``n`` random combinations of ``params``, the same for the same seed. A space with a float
+    range is drawn from with replacement (a repeat has probability zero); a finite one (grids,
+    ranges with a step, integer ranges) without: no combination twice, so ``n`` is at most its
+    size. Each value is drawn from its parameter's prior (log-uniform for a log range) and a
+    repeated combination drawn again; a draw of a quarter of the space or more is a uniform
+    shuffle of every combination instead, which never has to retry."""
+    rng = np.random.default_rng(seed)
+    space = math.prod(p.distinct() for p in params)
+    if space == math.inf:
+        return [tuple(p.sample(rng) for p in params) for _ in range(n)]
+    every = _Grid([range(int(p.distinct())) for p in params])  # combinations as index tuples, none built
+    if 4 * n >= space:  # space <= 400,000 (samples is at most 100,000)
+        picked = [every[int(i)] for i in rng.permutation(space)[:n]]
+    else:
+        seen: set[tuple] = set()
+        picked = []
+        tries = 0
+        while len(picked) < n:
+            key = tuple(p.draw(rng)[0] for p in params)
+            tries += 1
+            if key not in seen:
+                seen.add(key)
+                picked.append(key)
+            elif tries > 1000 * n:  # a prior so skewed that its draws keep repeating: the rest from a random place on
+                start = int(rng.integers(min(space, 2**62)))
+                rest = (c for c in (every[(start + j) % space] for j in range(space)) if c not in seen)
+                picked += [next(rest) for _ in range(n - len(picked))]
+    return [tuple(p.at(i) for p, i in zip(params, key)) for key in picked]
 
 
 def trial_specs(raw: dict, max_trials: int | None = Policy.max_trials) -> tuple[SearchSettings, list[Param], TrialSpecs]:
@@ -708,27 +788,73 @@ def _save(path: Path | None, trials: list[Trial], params: list[Param], settings:
         save_table(path, snapshot(trials, [p.name for p in params], settings, seconds, best))
 
 
-def plot(result: SearchResult, path: Path) -> Path | None:
-    """The metric over the searched parameters: a curve for one, a coloured map for two or more
-    (the first two), like the DLPF paper's error surface over learning rate x hidden units."""
-    import matplotlib
+PLOT_SIZE = (6.4, 4.8)  # inches at 100 dpi
+PLOT_LEFT, PLOT_RIGHT = 0.13, 0.95  # of the figure's width (the right: room for half the last tick label): the axes' sides (fixed margins: tight_layout costs 0.15 s)
+TICK_CHARS = 14  # a text value's tick label is cut to this many characters
+TICK_PX = 8  # a tick label's characters at the default 10 pt, in pixels (DejaVu Sans' widest digits and letters are under this)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _label(v: Any) -> str:
+    text = v if isinstance(v, str) else json.dumps(v)
+    return text if len(text) <= TICK_CHARS else text[: TICK_CHARS - 1] + "\u2026"
+
+
+def _log_axis(axis, lo: float, hi: float) -> None:
+    """A log axis labelled in plain numbers (20, 50, 100 or 1e-05), never matplotlib's minor labels
+    (2x10^1, 3x10^1 ...) that run into each other over one or two decades."""
+    from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
+
+    decades = math.log10(hi / lo)
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,), numticks=8))
+    axis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def figure(result: SearchResult):
+    """The figure :func:`plot` saves (None when no trial has a metric): laid out by fixed margins,
+    so tick labels are thinned and the legend placed by rule, not by measuring drawn text."""
+    from matplotlib.figure import Figure
 
     done = [t for t in result.trials if t.metric is not None]
     if not done or not result.params:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
-    fig.subplots_adjust(left=0.13, right=0.98, bottom=0.11, top=0.93)  # fixed margins: tight_layout costs 0.15 s
+    fig = Figure(figsize=PLOT_SIZE, dpi=100)
+    ax = fig.add_subplot()
     xs = [t.params[result.params[0]] for t in done]
     ys = [100 * t.metric for t in done]
-    numeric = all(isinstance(v, (int, float)) for v in xs)
+    numeric = all(_number(v) for v in xs)
+    bottom, top = 0.11, 0.93
     if len(result.params) == 1 or not numeric:
-        order = sorted(range(len(done)), key=lambda i: xs[i]) if numeric else range(len(done))
-        ax.plot([xs[i] for i in order], [ys[i] for i in order], "o-")
+        if numeric:
+            order = sorted(range(len(done)), key=lambda i: xs[i])
+            px = [xs[i] for i in order]
+        else:  # text, lists...: one place per distinct value, in the order first seen
+            order = list(range(len(done)))
+            labels = list(dict.fromkeys(_label(v) for v in xs))
+            where = {text: i for i, text in enumerate(labels)}
+            px = [where[_label(xs[i])] for i in order]
+            width = (PLOT_RIGHT - PLOT_LEFT) * PLOT_SIZE[0] * 100
+            longest = TICK_PX * max(len(text) for text in labels) + 10
+            if len(labels) * longest <= width:  # every label, level
+                ticks, rotation = list(range(len(labels))), 0
+            else:  # upright, every step-th: a label's height (14 px) plus room between
+                step = math.ceil(len(labels) * 22 / width)
+                ticks, rotation = list(range(0, len(labels), step)), 90
+                bottom = 0.11 + longest / (PLOT_SIZE[1] * 100)
+            ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=rotation)
+        py = [ys[i] for i in order]
+        ax.plot(px, py, "o-", color="C0", label="validation accuracy")
+        stopped = [(x, y, i) for x, y, i in zip(px, py, order) if done[i].state == "STOPPED"]
+        if stopped:
+            ax.plot([x for x, _, _ in stopped], [y for _, y, _ in stopped], "x", color="C3", ms=9, mew=2, label="stopped early (at a rung)")
+        if result.best is not None and result.best in done:
+            b = order.index(done.index(result.best))
+            ax.plot([px[b]], [py[b]], "*", color="C1", ms=16, mec="k", label=f"best: trial {result.best.id}")
         ax.set_xlabel(result.params[0])
         ax.set_ylabel("validation accuracy (%)")
+        # above the axes, under the title: the legend never covers a point, whatever the curve's shape
+        top = 0.86
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01, 1.0, 0.05), mode="expand", ncol=3, borderaxespad=0.0, frameon=False, fontsize=9)
     else:
         zs = [t.params[result.params[1]] for t in done]
         sc = ax.scatter(xs, zs, c=ys, s=160, cmap="viridis", edgecolors="k")
@@ -737,12 +863,27 @@ def plot(result: SearchResult, path: Path) -> Path | None:
         fig.colorbar(sc, ax=ax, label="validation accuracy (%)")
         ax.set_xlabel(result.params[0])
         ax.set_ylabel(result.params[1])
-        if min(zs) > 0 and max(zs) / min(zs) >= 8:
+        if all(_number(z) for z in zs) and min(zs) > 0 and max(zs) / min(zs) >= 8:
             ax.set_yscale("log")
+            _log_axis(ax.yaxis, min(zs), max(zs))
     if numeric and min(xs) > 0 and max(xs) / min(xs) >= 8:
         ax.set_xscale("log")
+        _log_axis(ax.xaxis, min(xs), max(xs))
+    elif numeric:  # at most 7 labels, about 80 px apart: room for 8 digits (matplotlib's own choice allows 42 px)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
+    fig.subplots_adjust(left=PLOT_LEFT, right=PLOT_RIGHT, bottom=bottom, top=top)
     stopped = sum(t.state == "STOPPED" for t in result.trials)
-    ax.set_title(f"{len(done)} trials" + (f", {stopped} stopped early" if stopped else "") + (f"; best trial {result.best.id}" if result.best else ""))
+    fig.suptitle(f"{len(done)} trials" + (f", {stopped} stopped early" if stopped else "") + (f"; best trial {result.best.id}" if result.best else ""), y=0.98)
+    return fig
+
+
+def plot(result: SearchResult, path: Path) -> Path | None:
+    """The metric over the searched parameters: a curve for one, a coloured map for two or more
+    (the first two), like the DLPF paper's error surface over learning rate x hidden units."""
+    fig = figure(result)
+    if fig is None:
+        return None
     fig.savefig(path)
-    plt.close(fig)
     return path

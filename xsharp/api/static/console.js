@@ -429,7 +429,11 @@ pages.job = async (main) => {
   const actionError = h("div", { class: "error-box", id: "action-error" });
   const button = (act, label, cls) => h("button", { type: "button", class: cls, id: `${act}-button`, dataset: { action: act }, text: label, onclick: () => doAction(act) });
   const buttons = { pause: button("pause", "Pause"), resume: button("resume", "Resume"), stop: button("stop", "Stop", "danger"), delete: button("delete", "Delete", "danger") };
-  const charts = { pretrain: h("figure", { id: "pretrain-chart" }), finetune: h("figure", { id: "loss-chart" }), accuracy: h("figure", { id: "accuracy-chart" }) };
+  // A pretraining chart only for a job with a pretraining phase (a pretrainable or solved module
+  // and pretrain.epochs > 0), or, without the module list, once a pretraining metric arrives.
+  const pretrains = modules ? phasesOf(job.spec, modules).some((ph) => ph.phase === "pretrain") : false;
+  const charts = { pretrain: pretrains ? h("figure", { id: "pretrain-chart" }) : null, finetune: h("figure", { id: "loss-chart" }), accuracy: h("figure", { id: "accuracy-chart" }) };
+  const chartBox = h("div", { class: "charts" }, Object.values(charts).filter(Boolean));
   const searching = isSearchJob(job);
   const panel = searching ? trialPanel(id) : null;
   const metricsTable = h("tbody"), log = h("pre", { class: "log", id: "log" }), artifacts = h("ul", { id: "artifacts" }), events = h("ul", { class: "events" });
@@ -438,7 +442,7 @@ pages.job = async (main) => {
   main.append(
     h("section", { class: "card" }, h("div", { class: "actions" }, Object.values(buttons), grafana), actionError, facts),
     searching ? h("section", { class: "card" }, h("h2", { text: "Trials" }), panel.el)
-      : h("section", { class: "card" }, h("h2", { text: "Training curves" }), h("div", { class: "charts" }, Object.values(charts))),
+      : h("section", { class: "card" }, h("h2", { text: "Training curves" }), chartBox),
     h("div", { class: "row" },
       h("section", { class: "card grow" }, h("h2", { text: "Metrics" }),
         h("table", {}, h("thead", {}, h("tr", {}, ["Phase", "Epoch", "Step", "Loss", "Val. accuracy", "Samples/s"].map((t) => h("th", { text: t })))), metricsTable)),
@@ -476,6 +480,8 @@ pages.job = async (main) => {
     buttons.pause.disabled = !["RUNNING", "QUEUED", "PREEMPTED"].includes(job.state) || !!job.request;
     buttons.resume.disabled = job.state !== "PAUSED";
     buttons.stop.disabled = fin || job.request === "stop";
+    buttons.delete.disabled = !fin;  // the API deletes only a finished job (409 otherwise)
+    buttons.delete.title = fin ? `Delete job #${job.id} and its artifacts` : `A ${job.state.toLowerCase()} job cannot be deleted: stop it first`;
     const rows = [
       ["State", [stateBadge(job.state), job.request ? ` ${job.request} requested` : ""]], ["User", job.user], ["Priority", job.priority], ["Mode", job.mode],
       ["Resources", fmt.res(job)], ["Submitted", fmt.time(job.submitted)], ["Started", fmt.time(job.started)], ["Runs", job.runs],
@@ -506,7 +512,11 @@ pages.job = async (main) => {
         if (r.val_accuracy !== null) acc.push([r.epoch, r.val_accuracy]);
       }
     }
-    charts.pretrain.replaceChildren(h("figcaption", { text: "Pretraining: reconstruction error" }),
+    if (!charts.pretrain && pre.size) {
+      charts.pretrain = h("figure", { id: "pretrain-chart" });
+      chartBox.prepend(charts.pretrain);
+    }
+    if (charts.pretrain) charts.pretrain.replaceChildren(h("figcaption", { text: "Pretraining: reconstruction error" }),
       lineChart([...pre].map(([name, points]) => ({ name, points })), { xLabel: "step", yLabel: "error" }));
     charts.finetune.replaceChildren(h("figcaption", { text: "Fine-tuning: loss" }), lineChart([{ name: "loss", points: fine }], { xLabel: "step", yLabel: "loss" }));
     charts.accuracy.replaceChildren(h("figcaption", { text: "Validation accuracy" }), lineChart([{ name: "accuracy", points: acc }], { xLabel: "epoch", yLabel: "accuracy" }));
