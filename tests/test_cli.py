@@ -41,7 +41,7 @@ def test_run_local_writes_artifacts_and_predict_reads_them(tmp_path, tiny):
 
 
 def test_run_data_parallel_on_an_existing_cluster(tmp_path, tiny, ray_address):
-    r = run_cli("run", str(write(tmp_path, tiny)), "--mode", "data_parallel", "--workers", "2", "-o", "json", env={"XSHARP_RAY_ADDRESS": ray_address})
+    r = run_cli("run", str(write(tmp_path, tiny)), "--mode", "data_parallel", "--workers", "2", "-o", "json", "--no-save", env={"XSHARP_RAY_ADDRESS": ray_address})
     assert r.returncode == 0, r.stderr
     metrics = json.loads(r.stdout)
     assert metrics["workers"] == 2 and metrics["test_accuracy"] > 0.85
@@ -49,7 +49,7 @@ def test_run_data_parallel_on_an_existing_cluster(tmp_path, tiny, ray_address):
 
 
 def test_run_data_parallel_on_an_embedded_ray(tmp_path, tiny):
-    r = run_cli("run", str(write(tmp_path, tiny)), "--mode", "data_parallel", "--workers", "1", "-o", "json")
+    r = run_cli("run", str(write(tmp_path, tiny)), "--mode", "data_parallel", "--workers", "1", "-o", "json", "--no-save")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["workers"] == 1
     assert "Ray embedded" in r.stderr

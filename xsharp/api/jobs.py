@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, StreamingResponse
 
-from xsharp.cluster.policy import Policy, confine_data
+from xsharp.cluster.policy import Policy, confine_data, data_fields
 from xsharp.cluster.store import FINISHED, PAUSED, PREEMPTED, QUEUED, RUNNING, STOPPED, Store, TransitionError, User
 from xsharp.fileguard import DataError, Forbidden
 from xsharp.spec import JobSpec
@@ -36,14 +36,32 @@ def get_policy(request: Request) -> Policy:
 def admitted(data: dict, priority: int, user: User, policy: Policy) -> dict:
     """The spec's data section with its paths confined and resolved and a catalog dataset pinned
     to its ``owner/name@version``, once the submission may run here: 403 for a path or a priority
-    the server does not allow, 422 for a missing file or a dataset the user may not use."""
+    the server does not allow, 422 for a missing or unreadable file or a dataset the user may not use."""
     try:
         policy.check_priority(priority, user.admin)
-        return pin_dataset(confine_data(data, policy.guard()), user, policy)
+        guard = policy.guard()
+        confined = confine_data(data, guard)
+        _readable(data, confined, guard)
+        return pin_dataset(confined, user, policy)
     except Forbidden as e:
         raise HTTPException(status.HTTP_403_FORBIDDEN, [str(e)]) from None
     except DataError as e:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [str(e)]) from None
+
+
+def _readable(data: dict, confined: dict, guard) -> None:
+    """DataError naming the field when the server cannot read a data file or list a data folder
+    (a job that would only fail when it starts, perhaps after preempting others)."""
+    for field_path, given in data_fields(data):
+        real = Path(confined[field_path.split(".", 1)[1]])
+        if real.is_dir():
+            try:
+                with os.scandir(real) as entries:
+                    next(entries, None)
+            except OSError as e:
+                raise DataError(f"{field_path}: {given}: cannot be read ({e.strerror})") from None
+        else:
+            guard.open(given, field_path).close()  # every rule again, on the descriptor, and the server's read permission
 
 
 def _never_fits(spec: JobSpec) -> str | None:

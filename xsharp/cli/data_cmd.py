@@ -17,7 +17,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from .common import EXIT_FAILED, err, fail, out, user_errors
+from .common import EXIT_FAILED, err, fail, out, unclipped, user_errors
 from .run import Output
 
 app = typer.Typer(help="Import your own data once (image or audio folders, tables, text), then name it in a spec: data: {dataset: NAME}.", no_args_is_help=True)
@@ -148,7 +148,7 @@ def list_(catalog: Optional[Path] = CatalogOption, output: Output = typer.Option
     for m in manifests:
         table.add_row(f"{m.name}@{m.version}", m.kind, f"{m.rows('train'):,}", f"{m.rows('val'):,}", f"{m.rows('test'):,}", "x".join(map(str, m.shape)) or "text",
                       str(m.n_classes), f"{m.bytes / 2**20:.1f} MiB", time.strftime("%Y-%m-%d", time.localtime(m.created)))
-    out.print(table)
+    out.print(unclipped(table, keep=24))
 
 
 @app.command("show")
@@ -173,7 +173,7 @@ def show(
         table = Table("class", "train", "val", "test", title_justify="left")
         for i, c in enumerate(m.classes[:200]):
             table.add_row(c, *(f"{m.counts.get(s, [0] * m.n_classes)[i]:,}" for s in ("train", "val", "test")))
-        out.print(table)
+        out.print(unclipped(table))
         if m.n_classes > 200:
             out.print(f"… and {m.n_classes - 200} more classes (-o json lists them all)")
         picked = samples.pick(cat.path_of(m), m, "train", min(samples.MAX_SAMPLES, per_class * max(1, m.n_classes)))

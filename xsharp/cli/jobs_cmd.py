@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .client import Client, TokenOption, UrlOption
-from .common import out, user_errors
+from .common import SET_HELP, apply_sets, out, unclipped, user_errors
 from .run import Output
 
 jobs_app = typer.Typer(help="Your jobs on the xsharp server: list, show, logs, pause, resume, stop, delete.", no_args_is_help=True)
@@ -48,25 +48,26 @@ def _table(jobs: list[dict], title: str) -> Table:
     for j in jobs:
         state = j["state"] + (f" ({j['request']}ing)" if j.get("request") else "")
         t.add_row(str(j["id"]), escape(j["name"]), escape(j["user"]), state, str(j["priority"]), j["mode"], _ago(j["submitted"]), _progress(j))
-    return t
+    return unclipped(t)
 
 
 def submit(
     spec_file: Path = typer.Argument(..., metavar="SPEC.yaml", help="The job spec."),
     priority: Optional[int] = typer.Option(None, "--priority", "-p", min=-100, max=100, help="Overrides the spec's priority; higher runs first."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
     url: Optional[str] = UrlOption,
     token: Optional[str] = TokenOption,
     output: Output = typer.Option(Output.text, "--output", "-o"),
 ) -> None:
     """Submit SPEC.yaml to the xsharp server's queue and print the job id.
 
-    The spec is checked here first; a bad field exits 2 without contacting the server. A spec with ranges, grids or `auto` is submitted as one search job: its trials run in parallel inside the job's reservation, and pausing it keeps every finished trial.
+    The spec is checked here first; a bad field exits 2 without contacting the server. The server then checks what only it can: that data.path exists and may be read there, and that the workers fit its cluster. A spec with ranges, grids or `auto` is submitted as one search job: its trials run in parallel inside the job's reservation, and pausing it keeps every finished trial.
     """
     from xsharp.cluster.search import is_search, trial_specs
     from xsharp.spec import parse_spec, read_spec_file
 
     with user_errors():
-        raw = read_spec_file(spec_file, {"priority": priority} if priority is not None else None)
+        raw = apply_sets(read_spec_file(spec_file, {"priority": priority} if priority is not None else None), sets, str(spec_file))
         if is_search(raw):
             trial_specs(raw)  # every trial is checked here first, as a job spec is
             path, body = "/v1/searches", raw

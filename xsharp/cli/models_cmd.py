@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .client import Client, TokenOption, UrlOption
-from .common import EXIT_FAILED, fail, out
+from .common import EXIT_FAILED, fail, out, unclipped
 from .run import Output
 
 app = typer.Typer(help="Models registered by your finished jobs: list, show, export, delete.", no_args_is_help=True)
@@ -36,7 +36,7 @@ def _table(models: list[dict], title: str) -> Table:
     for m in models:
         t.add_row(str(m["id"]), escape(m["name"]), str(m["version"]), escape(m["user"]), str(m["job_id"]), escape(_data(m)), _accuracy(m),
                   time.strftime("%Y-%m-%d %H:%M", time.localtime(m["created"])))
-    return t
+    return unclipped(t)
 
 
 @app.command("list")

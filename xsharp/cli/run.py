@@ -12,7 +12,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .common import EXIT_BAD_INPUT, EXIT_FAILED, err, fail, out, user_errors
+from .common import EXIT_BAD_INPUT, EXIT_FAILED, SET_HELP, apply_sets, err, fail, out, unclipped, user_errors
+
+RUNS = Path("runs")  # where runs are saved when --out is not given, as searches are
+ARTIFACTS = "model.npz, spec.yaml, metrics.json"
 
 
 class Mode(str, Enum):
@@ -41,7 +44,14 @@ def run(
         None, "--workers", "-w", min=1, help="Worker actors (replicas, parameter-server workers, or pipeline stages x groups); overrides `resources.workers`."
     ),
     device: Optional[DeviceChoice] = typer.Option(None, "--device", "-d", help="auto (GPU if CuPy sees one), cpu or gpu; overrides `resources.device`."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write model.npz, spec.yaml and metrics.json here."),
+    out_dir: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        help="Save model.npz, spec.yaml and metrics.json here (replacing a run already there). "
+        "Default: runs/NAME (NAME: the spec's name), or runs/NAME-2, -3, ... when runs/NAME already holds a run: a rerun never overwrites an earlier one.",
+    ),
+    no_save: bool = typer.Option(False, "--no-save", help="Save nothing: print the metrics only."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
     address: Optional[str] = typer.Option(
         None, "--address", envvar="XSHARP_RAY_ADDRESS", help="Ray cluster to join (host:port); default: start an embedded local Ray."
     ),
@@ -56,7 +66,9 @@ def run(
 
     Local mode trains in this process. The other modes start (or join, with --address) a Ray cluster and gang-place the workers: data_parallel averages gradients every step, param_server shards the parameters over server actors that workers push to and pull from asynchronously, pipeline cuts the model into stages, hybrid runs data-parallel groups of pipelines. Progress goes to stderr; the summary (or JSON with -o json) to stdout. Exit code 2 means bad input (spec, data, resources), 1 a failed run.
 
-    Example: xsharp run examples/digits-dbn.yaml --mode data_parallel --workers 2 --out runs/dbn
+    The model is saved to runs/NAME unless --out or --no-save says otherwise; the summary says where.
+
+    Example: xsharp run examples/digits-dbn.yaml --mode data_parallel --workers 2 --set train.epochs=5
     """
     started = time.time()
     from xsharp.cluster.runner import run_job
@@ -80,12 +92,22 @@ def run(
     from xsharp.spec import read_spec_file
 
     with user_errors():
-        raw = read_spec_file(spec_file, overrides)
+        raw = apply_sets(read_spec_file(spec_file, overrides), sets, str(spec_file))
         if is_search(raw):
             from .search_cmd import run_search_cli
 
+            if no_save:
+                raise fail("--no-save: a search keeps its trials in a folder so that a rerun resumes it; give --out DIR or leave the default runs/NAME")
             return run_search_cli(raw, out_dir, address, output, started)
         spec = parse_spec(raw, str(spec_file))
+        replacing = False
+        if no_save:
+            if out_dir is not None:
+                raise fail("--no-save and --out: pick one (--no-save saves nothing)")
+        elif out_dir is None:
+            out_dir = free_run_dir(RUNS / spec.name)
+        else:
+            replacing = holds_run(out_dir)
         from xsharp import backend
 
         try:
@@ -103,8 +125,11 @@ def run(
             raise
 
     m = result.metrics
+    saved = f"saved to {result.out_dir} ({ARTIFACTS})" + (", replacing the run that was there" if replacing else "") if result.out_dir is not None else None
     if output is Output.json:
         out.print_json(json.dumps(m))
+        if saved:
+            err.print(saved, markup=False)  # stdout stays one JSON document
         return
     table = Table(title=f"{spec.name} finished", show_header=False, title_justify="left")
     table.add_row("test accuracy", f"{100 * m['test_accuracy']:.2f} %")
@@ -119,9 +144,26 @@ def run(
     if m["seconds_to_first_step"] is not None:
         table.add_row("first training step after", f"{m['seconds_to_first_step']:.2f} s")
     table.add_row("total time", f"{m['total_seconds']:.2f} s")
-    if result.out_dir is not None:
-        table.add_row("artifacts", f"{result.out_dir}/model.npz, spec.yaml, metrics.json")
-    out.print(table)
+    out.print(unclipped(table, keep=24))
+    if saved:
+        out.print(saved, markup=False)
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a run or a search (anything but the checkpoints an interrupted run leaves)."""
+    try:
+        return folder.is_dir() and any(p.name != "checkpoints" for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def free_run_dir(base: Path) -> Path:
+    """``base`` (runs/NAME) if it holds no run yet, else the first free ``base-2``, ``base-3``, ..."""
+    n, candidate = 1, base
+    while holds_run(candidate) or (candidate.exists() and not candidate.is_dir()):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
 
 
 def _size(nbytes: int) -> str:

@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from .common import EXIT_FAILED, err, fail, out, user_errors
+from .common import EXIT_FAILED, err, fail, out, unclipped, user_errors
 from .run import Output
 
 app = typer.Typer(help="Hyper-parameter searches: show the trials of one.", no_args_is_help=True)
@@ -32,7 +32,7 @@ def trials_table(trials: list[dict], params: list[str], title: str, best: int | 
         test = f"{100 * tr['test_accuracy']:.2f}%" if tr.get("test_accuracy") is not None else "-"
         state = tr["state"] + (f": {tr['error']}" if tr.get("error") else "")
         t.add_row(f"{tr['id']}{mark}", *(_fmt(tr["params"][p]) for p in params), escape(state), str(tr["epochs"]), acc, test, f"{tr['seconds']:.1f}s")
-    return t
+    return unclipped(t)
 
 
 def run_search_cli(raw: dict, out_dir: Optional[Path], address: Optional[str], output: Output, started: float) -> None:
@@ -56,6 +56,9 @@ def run_search_cli(raw: dict, out_dir: Optional[Path], address: Optional[str], o
             with runtime.connect(address) as info, Live(console=err, refresh_per_second=4, transient=True, auto_refresh=err.is_terminal) as live:
                 err.print(f"[dim]· Ray {'embedded' if info.embedded else 'cluster at'} {info.address}: {info.cpus:g} CPU[/]")
                 result = run_search(raw, out_dir, on_update=lambda ts: live.update(view(ts)) if err.is_terminal else None, max_trials=None)
+        except KeyboardInterrupt:
+            err.print(f"[yellow]interrupted[/]: {escape(_kept(out_dir))}; run the same command again to resume")
+            raise typer.Exit(130) from None
         except Exception as e:
             from xsharp.cluster.runtime import RuntimeConnectError
 
@@ -74,6 +77,16 @@ def run_search_cli(raw: dict, out_dir: Optional[Path], address: Optional[str], o
     else:
         out.print("no trial finished")
     out.print(f"total {time.time() - started:.1f} s", style="dim")
+
+
+def _kept(out_dir: Path) -> str:
+    """What an interrupted search leaves: its finished trials, in out_dir/search.json."""
+    try:
+        trials = json.loads((out_dir / "search.json").read_text())["trials"]
+    except (OSError, ValueError, KeyError, TypeError):
+        trials = []
+    done = sum(t.get("state") in ("SUCCEEDED", "STOPPED", "FAILED") for t in trials)
+    return f"{done} finished trial{'s' if done != 1 else ''} kept in {out_dir}" if done else f"no trial had finished; results go to {out_dir}"
 
 
 @app.command("show")
