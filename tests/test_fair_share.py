@@ -4,11 +4,15 @@ who has used the cluster least recently goes first within a priority, and `/v1/c
 
 from __future__ import annotations
 
+import re
 import signal
 
 import pytest
+from playwright.sync_api import expect
 
+from tests.conftest import run_cli
 from tests.service import Server, first_start, long_spec, wait_state
+from tests.test_ui import browser, log_in  # noqa: F401 (browser: a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +46,22 @@ def test_the_user_with_less_recent_usage_goes_first_and_usage_is_shown(server):
         assert hours["alice"] == pytest.approx(2 * held / 3600, rel=0.1)
         mine = alice.get("/v1/cluster").json()["usage"]  # a user sees their own usage only
         assert [u["user"] for u in mine] == ["alice"]
+
+
+def test_the_cli_and_the_console_show_each_users_usage(server, browser, tmp_path):  # noqa: F811
+    """After the test above: alice and bob have usage, alice more."""
+    env = {"XSHARP_URL": server.url, "XSHARP_TOKEN": server.tokens["admin"], "XSHARP_HOME": str(tmp_path), "COLUMNS": "100"}
+    r = run_cli("cluster", "status", env=env)
+    assert r.returncode == 0, r.stderr
+    table = r.stdout[r.stdout.index("recent usage"):]
+    assert "half-life 24 h" in table.splitlines()[0]
+    assert re.findall(r"(alice|bob)\s", table) == ["bob", "alice"]  # least first: the order the queue serves them
+
+    page = log_in(browser, server, "admin")
+    page.goto(f"{server.url}/ui/cluster")
+    expect(page.locator("#usage tbody tr")).to_have_count(2)
+    expect(page.locator("#usage tbody tr").nth(0)).to_have_attribute("data-user", "bob")
+    expect(page.locator("#usage tbody tr").nth(1)).to_have_attribute("data-user", "alice")
+    alice_hours = float(page.locator('#usage tr[data-user="alice"] td').nth(1).inner_text())
+    assert alice_hours > 0
+    page.close()

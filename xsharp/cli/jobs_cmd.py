@@ -145,7 +145,7 @@ def jobs_delete(job_id: int, url: Optional[str] = UrlOption, token: Optional[str
 
 @cluster_app.command("status")
 def cluster_status(url: Optional[str] = UrlOption, token: Optional[str] = TokenOption, output: Output = typer.Option(Output.text, "--output", "-o")) -> None:
-    """Nodes, free and total resources, jobs by state and the queue."""
+    """Nodes, free and total resources, jobs by state, the queue, and each user's recent usage (fair share)."""
     c = Client.from_options(url, token).request("GET", "/v1/cluster")
     if output is Output.json:
         out.print_json(json.dumps(c))
@@ -153,11 +153,18 @@ def cluster_status(url: Optional[str] = UrlOption, token: Optional[str] = TokenO
     t = Table(title=f"{len(c['nodes'])} node(s)", title_justify="left")
     for col in ("node", "address", "CPU", "GPU"):
         t.add_column(col)
-    for n in c["nodes"]:
-        t.add_row(n["node_id"][:12], str(n["address"]), f"{n['cpus']:g}", f"{n['gpus']:g}")
-    out.print(t)
+    for n in c["nodes"]:  # a user who is not an admin gets nodes without ids or addresses
+        t.add_row((n.get("node_id") or "(admins only)")[:12], str(n.get("address") or ""), f"{n['cpus']:g}", f"{n['gpus']:g}")
+    out.print(unclipped(t))
     tot, free = c["total"], c["free"]
     out.print(f"free: {free.get('CPU', 0):g} of {tot.get('CPU', 0):g} CPU, {free.get('GPU', 0):g} of {tot.get('GPU', 0):g} GPU")
     out.print("jobs: " + ", ".join(f"{k.lower()} {v}" for k, v in c["jobs_by_state"].items() if v) or "jobs: none")
     if c["queue"]:
         out.print(_table(c["queue"], "queue (next first)"))
+    if c.get("usage"):
+        u = Table(title=f"recent usage, least first: the order users are served within a priority (half-life {c['usage_half_life_hours']:g} h)", title_justify="left")
+        for col in ("user", "CPU-hours", "GPU-hours", "cluster share (hours)"):
+            u.add_column(col, justify="left" if col == "user" else "right")
+        for row in c["usage"]:
+            u.add_row(escape(row["user"]), f"{row['cpu_hours']:.3g}", f"{row['gpu_hours']:.3g}", f"{row['share']:.3g}")
+        out.print(unclipped(u))

@@ -59,8 +59,10 @@ def serve(
     from xsharp.cluster import runtime
     from xsharp.cluster.store import Store
 
+    import importlib
+
     try:
-        import ray.serve  # noqa: F401 (present only with the serve extra's dependencies)
+        importlib.import_module("ray.serve")  # importable only with the serve extra's dependencies
     except ImportError:
         raise fail("xsharp serve needs Ray Serve: pip install 'xsharp[serve]' (on every node of the cluster)") from None
     if detach and stop:

@@ -1001,12 +1001,15 @@ pages.cluster = async (main) => {
   const error = h("div", { class: "error-box" });
   const resources = h("div", { id: "resources" }), nodes = h("tbody"), queue = h("tbody"), states = h("p", { id: "states" });
   const gpus = h("div", { id: "gpus" }), dashboards = h("div", { id: "dashboards" });
+  const usage = h("tbody"), halfLife = h("p", { class: "muted" });
   main.append(h("h1", { text: "Cluster" }), error,
     h("div", { class: "row" },
       h("section", { class: "card grow" }, h("h2", { text: "Resources" }), resources, h("h2", { text: "Jobs by state" }), states),
       h("section", { class: "card grow" }, h("h2", { text: "Nodes" }), h("table", { id: "nodes" }, h("thead", {}, h("tr", {}, ["Node", "Address", "CPUs", "GPUs"].map((t) => h("th", { text: t })))), nodes))),
     h("section", { class: "card" }, h("h2", { text: "GPUs" }), gpus),
     h("section", { class: "card" }, h("h2", { text: "Queue" }), h("table", { id: "queue" }, h("thead", {}, h("tr", {}, ["#", "Job", "User", "State", "Priority", "Needs", "Waiting"].map((t) => h("th", { text: t })))), queue)),
+    h("section", { class: "card" }, h("h2", { text: "Fair share: recent usage" }), halfLife,
+      h("table", { id: "usage" }, h("thead", {}, h("tr", {}, ["User", "CPU-hours", "GPU-hours", "Share of the cluster (hours)"].map((t) => h("th", { text: t })))), usage)),
     h("section", { class: "card" }, h("h2", { text: "Grafana" }), dashboards));
   api("GET", "/v1/cluster/dashboards").then((list) => {
     dashboards.replaceChildren(list.length ? h("ul", {}, list.map((d) => h("li", {}, h("a", { href: d.url, target: "_blank", rel: "noopener", text: d.title }))))
@@ -1029,6 +1032,10 @@ pages.cluster = async (main) => {
     queue.replaceChildren(...c.queue.map((j, i) => h("tr", {}, h("td", { class: "num", text: i + 1 }), h("td", {}, h("a", { href: `/ui/jobs/${j.id}`, text: `#${j.id} ${j.name}` })),
       h("td", { text: j.user }), h("td", {}, stateBadge(j.state)), h("td", { class: "num", text: j.priority }), h("td", { text: fmt.res(j) }), h("td", { text: fmt.duration(now - j.queued_at) }))));
     if (!c.queue.length) queue.append(h("tr", {}, h("td", { colspan: 7, class: "muted", text: "The queue is empty." })));
+    halfLife.textContent = `Within a priority the user with the least recent usage goes first. Usage counts half after ${fmt.num(c.usage_half_life_hours, 3)} h.`;
+    usage.replaceChildren(...c.usage.map((u) => h("tr", { dataset: { user: u.user } }, h("td", { text: u.user }), h("td", { class: "num", text: fmt.num(u.cpu_hours, 3) }),
+      h("td", { class: "num", text: fmt.num(u.gpu_hours, 3) }), h("td", { class: "num", text: fmt.num(u.share, 3) }))));
+    if (!c.usage.length) usage.append(h("tr", {}, h("td", { colspan: 4, class: "muted", text: "No usage yet." })));
     if (!g.exporters) {
       gpus.replaceChildren(h("p", { class: "muted" }, "No exporter configured: start the server with ", h("code", { text: "--exporter-url HOST:9400" }), " (once per node) to see GPU utilisation, memory and temperature."));
     } else {
