@@ -126,7 +126,8 @@ def served(tmp_path_factory):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, 20, 0.05, "uvicorn")
-    yield {"url": f"http://127.0.0.1:{port}", "tokens": tokens, "ids": ids, "models": {n: Model.load(f) for n, f in files.items()}, "app": server.config.app}
+    yield {"url": f"http://127.0.0.1:{port}", "tokens": tokens, "ids": ids, "models": {n: Model.load(f) for n, f in files.items()}, "files": files,
+           "home": root / "home"}
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -367,3 +368,81 @@ def test_the_openapi_documents_predict(served):
     assert set(op["requestBody"]["content"]) == {"application/json", "multipart/form-data", "application/octet-stream"}
     assert {"401", "404", "413", "415", "422"} <= set(op["responses"]) and "403" not in op["responses"]
     assert json.dumps(op["responses"]["200"]).count("PredictOut") == 1
+
+
+# --------------------------------------------------------------------------- what a hostile review found
+def test_bodies_are_not_read_where_no_route_takes_one_and_big_bad_json_is_refused_without_a_walk(served):
+    dup = b'{"rows": [' + b"0," * 500_000 + b'0], "rows": 1}'  # 1 MB, a key twice: walking it in Python took 2 s
+    r = httpx.post(f"{served['url']}/healthz", content=dup, headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 405  # no body read, no 422: nobody unknown gets a megabyte parsed outside /v1
+    with client(served) as c:
+        r = c.post(f"/v1/models/{served['ids']['digits']}/predict", content=dup, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json() == {"detail": ["body: an object holds the key 'rows' twice"]}
+        deep = b'{"rows": ' + b"[" * 40_000 + b"]" * 40_000 + b"}"
+        r = c.post(f"/v1/models/{served['ids']['digits']}/predict", content=deep, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and "nested deeper than" in r.json()["detail"][0]
+
+
+def test_headers_that_must_come_once_are_refused_when_sent_twice(served):
+    with client(served) as c:
+        r = c.post(f"/v1/models/{served['ids']['digits']}/predict", content=json.dumps({"rows": [[0.0] * 64]}),
+                   headers=[("Content-Type", "application/json"), ("Content-Type", "image/png")])
+        assert r.status_code == 400 and r.json() == {"detail": ["header content-type: sent more than once"]}
+    r = httpx.post(f"{served['url']}/v1/models/{served['ids']['digits']}/predict", json={"rows": [[0.0] * 64]},
+                   headers=[("Authorization", f"Bearer {served['tokens']['bob']}"), ("Authorization", f"Bearer {served['tokens']['alice']}")])
+    assert r.status_code == 400 and r.json() == {"detail": ["header authorization: sent more than once"]}
+
+
+def test_numbers_are_numbers_however_they_are_spelt(served):
+    huge = int("1" * 400)
+    digits, table = served["ids"]["digits"], served["ids"]["table"]
+    utf16 = json.dumps({"rows": [[True] + [0] * 63]}).encode("utf-16")
+    with client(served) as c:
+        for model_id, body, problem in [
+            (digits, {"rows": [[huge] + [0] * 63]}, "rows[0]: holds a value beyond float32's range"),
+            (digits, {"rows": [["0.5"] * 64]}, "rows[0]: holds a string where a number belongs"),
+            (table, {"rows": [["red", huge]]}, "rows[0][1]: column 1 holds numbers: a finite number within float32's range expected"),
+        ]:
+            r = c.post(f"/v1/models/{model_id}/predict", json=body)
+            assert r.status_code == 422 and r.json() == {"detail": [problem]}, r.text
+        r = c.post(f"/v1/models/{digits}/predict", content=utf16, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json() == {"detail": ["rows[0]: holds a boolean where a number belongs"]}, r.text
+
+
+def test_an_image_bomb_is_refused_from_its_header(served):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (5000, 5000)).save(buf, format="PNG")  # about 100 kB that would decode to 100 MB
+    with client(served) as c:
+        r = c.post(f"/v1/models/{served['ids']['digits']}/predict", content=buf.getvalue(), headers={"Content-Type": "image/png"})
+    assert r.status_code == 422 and r.json() == {"detail": ["file: 5000 x 5000 pixels, over the cap of 16777216 an image"]}
+
+
+def test_models_that_cannot_be_served_say_so(served, tmp_path):
+    store = Store(served["home"])
+    tones = served["files"]["tones"]
+    with np.load(tones, allow_pickle=False) as f:  # a model saved before raw row shapes were kept
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["raw_shape"]
+    arrays["meta"] = np.array(json.dumps(meta))
+    old = tmp_path / "old.npz"
+    np.savez(old, **arrays)
+    old_id = register(store, "alice", {"name": "old-tones"}, old)
+    broken_id = register(store, "alice", {"name": "broken"}, served["files"]["digits"])
+    (store.job_dir(store.model(broken_id).job_id) / "artifacts" / "model.npz").write_bytes(b"garbage")
+    with client(served) as c:
+        r = c.get(f"/v1/models/{old_id}/input")
+        assert r.status_code == 422 and r.json()["detail"][0].startswith(f"model {old_id}: saved before xsharp kept the shape of a raw row")
+        r = c.post(f"/v1/models/{broken_id}/predict", json={"rows": [[0.0] * 64]})
+        assert r.status_code == 422 and r.json() == {"detail": [f"model {broken_id}: its file cannot be read as a model"]}
+
+
+def test_concurrent_first_requests_load_a_model_once(served):
+    from xsharp.serving.predictor import PredictorCache
+
+    cache = PredictorCache()
+    with ThreadPoolExecutor(8) as pool:
+        loaded = list(pool.map(lambda _: cache.get(served["files"]["digits"]), range(8)))
+    assert len({id(p) for p in loaded}) == 1

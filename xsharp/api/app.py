@@ -59,14 +59,19 @@ _INT_DIGITS = sys.get_int_max_str_digits()  # 0: no limit
 INLINE_CHECK_BYTES = 64 * 1024  # bodies up to this size are checked on the event loop (a refused one: about 45 ms at most)
 
 
+CLOSE_CHECK_BYTES = 64 * 1024  # a refused body up to this size is walked to say where it goes wrong; a bigger one is not
+
+
 class _Duplicate(Exception):
-    pass
+    def __init__(self, key: str):
+        self.key = key
 
 
 def _no_duplicates(pairs: list) -> dict:
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        raise _Duplicate
+        seen = set()
+        raise _Duplicate(next(k for k, _ in pairs if k in seen or seen.add(k)))
     return obj
 
 
@@ -104,12 +109,22 @@ def check_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
     :func:`_check_json_closely`, which says what is wrong and where."""
     try:
         value = json.loads(body, object_pairs_hook=_no_duplicates)
-    except (ValueError, RecursionError, _Duplicate):
-        pass
+    except json.JSONDecodeError as e:
+        if len(body) > CLOSE_CHECK_BYTES:  # the C parser's own place: a walk in Python would take seconds
+            raise BodyProblem(("body",), f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except _Duplicate as e:
+        if len(body) > CLOSE_CHECK_BYTES:
+            raise BodyProblem(("body",), f"an object holds the key {e.key[:100]!r} twice") from None
+    except (ValueError, RecursionError):
+        if len(body) > CLOSE_CHECK_BYTES:  # the parser's recursion ran out: read the depth off the brackets
+            depth = _text_depth(body)
+            raise BodyProblem(("body",), f"nested deeper than {max_depth} levels" if depth is None or depth > max_depth else "not valid JSON") from None
     else:
         depth = _text_depth(body)
         if (depth if depth is not None else _depth(value)) <= max_depth:
             return value
+        if len(body) > CLOSE_CHECK_BYTES:
+            raise BodyProblem(("body",), f"nested deeper than {max_depth} levels")
     _check_json_closely(body, max_depth)
 
 
@@ -192,8 +207,11 @@ class RequestBodyGate:
     than ``max_depth``. Otherwise the app gets the body as it was sent, and later receive() calls
     (a streaming response waiting for the client to leave) go to the server."""
 
-    def __init__(self, app, limit: int = MAX_BODY, max_depth: int = MAX_DEPTH, upload_limit: int | None = None):
-        self.app, self.limit, self.max_depth = app, limit, max_depth
+    ONCE = (b"content-type", b"content-length", b"transfer-encoding", b"authorization")  # headers that must not come twice
+
+    def __init__(self, app, limit: int = MAX_BODY, max_depth: int = MAX_DEPTH, upload_limit: int | None = None, guarded: str = "/v1/"):
+        """``guarded``: the paths whose routes take bodies (and tokens); other paths never have a body read."""
+        self.app, self.limit, self.max_depth, self.guarded = app, limit, max_depth, guarded
         self.upload_limit = upload_limit or limit  # a prediction's body: an uploaded photo or WAV
 
     def limit_for(self, path: str) -> int:
@@ -203,9 +221,14 @@ class RequestBodyGate:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
+        if len(headers) != len(scope["headers"]) and (twice := [k for k in self.ONCE if sum(1 for h, _ in scope["headers"] if h == k) > 1]):
+            # the gate and the routes would read different ones (the last; the first): refuse, never guess
+            return await error_response(400, [f"header {twice[0].decode()}: sent more than once"])(scope, receive, send)
+        if not scope["path"].startswith(self.guarded):  # pages, /healthz, /metrics: no route there reads a body
+            return await self.app(scope, receive, send)
         declared = headers.get(b"content-length")
         sends_body = (declared is not None and declared != b"0") or b"transfer-encoding" in headers
-        if sends_body and scope["path"].startswith("/v1/") and (refused := self._unknown_caller(scope, headers)):
+        if sends_body and (refused := self._unknown_caller(scope, headers)):
             # nobody unknown gets a megabyte read and walked: the route would refuse them anyway
             return await error_response(refused.status_code, [refused.detail], refused.headers)(scope, receive, send)
         limit = self.limit_for(scope["path"])
@@ -262,7 +285,7 @@ class RequestBodyGate:
 
 # --------------------------------------------------------------------------- OpenAPI: the 4xx answers
 ERRORS = {
-    400: "A file path that leaves the job's artifact folder",
+    400: "A file path that leaves the job's artifact folder; a header that must come once sent twice",
     401: "No bearer token, or one the server does not know",
     403: "A submission whose data path or priority the server does not allow; a dataset action only its owner or an admin may take",
     404: "No such job (or artifact, search, import, dataset or model), or another user's: the two answers are the same",

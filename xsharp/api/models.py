@@ -5,6 +5,7 @@ user, spec, metrics and dataset made it. Another user's model is a 404, as a mis
 from __future__ import annotations
 
 import json
+import zipfile
 from typing import Annotated
 
 import numpy as np
@@ -106,6 +107,10 @@ def predictor_of(request: Request, model: RegisteredModel, store: Store, cached_
         return cache.cached(path) if cached_only else cache.get(path)
     except FileNotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"model {model.id}: its file is gone (job {model.job_id} was deleted)") from None
+    except InputError as e:  # a model that cannot take predictions as it was saved
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [f"model {model.id}: {e.problem}"]) from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # numpy's and zipfile's words may quote the file
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [f"model {model.id}: its file cannot be read as a model"]) from None
 
 
 async def loaded_predictor(request: Request, model_id: int, user: User, store: Store) -> Predictor:
@@ -173,18 +178,20 @@ async def answer(request: Request, predictor: Predictor, model_id: int, top_k: i
 
 
 async def _rows(request: Request, spec: ModelInput) -> np.ndarray:
-    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    media = (request.headers.get("content-type") or "application/json").split(";")[0].strip().lower()  # as the body gate reads it
     if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
         body = await request.body()
         value = request.scope.get("state", {}).get(PARSED)  # the body gate's parse
         if value is None:
             try:
                 value = json.loads(body)
-            except ValueError:
-                raise InputError("body", "not valid JSON") from None
+            except (ValueError, RecursionError):
+                raise InputError("body", "not valid JSON, or nested too deep") from None
         if not isinstance(value, dict) or set(value) != {"rows"}:
             raise InputError("body", 'an object {"rows": [...]} expected' + (f"; unknown fields {sorted(set(value) - {'rows'})[:5]}" if isinstance(value, dict) else ""))
-        booleans = b"true" in body or b"false" in body  # only then can a row hold one: the rows are scanned for them
+        # only then can a row hold a boolean (numpy would read it as 1 or 0): the rows are scanned for them;
+        # a UTF-16 or -32 body (NUL bytes up front) may spell them otherwise
+        booleans = b"true" in body or b"false" in body or b"\x00" in body[:4]
         if len(body) <= INLINE_ROWS_BYTES:  # a few rows: quicker here than a thread hop
             return rows_from_json(value["rows"], spec, may_hold_booleans=booleans)
         return await run_in_threadpool(rows_from_json, value["rows"], spec, "rows", booleans)

@@ -152,7 +152,7 @@ def decode_image(path: str | Path, options: ImageOptions = ImageOptions(), guard
     return decode_image_bytes(data, options, path)
 
 
-def decode_image_bytes(data: bytes, options: ImageOptions, path: str | Path) -> np.ndarray:
+def decode_image_bytes(data: bytes, options: ImageOptions, path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """``decode_image`` of a file's bytes already read (``path`` names it in errors): an import
     hashes the same bytes it decodes, reading each file once."""
     from PIL import Image
@@ -160,8 +160,8 @@ def decode_image_bytes(data: bytes, options: ImageOptions, path: str | Path) -> 
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as img:
             width, height = img.size  # from the header: nothing decoded yet
-            if width * height > MAX_PIXELS:
-                raise DataError(f"{path}: {width} x {height} pixels, over the cap of {MAX_PIXELS} an image")
+            if width * height > max_pixels:
+                raise DataError(f"{path}: {width} x {height} pixels, over the cap of {max_pixels} an image")
             if options.size is not None and img.format == "JPEG":
                 w, h = _target(width, height, options)
                 if w < width and h < height:  # the JPEG decoder scales by 1/2, 1/4, 1/8 as it reads: far faster

@@ -62,7 +62,7 @@ def model_app(store_root: str, model_id: int) -> FastAPI:
     def healthz() -> dict:
         return {"ok": True, "model": model_id}
 
-    app.add_middleware(RequestBodyGate, limit=MAX_UPLOAD)
+    app.add_middleware(RequestBodyGate, limit=MAX_UPLOAD, guarded="/")  # every route here but /healthz takes a token
     return app
 
 

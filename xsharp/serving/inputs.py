@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -75,7 +76,9 @@ def input_of(model: Any) -> ModelInput:
     kinds = {s.kind for s in steps}
     if kinds & TEXT_STEPS:
         return ModelInput("text", ())
-    raw = tuple(int(d) for d in (pipeline.raw_shape if pipeline and pipeline.raw_shape is not None else model.in_shape))
+    if pipeline and pipeline.raw_shape is None:
+        raise InputError("model", "saved before xsharp kept the shape of a raw row beside its feature steps; train it again to serve it")
+    raw = tuple(int(d) for d in (pipeline.raw_shape if pipeline else model.in_shape))
     missing = "impute" in kinds
     if "onehot" in kinds:
         onehot = next(s for s in steps if s.kind == "onehot")
@@ -121,9 +124,12 @@ def _all_at_once(rows: list, spec: ModelInput) -> np.ndarray | None:
     if not all(type(r) is list for r in rows):
         return None
     try:
-        a = np.asarray(rows, dtype=np.float64)
+        a = np.asarray(rows)  # no dtype: strings, booleans, nulls and huge integers do not pass as numbers
     except (ValueError, TypeError, OverflowError):
         return None
+    if a.dtype.kind not in "iuf":
+        return None
+    a = a.astype(np.float64)
     if a.shape[1:] not in (spec.raw_shape, (spec.values,)):
         return None
     finite = np.isfinite(a)
@@ -147,6 +153,8 @@ def _numbers(row: Any, spec: ModelInput, field: str) -> np.ndarray:
         raise InputError(field, f"{count} values; the model takes {spec.values} (shape {list(spec.raw_shape)})")
     try:
         a = np.asarray(row, dtype=np.float64)
+    except OverflowError:
+        raise InputError(field, "holds a value beyond float32's range") from None
     except (ValueError, TypeError):
         raise InputError(field, f"not a list nested as {list(spec.raw_shape)} (or flat) of numbers") from None
     if a.shape not in (spec.raw_shape, (spec.values,)):
@@ -207,8 +215,10 @@ def _table_rows(rows: list, spec: ModelInput, field: str) -> np.ndarray:
                 if not spec.missing_allowed:
                     raise InputError(where, f"column {j} is missing a number, and the model has no impute step")
                 out[i, j] = math.nan
-            elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or abs(v) > 3.0e38:
-                raise InputError(where, f"column {j} holds numbers: a finite number expected, got {_type(v)}")
+            elif isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise InputError(where, f"column {j} holds numbers: a number expected, got {_type(v)}")
+            elif abs(v) > 3.0e38 or v != v:  # exact for huge integers too (no float conversion); NaN is not equal to itself
+                raise InputError(where, f"column {j} holds numbers: a finite number within float32's range expected")
             else:
                 out[i, j] = float(v)
     return out
@@ -238,12 +248,17 @@ def rows_from_file(data: bytes, spec: ModelInput, field: str = "file") -> np.nda
     return np.array([text.removeprefix("\ufeff").strip()], dtype=object)
 
 
+UPLOAD_PIXELS = 4096 * 4096  # an uploaded image's width x height, checked from its header: a photo fits, a bomb does not
+DECODES = threading.BoundedSemaphore(2)  # uploads decoded at once in this process: each may take a few hundred MB
+
+
 def _image(data: bytes, spec: ModelInput, field: str) -> np.ndarray:
     from xsharp.data.images import ImageOptions, decode_image_bytes
 
     channels = 3 if len(spec.raw_shape) == 3 and spec.raw_shape[0] == 3 else 1
     options = ImageOptions(size=spec.raw_shape[-2:], resize=spec.resize, channels=channels)
-    pixels = decode_image_bytes(data, options, field)
+    with DECODES:
+        pixels = decode_image_bytes(data, options, field, max_pixels=UPLOAD_PIXELS)
     return (pixels.astype(np.float32) / 255.0).reshape((1, *spec.raw_shape))
 
 

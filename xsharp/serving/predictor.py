@@ -89,7 +89,10 @@ class Predictor:
                 x = model.pipeline.transform(x)
             except (ValueError, TypeError, IndexError):  # numpy's words may quote a row
                 raise InputError("rows", f"the model's preprocessing ({', '.join(s.kind for s in model.pipeline.steps)}) cannot take these rows") from None
-        x = np.asarray(x, dtype=np.float32).reshape((len(x), *model.in_shape))
+        x = np.asarray(x, dtype=np.float32)
+        if int(np.prod(x.shape[1:])) != int(np.prod(model.in_shape)):
+            raise InputError("rows", f"the model's features give rows of shape {list(x.shape[1:])}; its first module takes {list(model.in_shape)}")
+        x = x.reshape((len(x), *model.in_shape))
         return self._finite(model.predict_proba(x, batch_size=self.max_batch_rows))
 
     @staticmethod
@@ -113,6 +116,7 @@ class PredictorCache:
         self.capacity = capacity
         self._entries: OrderedDict[Path, tuple[tuple[int, int], Predictor]] = OrderedDict()
         self._lock = threading.Lock()
+        self._loading: dict[Path, threading.Lock] = {}  # one load a file at a time: callers that arrive meanwhile wait for it
 
     def cached(self, path: Path) -> Predictor | None:
         """The predictor of ``path`` if it is loaded and the file unchanged (a stat and a lookup:
@@ -129,12 +133,18 @@ class PredictorCache:
         """The predictor of ``path``, loaded if need be. Raises OSError where the file is gone."""
         if (hit := self.cached(path)) is not None:
             return hit
-        stat = path.stat()
-        key = (stat.st_mtime_ns, stat.st_size)
-        predictor = Predictor.load(path)  # outside the lock: a big model does not hold up the others
         with self._lock:
-            self._entries[path] = (key, predictor)
-            self._entries.move_to_end(path)
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+            loading = self._loading.setdefault(path, threading.Lock())
+        with loading:  # outside the cache's lock: a big model does not hold up the others
+            if (hit := self.cached(path)) is not None:  # loaded while this caller waited
+                return hit
+            stat = path.stat()
+            key = (stat.st_mtime_ns, stat.st_size)
+            predictor = Predictor.load(path)
+            with self._lock:
+                self._entries[path] = (key, predictor)
+                self._entries.move_to_end(path)
+                while len(self._entries) > self.capacity:
+                    self._entries.popitem(last=False)
+                self._loading.pop(path, None)
         return predictor
