@@ -90,7 +90,7 @@ def tfidf_logistic_regression(overrides: dict) -> dict:
     spec = load_spec(ROOT / "examples" / "rotten-tomatoes.yaml", overrides)
     d = spec.data
     t0 = time.perf_counter()
-    data = datasets.load(path=d.path, format=d.format, test_fraction=d.test_fraction, validation_fraction=d.validation_fraction,
+    data = datasets.load(d.dataset, d.path, d.format, test_fraction=d.test_fraction, validation_fraction=d.validation_fraction,
                          seed=spec.seed, label_column=d.label_column, text_column=d.text_column)
     texts = list(data.x_train) + list(data.x_val)
     labels = list(data.y_train) + list(data.y_val)

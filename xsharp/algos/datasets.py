@@ -398,7 +398,17 @@ def _csv(path: Path, label_column: str = "label", text_column: str = "text", gua
     return Arrays(np.array(texts, dtype=object), np.array(labels))
 
 
-NAMED: dict[str, Callable[..., Arrays]] = {"digits": _digits, "fashion-mnist": _fashion_mnist}
+ROTTEN_TOMATOES = Path(__file__).with_name("data") / "rotten_tomatoes.csv.bz2"
+
+
+def _rotten_tomatoes(**_: Any) -> Arrays:
+    """13,905 Rotten Tomatoes snippets labelled fresh, rotten or plot (text), shipped with xsharp
+    (xsharp/algos/data/README.md: source and licence). Its rows are strings: the spec's
+    ``features`` (tfidf, bow, word2vec) turn them into numbers."""
+    return _csv(ROTTEN_TOMATOES, label_column="category", text_column="text")
+
+
+NAMED: dict[str, Callable[..., Arrays]] = {"digits": _digits, "fashion-mnist": _fashion_mnist, "rotten-tomatoes": _rotten_tomatoes}
 
 
 _NPZ_ARRAYS = ("x", "y", "x_train", "y_train", "x_test", "y_test", "classes")

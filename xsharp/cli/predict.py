@@ -45,7 +45,15 @@ def _label_indices(y: np.ndarray, classes: list[str], source: str) -> np.ndarray
 def predict(
     model_dir: Path = typer.Argument(..., metavar="MODEL_DIR", help="A directory written by `xsharp run --out` (or its model.npz)."),
     data: str = typer.Option(
-        ..., "--data", help="A dataset name (e.g. digits), a .npz/.npy file with an array x (and optionally y), or an IDX file, WAV folder or CSV file."
+        ...,
+        "--data",
+        help=(
+            "What to classify: a dataset name (digits, fashion-mnist, rotten-tomatoes: the --split made as in training); "
+            "a .npz/.npy file with an array x (and optionally y); an IDX file; a CSV of the model's columns "
+            "(text models: the text column; tables: the feature columns), its label column optional; "
+            "a folder of images, WAV/FLAC or .txt files (class folders optional); or - for lines of text on stdin. "
+            "Accuracy is printed when the data has labels."
+        ),
     ),
     split: Split = typer.Option(Split.test, "--split", help="Which split of a named dataset."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Write all predictions to this CSV file."),
@@ -54,12 +62,16 @@ def predict(
 ) -> None:
     """Predict class labels with a trained model; print accuracy when labels are known.
 
-    Example: xsharp predict runs/dbn --data digits --out predictions.csv
+    Examples: xsharp predict runs/dbn --data digits --out predictions.csv;
+    xsharp predict runs/reviews --data new.csv (a text column, no labels needed);
+    echo "a gripping film" | xsharp predict runs/reviews --data -
     """
     model = load_run_model(model_dir)
     with user_errors():
-        rows = load_rows(data, split.value, model.spec)
-        x, y, source = rows.x, rows.y, rows.source
+        from xsharp.serving.inputs import input_of
+
+        rows = load_rows(data, split.value, model.spec, input_of(model), model.classes)
+        x, y, source, files = rows.x, rows.y, rows.source, rows.names
         if y is not None:
             y = _label_indices(y, model.classes, source)
         if model.pipeline is not None:  # the preprocessing fitted on the training rows, saved with the model
@@ -77,20 +89,24 @@ def predict(
         if out_file is not None:
             with open(out_file, "w", newline="") as f:
                 w = csv.writer(f)
-                w.writerow(["index", "label", "class", "confidence"] + (["true_label"] if y is not None else []))
+                w.writerow(["index", "label", "class", "confidence"] + (["true_label"] if y is not None else []) + (["file"] if files else []))
                 for i, (lab, conf) in enumerate(zip(labels, confidence)):
-                    w.writerow([i, int(lab), names[lab], f"{conf:.6f}"] + ([int(y[i])] if y is not None else []))
+                    w.writerow([i, int(lab), names[lab], f"{conf:.6f}"] + ([int(y[i])] if y is not None else []) + ([files[i]] if files else []))
             err.print(f"wrote {len(labels)} predictions to {out_file}", markup=False)
     accuracy = float((labels == y).mean()) if y is not None and len(y) == len(labels) else None
     if output is Output.json:
-        rows = [{"index": i, "label": int(labels[i]), "class": names[labels[i]], "confidence": float(confidence[i])} for i in range(len(labels))]
-        out.print_json(json.dumps({"source": source, "n": len(labels), "accuracy": accuracy, "predictions": rows}))
+        preds = [{"index": i, "label": int(labels[i]), "class": names[labels[i]], "confidence": float(confidence[i])} | ({"file": files[i]} if files else {})
+                 for i in range(len(labels))]
+        out.print_json(json.dumps({"source": source, "n": len(labels), "accuracy": accuracy, "predictions": preds}))
         return
     table = Table(title=escape(f"{len(labels)} predictions on {source}"), title_justify="left")
     for col in ("index", "class", "confidence") + (("true",) if y is not None else ()):
         table.add_column(col, justify="right")
+    if files:
+        table.add_column("file", justify="left")
     for i in range(min(show, len(labels))):
-        table.add_row(str(i), names[labels[i]], f"{confidence[i]:.3f}", *((names[int(y[i])],) if y is not None else ()))
+        table.add_row(str(i), escape(names[labels[i]]), f"{confidence[i]:.3f}", *((escape(names[int(y[i])]),) if y is not None else ()),
+                      *((escape(files[i]),) if files else ()))
     out.print(table)
     if accuracy is not None:
         out.print(f"accuracy: {100 * accuracy:.2f} % ({int((labels == y).sum())}/{len(labels)})")

@@ -1,13 +1,24 @@
 """Raw rows to predict on or to check an export with: a trained model's own split of the data it
 was trained on (read as training read it, from its saved spec), or every row of any file or
-imported dataset xsharp reads."""
+imported dataset xsharp reads.
+
+Given what the model takes (``serving.inputs.input_of``), rows without labels are read too: a
+CSV of only the text column (text models) or of only the feature columns (table models), a
+folder of loose image, audio or text files (no class folders; one row a file, in name order),
+and text lines on standard input (``-``). Labels are then left out (``y`` None), as they are
+when a label column is there but empty."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from xsharp.serving.inputs import ModelInput
 
 
 @dataclass
@@ -15,6 +26,7 @@ class RawRows:
     x: np.ndarray
     y: np.ndarray | None  # labels, when the source has them
     source: str  # what was read, in words
+    names: list[str] | None = None  # what each row came from (a folder's files), when not the row's place
 
 
 _READER_OPTIONS = ("labels", "sample_rate", "duration", "label_column", "text_column", "size", "resize", "channels", "feature_columns")
@@ -24,13 +36,24 @@ def _same_file(a: str, b: str | None) -> bool:
     return b is not None and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
-def load_rows(data: str, split: str, saved_spec: dict | None) -> RawRows:
+def load_rows(data: str, split: str, saved_spec: dict | None, model_input: ModelInput | None = None, classes: list[str] | None = None) -> RawRows:
     """Raw rows (and labels when known): the training data's own split when ``data`` names the
-    training source, otherwise every row of a file in any data format xsharp reads."""
+    training source, otherwise every row of a file in any data format xsharp reads. With
+    ``model_input`` (what the model takes) and ``classes`` (its class names), rows without
+    labels are read too (see the module's doc); ``-`` is standard input's lines of text."""
+    rows = _load_rows(data, split, saved_spec, model_input, classes)
+    if rows.y is not None and rows.y.dtype.kind in "UO" and all(str(v) == "" for v in rows.y.tolist()):
+        rows.y = None  # a label column with no labels in it: rows to predict on
+    return rows
+
+
+def _load_rows(data: str, split: str, saved_spec: dict | None, model_input: ModelInput | None, classes: list[str] | None) -> RawRows:
     from xsharp.algos import datasets
 
     d = (saved_spec or {}).get("data", {})
     reader = {k: d.get(k) for k in _READER_OPTIONS}
+    if data == "-":
+        return _stdin_rows(model_input)
     if data in datasets.NAMED or _same_file(data, d.get("path")):
         named = data in datasets.NAMED
         ds = datasets.load(
@@ -53,6 +76,10 @@ def load_rows(data: str, split: str, saved_spec: dict | None) -> RawRows:
         return _imported_rows(data, split)
     if not path.exists():
         raise datasets.DataError(f"{data}: neither a dataset name ({', '.join(datasets.NAMED)}) nor an existing file")
+    if model_input is not None:
+        unlabelled = _rows_for_model(path, model_input, reader, classes or [])
+        if unlabelled is not None:
+            return unlabelled
     if path.suffix == ".npy":
         return RawRows(np.load(path, allow_pickle=False), None, str(path))
     fmt = datasets.format_of(path)
@@ -83,3 +110,144 @@ def _imported_rows(ref: str, split: str) -> RawRows:
     if not parts:
         raise DataError(f"{m.ref}: no {split} rows")
     return RawRows(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]), f"{m.ref} ({split} split)")
+
+
+# --------------------------------------------------------------------------- rows without labels
+_TEXT_SUFFIXES = (".txt", ".text", ".md")
+
+
+def _stdin_rows(model_input: ModelInput | None) -> RawRows:
+    """Standard input's lines, one text a line (blank lines left out)."""
+    from xsharp.algos.datasets import TextLines
+    from xsharp.fileguard import DataError
+
+    if model_input is not None and model_input.kind != "text":
+        raise DataError(f"--data -: standard input gives lines of text, and this model takes {model_input.kind} rows; give a file or folder")
+    texts = [line.rstrip("\r\n") for line in TextLines(sys.stdin.buffer, Path("standard input"))]
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise DataError("--data -: no lines of text on standard input")
+    return RawRows(np.array(texts, dtype=object), None, f"standard input ({len(texts)} lines)")
+
+
+def _rows_for_model(path: Path, model_input: ModelInput, reader: dict, classes: list[str]) -> RawRows | None:
+    """Rows ``path`` holds for a model that takes ``model_input``, with labels where there are
+    some; None where the usual readers serve (labelled folders, other formats)."""
+    name = path.name.lower().removesuffix(".gz").removesuffix(".bz2")
+    if path.is_dir():
+        return _loose_files(path, model_input, classes)
+    if model_input.kind == "text" and name.endswith(".csv"):
+        return _text_csv(path, reader.get("text_column") or "text", reader.get("label_column") or "label")
+    if model_input.kind == "table" and name.endswith((".csv", ".parquet", ".pq")):
+        return _table(path, reader.get("label_column") or "label", reader.get("feature_columns"))
+    return None
+
+
+def _loose_files(folder: Path, model_input: ModelInput, classes: list[str]) -> RawRows | None:
+    """Every image, audio or text file directly in ``folder``, one row a file, in name order;
+    None where the folder is laid out for a labelled reader (class folders, or WAV files named
+    ``{label}_{speaker}_{index}.wav`` whose labels are all the model's classes)."""
+    from xsharp.algos import datasets
+    from xsharp.data.audio_folder import AUDIO_SUFFIXES
+    from xsharp.data.images import IMAGE_SUFFIXES
+    from xsharp.fileguard import DataError
+    from xsharp.serving.inputs import InputError, rows_from_file
+
+    suffixes = {"image": IMAGE_SUFFIXES, "audio": AUDIO_SUFFIXES, "text": _TEXT_SUFFIXES}.get(model_input.kind)
+    if suffixes is None:
+        return None
+    files = [f for f in sorted(folder.iterdir()) if not f.name.startswith(".") and f.suffix.lower() in suffixes and f.is_file()]
+    if not files:
+        if datasets.format_of(folder) is not None:
+            return None  # class folders, IDX files: the usual readers
+        raise DataError(f"{folder}: no {' / '.join(sorted(suffixes))} files in this folder for a model that takes {model_input.kind}")
+    if model_input.kind == "audio" and _labelled_wavs(files, classes):
+        return None
+    rows = []
+    for f in files:
+        try:
+            rows.append(rows_from_file(f.read_bytes(), model_input, str(f)))
+        except InputError as e:
+            raise DataError(f"{f}: {e.problem}") from None
+        except OSError as e:
+            raise DataError(f"{f}: cannot read ({e.strerror})") from None
+    return RawRows(np.concatenate(rows), None, f"{folder} ({len(files)} files)", names=[f.name for f in files])
+
+
+def _labelled_wavs(files: list[Path], classes: list[str]) -> bool:
+    """Every file a ``.wav`` named ``{label}_{speaker}_{index}.wav`` with a label among ``classes``."""
+    from xsharp.algos.datasets import parse_wav_name
+
+    parsed = [parse_wav_name(f.name) for f in files]
+    return all(p is not None and p[0] in classes for p in parsed)
+
+
+def _text_csv(path: Path, text_column: str, label_column: str) -> RawRows:
+    """A CSV's text column; its label column too, where it is there and holds labels."""
+    import csv
+
+    from xsharp.algos import datasets
+    from xsharp.fileguard import ANYWHERE, DataError
+
+    csv.field_size_limit(datasets.MAX_TEXT_BYTES)
+    texts, labels = [], []
+    try:
+        with datasets._open(path, ANYWHERE) as f:
+            lines = datasets.TextLines(f, path)
+            rows = csv.DictReader(lines)
+            columns = rows.fieldnames or []
+            if text_column not in columns:
+                raise DataError(f"{path}: no column {text_column!r} ({len(columns)} columns in its header line); the model reads its texts from {text_column!r}")
+            labelled = label_column in columns
+            lines.record = 0
+            for row in rows:
+                lines.record = 0
+                texts.append(row[text_column] or "")
+                if labelled:
+                    labels.append(row[label_column] or "")
+    except OSError as e:
+        raise DataError(f"{path}: not a readable CSV file ({datasets._why(e)})") from None
+    except csv.Error:  # its words may quote the file
+        raise DataError(f"{path}: not a readable CSV file (line {lines.number}: a quote or a field the csv rules refuse)") from None
+    if not texts:
+        raise DataError(f"{path}: no rows")
+    y = np.array(labels) if labels and any(labels) else None
+    if y is not None and not all(labels):
+        raise DataError(f"{path}: column {label_column!r} has no label in data row {labels.index('') + 1}; give every row a label, or none")
+    return RawRows(np.array(texts, dtype=object), y, str(path))
+
+
+def _table(path: Path, label_column: str, feature_columns: list[str] | None) -> RawRows:
+    """A table's feature columns (those the model was trained on: ``feature_columns``, else every
+    column but the label's); the label column too, where it is there and holds labels."""
+    from xsharp.data import tables
+    from xsharp.fileguard import ANYWHERE, DataError
+
+    chosen: tables._Columns | None = None
+    label: int | None = None
+
+    def pick(header) -> list[int]:
+        nonlocal chosen, label
+        names = header.names
+        hits = [i for i, n in enumerate(names) if n == label_column]
+        label = hits[0] if hits else None
+        if feature_columns:
+            features = [tables._named_once(names, c, path, "feature_columns") for c in feature_columns]
+        else:
+            features = [i for i in range(len(names)) if i != label]
+        if not features:
+            raise DataError(f"{path}: no feature columns beside the label column {label_column!r}")
+        chosen = tables._Columns(features[0], features, bool(feature_columns))
+        return features + ([label] if label is not None and label not in features else [])
+
+    xs, ys = [], []
+    for header, columns, before in tables._batches(path, ANYWHERE, tables.READ_CHUNK_ROWS, pick):
+        xs.append(tables._features(columns, chosen, header, path))
+        if label is not None:
+            a = columns[label]
+            ys.append(None if a.null_count == len(a) else tables._labels(a, label_column, path, before + 1))
+    if not xs:
+        raise DataError(f"{path}: no rows")
+    x = np.concatenate(xs)
+    y = None if not ys or any(v is None for v in ys) else np.concatenate(ys)
+    return RawRows(x, y, str(path))
