@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/perf.py [--threads 1 2] [--only mlp rbm cnn] [--repeats 3] [--json FILE]
     .venv/bin/python bench/perf.py --device gpu      # on a machine with CuPy and a GPU
+    .venv/bin/python bench/perf.py --prefetch [--threads 1 2] [--repeats 5]   # input overlap alone
 
 Peers (bench-only, not dependencies of xsharp): PyTorch 2.13.0 CPU, scikit-learn's
 BernoulliRBM, and learnergy 2.0.2 (a PyTorch RBM library; ``pip install --no-deps learnergy``:
@@ -36,6 +37,11 @@ missing, uniform noise of the same shape (the run says which). Every figure is s
 second over whole epochs after one untimed warm-up, the median of ``--repeats`` runs with the
 two sides interleaved; a ratio above 1 means xsharp is faster. The machine is shared: read the
 spread as well as the medians.
+
+``--prefetch`` times xsharp alone (no peers needed): the MLP of case 1 at batches of 128, 512
+and 2048 rows with the spec's ``data.prefetch`` at 0 (off: every batch gathered inline), at its
+default (1024 KiB: batches of at least 1 MiB gathered ahead on a thread) and at 1 KiB (every
+batch gathered ahead), and the ratio of each to off (issue 17).
 
 Goals (issue 3): MLP >= 1.0x PyTorch; RBM >= 3x scikit-learn and >= 1.0x learnergy; CNN at
 least 0.5x PyTorch (within 2x).
@@ -109,10 +115,12 @@ def dataset(x: np.ndarray, y: np.ndarray):
 
 
 # --------------------------------------------------------------------------- xsharp
-def xsharp_fit(layers, x, y, epochs: int, batch: int, device: str, pretrain: bool) -> float:
+def xsharp_fit(layers, x, y, epochs: int, batch: int, device: str, pretrain: bool, prefetch: int | None = None) -> float:
     """Samples/s of ``xsharp.algos.fit`` (the loop of every execution mode): fine-tuning with
-    SGD momentum 0.9, or (``pretrain``) the RBM's CD-1 phase alone."""
+    SGD momentum 0.9, or (``pretrain``) the RBM's CD-1 phase alone; ``prefetch`` (KiB) as the
+    spec's ``data.prefetch`` (default: its default)."""
     from xsharp.algos import Model, fit
+    from xsharp.algos.training import PREFETCH_KB
     from xsharp.spec import PretrainSpec, TrainSpec
 
     model = Model(layers, x.shape[1:], 10, seed=0, device=device)
@@ -123,8 +131,33 @@ def xsharp_fit(layers, x, y, epochs: int, batch: int, device: str, pretrain: boo
     else:
         pre, train = None, TrainSpec(epochs=epochs, batch_size=batch, learning_rate=0.01, momentum=0.9, weight_decay=0.0)
     t = clock()
-    fit(model, data, pretrain=pre, train=train, seed=0)
+    fit(model, data, pretrain=pre, train=train, seed=0, prefetch=PREFETCH_KB if prefetch is None else prefetch)
     return epochs * len(y) / (clock() - t)
+
+
+PREFETCH_ROWS, PREFETCH_EPOCHS = 8192, 2
+PREFETCH_SETTINGS = {"off (0)": 0, "default (1024 KiB)": 1024, "every batch (1 KiB)": 1}
+
+
+def prefetch_main(opts) -> None:
+    """``--prefetch``: the MLP's training throughput with input overlap off and on."""
+    from threadpoolctl import threadpool_limits
+
+    rows = int(PREFETCH_ROWS * opts.scale)
+    x, y, source = load_data(rows)
+    print(f"data: {source}; {os.cpu_count()} CPUs; median of {opts.repeats} runs per figure; {opts.clock} clock\n")
+    report: dict = {"cpus": os.cpu_count(), "data": source, "repeats": opts.repeats, "clock": opts.clock, "prefetch": {}}
+    for batch in (128, 512, 2048):
+        print(TITLES["mlp"].format(batch=batch) + f", {PREFETCH_EPOCHS} epoch(s) of {rows} rows; a batch is {batch * 784 * 4 / 1024:,.0f} KiB")
+        for threads in opts.threads:
+            with threadpool_limits(threads):
+                runs = {name: (lambda e, kib=kib: xsharp_fit(MLP, x, y, e, batch, "cpu", False, kib)) for name, kib in PREFETCH_SETTINGS.items()}
+                stats = summarise(measure(runs, PREFETCH_EPOCHS, opts.repeats))
+            ratios = {f"{name} / off": (name, "off (0)", None) for name in PREFETCH_SETTINGS if name != "off (0)"}
+            report["prefetch"][f"batch {batch}, {threads} thread(s)"] = {"samples_per_second": stats, "ratios": show(f"{threads} thread(s)", stats, ratios)}
+        print()
+    if opts.json:
+        opts.json.write_text(json.dumps(report, indent=2, default=float) + "\n")
 
 
 # --------------------------------------------------------------------------- PyTorch
@@ -325,10 +358,13 @@ def main() -> None:
         "on a busy machine (meaningful with --threads 1 only: more threads add up their seconds)",
     )
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument("--prefetch", action="store_true", help="only the MLP with data.prefetch off and on (no peers needed)")
     opts = parser.parse_args()
     if opts.clock == "cpu":
         global clock
         clock = time.process_time
+    if opts.prefetch:
+        return prefetch_main(opts)
     missing = [m for m in ("torch", "learnergy") if importlib.util.find_spec(m) is None]
     if missing:
         sys.exit(f"missing peers {missing}: .venv/bin/pip install --no-deps learnergy==2.0.2 (torch 2.13.0 CPU must be there already)")

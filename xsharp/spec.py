@@ -20,6 +20,9 @@ from xsharp.algos import datasets
 from xsharp.algos.features import STEPS, AugmentOptions
 from xsharp.algos.modules import MODULES
 from xsharp.algos.modules.base import SpecModel
+from xsharp.algos.training import MAX_PREFETCH_KB, PREFETCH_KB, PhaseSpec, PretrainSpec, ScheduleSpec, TrainSpec
+
+__all__ = ["JobSpec", "DataSpec", "PhaseSpec", "PretrainSpec", "ScheduleSpec", "TrainSpec", "Resources", "ParallelSpec", "SpecError", "load_spec", "parse_spec"]
 
 MODES = ("local", "data_parallel", "param_server", "pipeline", "hybrid")
 SOLVE_MODES = ("local", "data_parallel")  # the modes that run a closed-form solve (elm, elm_ae)
@@ -173,6 +176,13 @@ class DataSpec(_Strict):
         default_factory=list, max_length=MAX_STEPS, description=f"preprocessing fitted on the training rows and saved with the model; steps: {', '.join(STEPS)}"
     )
     augment: AugmentOptions | None = Field(None, description="images: add randomly shifted / mirrored copies of the training rows")
+    prefetch: int = Field(
+        PREFETCH_KB,
+        ge=0,
+        le=MAX_PREFETCH_KB,
+        description="input overlap (local and data_parallel modes, rows in memory): gather the next batch's rows on a background thread while this batch computes, "
+        "for batches of at least this many KiB (smaller ones are gathered inline, where a thread hand-off costs more than the copy); 0: off. The results are the same either way",
+    )
 
     @field_validator("features", mode="before")
     @classmethod
@@ -213,49 +223,6 @@ class DataSpec(_Strict):
         if (self.dataset is None) == (self.path is None):
             raise PydanticCustomError("rule", "give exactly one of dataset (a name) or path (a file)")
         return self
-
-
-class ScheduleSpec(_Strict):
-    """How the learning rate moves over a phase: ``learning_rate`` times a factor of the epoch."""
-
-    kind: Literal["constant", "step", "cosine", "exponential"] = Field("constant", description="constant, step, cosine or exponential")
-    every_epochs: float = Field(10.0, gt=0, le=100_000, description="step: epochs between drops by gamma; exponential: epochs per factor gamma")
-    gamma: float = Field(0.1, gt=0, le=1, description="step, exponential: the factor per every_epochs")
-    final: float = Field(0.0, ge=0, le=1, description="cosine: the last learning rate, as a share of the first")
-    warmup_epochs: float = Field(0.0, ge=0, le=100_000, description="rise linearly from 0 over this many epochs first (any kind)")
-
-
-class PhaseSpec(_Strict):
-    epochs: int = Field(ge=0, le=100_000)
-    batch_size: int = Field(gt=0, le=1_000_000)
-    learning_rate: float = Field(gt=0, le=100)
-    momentum: float = Field(ge=0, lt=1)
-    weight_decay: float = Field(ge=0, lt=1)
-    optimizer: Literal["sgd", "adam"] = Field("sgd", description="sgd: SGD with momentum; adam: Adam with decoupled weight decay (AdamW)")
-    beta1: float = Field(0.9, ge=0, lt=1, description="adam: decay of the running mean of gradients")
-    beta2: float = Field(0.999, ge=0, lt=1, description="adam: decay of the running mean of squared gradients")
-    eps: float = Field(1e-8, gt=0, le=1, description="adam: added to the root of the squared-gradient mean")
-    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="learning-rate schedule over the phase")
-
-
-class PretrainSpec(PhaseSpec):
-    """Greedy layer-wise pretraining of every unsupervised module (rbm, autoencoder), in order."""
-
-    epochs: int = Field(20, ge=0, le=100_000, description="epochs per pretrained layer; 0 skips pretraining (closed-form solves of elm, elm_ae still run)")
-    batch_size: int = Field(32, gt=0, le=1_000_000)
-    learning_rate: float = Field(0.1, gt=0, le=100)
-    momentum: float = Field(0.5, ge=0, lt=1)
-    weight_decay: float = Field(2e-4, ge=0, lt=1, description="L2 decay on weight matrices")
-
-
-class TrainSpec(PhaseSpec):
-    """Supervised fine-tuning of the whole stack with minibatch SGD + momentum."""
-
-    epochs: int = Field(50, ge=0, le=100_000)
-    batch_size: int = Field(32, gt=0, le=1_000_000, description="global batch: split across data-parallel workers")
-    learning_rate: float = Field(0.1, gt=0, le=100)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(1e-4, ge=0, lt=1, description="L2 decay on weight matrices")
 
 
 class Resources(_Strict):

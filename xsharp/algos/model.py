@@ -14,6 +14,7 @@ import numpy as np
 
 from xsharp import backend
 
+from .datasets import Dataset
 from .flat import FlatLayout
 from .modules import Module, build, nll_loss, with_classes
 from .modules.base import flat_size
@@ -38,15 +39,27 @@ class Model:
     def __init__(
         self,
         layers: list[dict[str, dict]],
-        in_shape: tuple[int, ...],
-        n_classes: int,
+        in_shape: tuple[int, ...] | None = None,
+        n_classes: int | None = None,
         *,
+        data: Dataset | None = None,
         seed: int = 0,
         device: str = "cpu",
         classes: list[str] | None = None,
         dtype: Any = backend.DTYPE,
     ):
-        """``layers`` is the spec's model list: ``[{"rbm": {"hidden": 256}}, ..., {"softmax": {}}]``."""
+        """``layers`` is the spec's model list: ``[{"rbm": {"hidden": 256}}, ..., {"softmax": {}}]``.
+
+        The input shape, the number of classes and their names come from ``data`` (a
+        :class:`~xsharp.algos.datasets.Dataset`, as ``datasets.load`` returns) or are given as
+        ``in_shape``, ``n_classes`` and ``classes``; what is given wins over what ``data`` says."""
+        if data is not None:
+            in_shape = data.in_shape if in_shape is None else in_shape
+            n_classes = data.n_classes if n_classes is None else n_classes
+            classes = list(data.classes) if classes is None and len(data.classes) == n_classes else classes
+            self.pipeline = data.pipeline  # the fitted preprocessing of data's rows: saved with the model
+        if in_shape is None or n_classes is None:
+            raise TypeError("Model needs the input's shape and the number of classes: Model(layers, data=dataset) or Model(layers, in_shape, n_classes)")
         self.device = backend.resolve(device)
         self.xp = backend.xp(self.device)
         self.in_shape = tuple(int(d) for d in in_shape)
@@ -72,6 +85,12 @@ class Model:
         for m, params in enumerate(host_params):
             self.layout.pack(m, {k: self.xp.asarray(v) for k, v in params.items()}, self.flat)
         self.grad = self.xp.zeros_like(self.flat)
+
+    @classmethod
+    def for_data(cls, layers: list[dict[str, dict]], data: Dataset, *, seed: int = 0, device: str = "cpu", dtype: Any = backend.DTYPE) -> "Model":
+        """A model of ``layers`` that reads ``data``'s rows and names its classes:
+        ``Model.for_data([{"dense": {"units": 64}}, {"softmax": {}}], datasets.load("digits"))``."""
+        return cls(layers, data=data, seed=seed, device=device, dtype=dtype)
 
     # ----------------------------------------------------------------- description
     @property

@@ -32,9 +32,10 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 import numpy as np
+from pydantic import Field
 
 from xsharp import backend
 
@@ -42,12 +43,15 @@ from .datasets import Dataset
 from .flat import FlatLayout
 from . import optim
 from .model import Model
+from .modules.base import SpecModel
 from .optim import apply_updates
 
 PRETRAIN_PHASE = 1000  # seed namespaces: pretraining layer i uses PRETRAIN_PHASE + i
 FINETUNE_PHASE = 1
 BUCKET_BYTES = 1 << 20  # overlapped allreduces: fewer, larger messages (a Ray message costs ~1 ms)
-PREFETCH_BYTES = 1 << 20  # batches smaller than this are gathered inline: a thread hand-off costs more
+PREFETCH_KB = 1024  # batches smaller than this (KiB) are gathered inline: a thread hand-off costs more
+PREFETCH_BYTES = PREFETCH_KB * 1024
+MAX_PREFETCH_KB = 1 << 20  # 1 GiB: past any batch that fits in memory
 
 
 class PhaseSettings(Protocol):
@@ -56,6 +60,59 @@ class PhaseSettings(Protocol):
     learning_rate: float
     momentum: float
     weight_decay: float
+
+
+# --------------------------------------------------------------------------- settings
+# The settings of a phase, as the job spec's ``pretrain`` and ``train`` sections hold them
+# (``xsharp.spec`` takes them from here) and as a notebook passes them to :func:`train`.
+class ScheduleSpec(SpecModel):
+    """How the learning rate moves over a phase: ``learning_rate`` times a factor of the epoch."""
+
+    kind: Literal["constant", "step", "cosine", "exponential"] = Field("constant", description="constant, step, cosine or exponential")
+    every_epochs: float = Field(10.0, gt=0, le=100_000, description="step: epochs between drops by gamma; exponential: epochs per factor gamma")
+    gamma: float = Field(0.1, gt=0, le=1, description="step, exponential: the factor per every_epochs")
+    final: float = Field(0.0, ge=0, le=1, description="cosine: the last learning rate, as a share of the first")
+    warmup_epochs: float = Field(0.0, ge=0, le=100_000, description="rise linearly from 0 over this many epochs first (any kind)")
+
+
+class PhaseSpec(SpecModel):
+    epochs: int = Field(ge=0, le=100_000)
+    batch_size: int = Field(gt=0, le=1_000_000)
+    learning_rate: float = Field(gt=0, le=100)
+    momentum: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0, lt=1)
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="sgd: SGD with momentum; adam: Adam with decoupled weight decay (AdamW)")
+    beta1: float = Field(0.9, ge=0, lt=1, description="adam: decay of the running mean of gradients")
+    beta2: float = Field(0.999, ge=0, lt=1, description="adam: decay of the running mean of squared gradients")
+    eps: float = Field(1e-8, gt=0, le=1, description="adam: added to the root of the squared-gradient mean")
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="learning-rate schedule over the phase")
+
+
+class PretrainSpec(PhaseSpec):
+    """Greedy layer-wise pretraining of every unsupervised module (rbm, autoencoder), in order."""
+
+    epochs: int = Field(20, ge=0, le=100_000, description="epochs per pretrained layer; 0 skips pretraining (closed-form solves of elm, elm_ae still run)")
+    batch_size: int = Field(32, gt=0, le=1_000_000)
+    learning_rate: float = Field(0.1, gt=0, le=100)
+    momentum: float = Field(0.5, ge=0, lt=1)
+    weight_decay: float = Field(2e-4, ge=0, lt=1, description="L2 decay on weight matrices")
+
+
+class TrainSpec(PhaseSpec):
+    """Supervised fine-tuning of the whole stack with minibatch SGD + momentum."""
+
+    epochs: int = Field(50, ge=0, le=100_000)
+    batch_size: int = Field(32, gt=0, le=1_000_000, description="global batch: split across data-parallel workers")
+    learning_rate: float = Field(0.1, gt=0, le=100)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0, lt=1, description="L2 decay on weight matrices")
+
+
+def prefetch_bytes(kib: int) -> int | None:
+    """The engine's gather-ahead threshold for a ``prefetch`` setting in KiB (0: off, None)."""
+    if not 0 <= kib <= MAX_PREFETCH_KB:
+        raise ValueError(f"prefetch: must be KiB in 0..{MAX_PREFETCH_KB} (0: off), got {kib}")
+    return None if kib == 0 else kib * 1024
 
 
 class Collective(Protocol):
@@ -101,6 +158,7 @@ class History:
     samples: int = 0
     seconds: float = 0.0
     first_step_at: float | None = None  # wall clock (time.time()) when the first step finished
+    prefetched: int = 0  # batches whose rows were gathered ahead, on the prefetch thread
     resumed_from: list[dict] = field(default_factory=list)  # one entry per resume: where it went on
 
     @property
@@ -295,9 +353,10 @@ class Prefetcher:
     """Gathers the rows of an upcoming step on a background thread while this step computes.
 
     Below ``min_bytes`` a batch is gathered inline (a thread hand-off costs more than copying a
-    small batch). Either way the same rows come back, so results never depend on it."""
+    small batch); ``None`` gathers every batch inline (off). Either way the same rows come back,
+    so results never depend on it."""
 
-    def __init__(self, min_bytes: int = PREFETCH_BYTES):
+    def __init__(self, min_bytes: int | None = PREFETCH_BYTES):
         self.min_bytes = min_bytes
         self.arrays: tuple = ()
         self.hits = 0  # batches that were ready ahead
@@ -319,7 +378,7 @@ class Prefetcher:
         return self._gather(rows)
 
     def ahead(self, key: Any, rows: np.ndarray) -> None:
-        if len(rows) * sum(a[0].nbytes for a in self.arrays) < self.min_bytes:
+        if self.min_bytes is None or len(rows) * sum(a[0].nbytes for a in self.arrays) < self.min_bytes:
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="xsharp-prefetch")
@@ -337,7 +396,8 @@ class ModelEngine:
     then the same optimiser step on every worker.
 
     ``stride``: the step this worker computes after step s is s + stride (the next batch is
-    gathered ahead while s computes). ``stream``: the training rows come from an imported
+    gathered ahead while s computes, for batches of at least ``prefetch_bytes``; None: never).
+    ``stream``: the training rows come from an imported
     dataset's shards (``xsharp.data.stream``) instead of ``x`` and ``y`` in memory; a
     pretraining or solve phase then passes each batch through the layers below as it comes."""
 
@@ -345,7 +405,7 @@ class ModelEngine:
     buckets: list[tuple[int, int, int]] | None = None  # fine-tuning overlapped with its allreduces (ring only)
     overlap = True  # subclasses whose fine-tuning gradient does not come from loss_and_grad turn it off
 
-    def __init__(self, model: Model, x: Any, y: Any, collective: Collective | None = None, *, stride: int = 1, prefetch_bytes: int = PREFETCH_BYTES, stream: Any = None):
+    def __init__(self, model: Model, x: Any, y: Any, collective: Collective | None = None, *, stride: int = 1, prefetch_bytes: int | None = PREFETCH_BYTES, stream: Any = None):
         backend.steady_heap()  # batch-sized temporaries reused, not mapped afresh each step
         self.model, self.xp = model, model.xp
         self.coll = collective or SingleWorker()
@@ -560,18 +620,48 @@ def fit(
     resume: TrainState | None = None,
     on_checkpoint: Callable[[TrainState], None] | None = None,
     checkpoint_every: float = 60.0,
+    prefetch: int = PREFETCH_KB,
 ) -> History:
     """Pretrain every unsupervised module in order, then fine-tune the whole stack.
 
     ``should_stop`` is asked before every step; when any worker says yes, all stop after that
     same step and raise :class:`Stopped` carrying the state (on rank 0). ``on_checkpoint``
-    (rank 0) receives a state at least every ``checkpoint_every`` seconds.
+    (rank 0) receives a state at least every ``checkpoint_every`` seconds. ``prefetch``: the
+    rows of the next batch are gathered on a background thread while this one computes, for
+    batches of at least this many KiB (0: never); the numbers are the same either way.
     """
     coll = collective or SingleWorker()
     stream = data.train.stream(train.batch_size, seed, coll.rank, coll.world) if getattr(data, "train", None) is not None else None
-    engine = ModelEngine(model, data.x_train, data.y_train, collective, stream=stream)
+    engine = ModelEngine(model, data.x_train, data.y_train, collective, prefetch_bytes=prefetch_bytes(prefetch), stream=stream)
     phases = plan(model.modules, model.layout, pretrain, train, data.n_train)
-    return run_phases(engine, data, phases, seed=seed, report=report, should_stop=should_stop, resume=resume, on_checkpoint=on_checkpoint, checkpoint_every=checkpoint_every)
+    history = run_phases(engine, data, phases, seed=seed, report=report, should_stop=should_stop, resume=resume, on_checkpoint=on_checkpoint, checkpoint_every=checkpoint_every)
+    history.prefetched += engine.fetch.hits  # (a resumed history goes on counting)
+    return history
+
+
+def train(
+    model: Model,
+    data: Dataset,
+    *,
+    pretrain: PretrainSpec | None = None,
+    seed: int = 0,
+    report: Callable[[Progress], None] | None = None,
+    prefetch: int = PREFETCH_KB,
+    **settings: Any,
+) -> History:
+    """Train ``model`` on ``data``'s training rows in this process: the notebook's entry point.
+
+    ``settings`` are the fine-tuning phase's, by name, as a job spec's ``train`` section holds
+    them (:class:`TrainSpec`: ``epochs``, ``batch_size``, ``learning_rate``, ``momentum``,
+    ``weight_decay``, ``optimizer``, ``schedule`` ...); bad ones raise ``ValueError`` naming
+    the field. ``pretrain`` (a :class:`PretrainSpec`) turns on greedy layer-wise pretraining of
+    the unsupervised modules first. ``report`` sees a :class:`Progress` as training goes.
+    The trained parameters are in ``model``; the history of losses and validation accuracies
+    comes back.
+
+        history = train(model, data, epochs=10, batch_size=32, learning_rate=0.1)
+    """
+    return fit(model, data, pretrain=pretrain, train=TrainSpec(**settings), seed=seed, report=report, prefetch=prefetch)
 
 
 def run_phases(

@@ -72,7 +72,8 @@ def train_worker(
     on_checkpoint: Callable[[TrainState], None] | None = None,
     checkpoint_every: float = 60.0,
 ) -> tuple[Model, History]:
-    """What every worker of every mode does: build the model on its device and fit it."""
+    """What every worker of every mode does: build the model on its device and fit it
+    (gathering batches ahead as ``data.prefetch`` says)."""
     model = build_model(spec, data, resolve(spec.resources.device))
     history = fit(
         model,
@@ -86,6 +87,7 @@ def train_worker(
         resume=resume,
         on_checkpoint=on_checkpoint,
         checkpoint_every=checkpoint_every,
+        prefetch=spec.data.prefetch,
     )
     return model, history
 

@@ -45,7 +45,7 @@ import ray
 from xsharp import backend
 from xsharp.algos import Model
 from xsharp.algos.optim import apply_updates
-from xsharp.algos.training import ModelEngine, Phase, Step, join_state, split_state, state_blocks
+from xsharp.algos.training import ModelEngine, Phase, Step, join_state, prefetch_bytes, split_state, state_blocks
 from xsharp.spec import JobSpec
 
 from .execution import RunContext, RunResult, build_model, drive, host_plan
@@ -185,7 +185,8 @@ class ParamServerWorker:
 
     def setup(self, spec: JobSpec, data, rank: int, world: int, shards: list, bounds: list[int], starts: list[int], staleness: int | None) -> str:
         self.model = build_model(spec, data, backend.resolve(spec.resources.device))
-        self.engine = ModelEngine(self.model, data.x_train, data.y_train, stride=world)  # gathers step g + W's rows while g computes
+        self.engine = ModelEngine(self.model, data.x_train, data.y_train, stride=world,  # gathers step g + W's rows while g computes
+                                  prefetch_bytes=prefetch_bytes(spec.data.prefetch))
         self.world, self.shards, self.bounds, self.starts, self.staleness = world, shards, bounds, starts, staleness
         mask = non_trainable_mask(self.model)
         self.frozen = None if mask is None else np.flatnonzero(mask)
