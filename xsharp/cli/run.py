@@ -173,9 +173,12 @@ def _size(nbytes: int) -> str:
 def _exit_for(error: Exception) -> None:
     """Known runtime failures become a message and an exit code; anything else propagates."""
     from xsharp.cluster.runtime import RuntimeConnectError
+    from xsharp.parallel.execution import ModeUnavailable
 
     if isinstance(error, RuntimeConnectError):
         raise fail(str(error), EXIT_FAILED) from None
+    if isinstance(error, ModeUnavailable):
+        raise fail(str(error), EXIT_BAD_INPUT) from None
     if "ray" not in sys.modules:  # the errors below come from Ray modes only
         return
     from xsharp.parallel.collective import CollectiveError

@@ -118,10 +118,20 @@ _MODES = {
 }
 
 
+class ModeUnavailable(RuntimeError):
+    """A mode that runs on Ray, asked for where Ray cannot be imported."""
+
+
 def get_mode(name: str) -> ExecutionMode:
     """The execution mode called ``name`` (imported on demand: local mode never imports Ray)."""
     try:
         module, cls = _MODES[name].split(":")
     except KeyError:
         raise ValueError(f"unknown mode {name!r}; known: {', '.join(_MODES)}") from None
-    return getattr(importlib.import_module(module), cls)()
+    try:
+        return getattr(importlib.import_module(module), cls)()
+    except ImportError as e:
+        if e.name == "ray" or (e.name or "").startswith("ray.") or "ray" in str(e).lower():
+            raise ModeUnavailable(f"mode {name} runs on Ray, which cannot be imported here ({e}): install it "
+                                  f"(pip install 'ray==2.60.0'), or run with --mode local") from None
+        raise
