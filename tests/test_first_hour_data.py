@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, TINY, run_cli
-from tests.test_predict import png_bytes, tone, wav_bytes, write_data
+from tests.test_predict import png_bytes, tone, train_models, wav_bytes, write_data
 
 XSHARP = Path(sys.executable).with_name("xsharp")
 
@@ -83,16 +82,7 @@ def trained(tmp_path_factory) -> dict:
     """Four tiny models, one per kind of input (images, audio, text, a table), and their data."""
     root = tmp_path_factory.mktemp("first-hour")
     specs = write_data(root)
-
-    def train(name: str) -> Path:
-        (root / f"{name}.yaml").write_text(yaml.safe_dump(specs[name]))
-        r = run_cli("run", str(root / f"{name}.yaml"), "--out", str(root / f"run-{name}"))
-        assert r.returncode == 0, r.stderr
-        return root / f"run-{name}"
-
-    with ThreadPoolExecutor(2) as pool:
-        runs = dict(zip(specs, pool.map(train, specs)))
-    return {"root": root, "runs": runs}
+    return {"root": root, "runs": {name: f.parent for name, f in train_models(root, specs, specs).items()}}
 
 
 def predictions(r: subprocess.CompletedProcess) -> dict:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+from contextlib import contextmanager
+from typing import Iterator
 import json
 import shutil
 import threading
@@ -105,10 +107,9 @@ def register(store: Store, user: str, spec: dict, model_file: Path) -> int:
     return store.models(user=user, name=spec["name"])[-1].id
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("predict")
-    specs = write_data(root)
+def train_models(root: Path, specs: dict[str, dict], names) -> dict[str, Path]:
+    """``specs[name]`` for each of ``names`` trained by `xsharp run` into ``root/run-NAME``, two at a
+    time; each one's model file."""
 
     def train(name: str) -> Path:
         (root / f"{name}.yaml").write_text(yaml.safe_dump(specs[name]))
@@ -116,20 +117,36 @@ def served(tmp_path_factory):
         assert r.returncode == 0, r.stderr
         return root / f"run-{name}" / "model.npz"
 
+    names = list(names)
     with ThreadPoolExecutor(2) as pool:
-        files = dict(zip(specs, pool.map(train, specs)))
-    store = Store(root / "home")
-    tokens = {"alice": store.add_user("alice"), "bob": store.add_user("bob")}
-    ids = {name: register(store, "alice", specs[name], files[name]) for name in specs}
+        return dict(zip(names, pool.map(train, names)))
+
+
+@contextmanager
+def live_app(store: Store) -> Iterator[str]:
+    """The job service's app on ``store`` (no scheduler) under uvicorn on a free loopback port: its URL."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, 20, 0.05, "uvicorn")
-    yield {"url": f"http://127.0.0.1:{port}", "tokens": tokens, "ids": ids, "models": {n: Model.load(f) for n, f in files.items()}, "files": files,
-           "home": root / "home"}
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    specs = write_data(root)
+    files = train_models(root, specs, specs)
+    store = Store(root / "home")
+    tokens = {"alice": store.add_user("alice"), "bob": store.add_user("bob")}
+    ids = {name: register(store, "alice", specs[name], files[name]) for name in specs}
+    with live_app(store) as url:
+        yield {"url": url, "tokens": tokens, "ids": ids, "models": {n: Model.load(f) for n, f in files.items()}, "files": files, "home": root / "home"}
 
 
 def client(served, user: str = "alice") -> httpx.Client:

@@ -7,24 +7,17 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import httpx
 import numpy as np
 import onnx
 import pytest
-import uvicorn
-import yaml
 from playwright.sync_api import expect
 
-from tests.conftest import run_cli
-from tests.service import free_port, wait_for
-from tests.test_predict import expected, png_bytes, register, tone, wav_bytes, write_data
+from tests.test_predict import expected, live_app, png_bytes, register, tone, train_models, wav_bytes, write_data
 from tests.test_ui import browser, log_in, shot  # noqa: F401 (browser: a fixture, one Chromium a module)
 from xsharp.algos import Model
-from xsharp.api import create_app
 from xsharp.cluster.store import Store
 
 TRAINED = ("digits", "tones")
@@ -34,27 +27,13 @@ TRAINED = ("digits", "tones")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("console-models")
     specs = write_data(root)
-
-    def train(name: str):
-        (root / f"{name}.yaml").write_text(yaml.safe_dump(specs[name]))
-        r = run_cli("run", str(root / f"{name}.yaml"), "--out", str(root / f"run-{name}"))
-        assert r.returncode == 0, r.stderr
-        return root / f"run-{name}" / "model.npz"
-
-    with ThreadPoolExecutor(2) as pool:
-        files = dict(zip(TRAINED, pool.map(train, TRAINED)))
+    files = train_models(root, specs, TRAINED)
     store = Store(root / "home")
     tokens = {"alice": store.add_user("alice"), "bob": store.add_user("bob")}
     ids = {name: register(store, "alice", specs[name], files[name]) for name in TRAINED}
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 20, 0.05, "uvicorn")
-    yield SimpleNamespace(url=f"http://127.0.0.1:{port}", tokens=tokens, ids=ids, store=store, specs=specs, files=files, root=root,
-                          models={n: Model.load(f) for n, f in files.items()})
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_app(store) as url:
+        yield SimpleNamespace(url=url, tokens=tokens, ids=ids, store=store, specs=specs, files=files, root=root,
+                              models={n: Model.load(f) for n, f in files.items()})
 
 
 def open_model(page, served, name: str) -> None:
