@@ -213,3 +213,23 @@ def test_ctrl_c_on_a_search_says_a_rerun_resumes_it_and_the_rerun_does(tmp_path,
     for i, t in kept.items():  # the finished trials were not trained again
         assert (again[i]["seconds"], again[i]["metric"]) == (t["seconds"], t["metric"])
     assert time.time() - started < 240
+
+
+def test_two_runs_started_together_never_share_a_folder(tmp_path, tiny):
+    """A hostile review found two runs of one name both saving to runs/NAME, the later one over the other."""
+    tiny["name"] = "twin"
+    spec = write(tmp_path, tiny)
+    slow = subprocess.Popen([XSHARP, "run", str(spec), "--mode", "local", "--set", "train.epochs=400", "--set", "pretrain.epochs=0"],
+                            cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "runs" / "twin" / ".running").exists() or slow.poll() is not None, 120, 0.1, "the first run to claim its folder")
+        assert slow.poll() is None, "the first run ended before the second started: make it longer"
+        quick = run_in(tmp_path, "run", str(spec), "--mode", "local", "--set", "train.epochs=1", "--set", "pretrain.epochs=0")
+        assert quick.returncode == 0 and "saved to runs/twin-2 " in quick.stdout, quick.stderr
+        out, errors = slow.communicate(timeout=240)
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+    assert slow.returncode == 0 and "saved to runs/twin " in out, errors
+    assert json.loads((tmp_path / "runs" / "twin-2" / "metrics.json").read_text())["finetune"][-1]["epoch"] == 1
+    assert not (tmp_path / "runs" / "twin" / ".running").exists() and not (tmp_path / "runs" / "twin-2" / ".running").exists()

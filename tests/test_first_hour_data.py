@@ -263,3 +263,26 @@ def test_a_wrong_ray_token_is_one_clear_line(second_ray, tmp_path, mode):
     log = Path(error[0].split("(Ray's log: ")[1].rstrip(")"))
     assert "InvalidAuthToken" in log.read_text()  # Ray's own lines are kept, in the file the message names
     log.unlink()
+
+
+def test_what_a_hostile_review_found_in_predict_without_labels(trained, tmp_path):
+    """Standard input's cap is a line's, not the whole input's; a .gz cut short is a one-line error;
+    a loose file is refused from its size without being read whole."""
+    import gzip
+
+    run = trained["runs"]["reviews"]
+    many = "a great film\n" * 100_000  # 1.3 MB of short lines: refused before as one row over 1 MiB
+    r = subprocess.run([str(Path(sys.executable).with_name("xsharp")), "predict", str(run), "--data", "-", "--show", "0"],
+                       input=many, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0 and "100000 predictions on standard input" in r.stdout.replace(",", ""), r.stderr
+    packed = gzip.compress(("text\n" + "a good film\n" * 20_000).encode())
+    (tmp_path / "cut.csv.gz").write_bytes(packed[: len(packed) // 2])
+    r = run_cli("predict", str(run), "--data", str(tmp_path / "cut.csv.gz"))
+    assert r.returncode == 2 and f"{tmp_path / 'cut.csv.gz'}: not a readable CSV file" in r.stderr and "Aborted" not in r.stderr, r.stderr
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "a.txt").write_text("a fine film")
+    with open(loose / "b.txt", "wb") as f:
+        f.truncate(80 << 20)  # sparse: 80 MB that take no disk
+    r = run_cli("predict", str(run), "--data", str(loose))
+    assert r.returncode == 2 and f"{loose / 'b.txt'}: over {64 << 20} bytes" in r.stderr, r.stderr

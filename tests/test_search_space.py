@@ -176,3 +176,16 @@ def test_search_png_over_two_parameters_labels_a_log_axis_in_plain_numbers():
         boxes = [t.get_window_extent() for t in shown]
         assert shown and all("times" not in t.get_text() and "mathdefault" not in t.get_text() for t in shown)
         assert not any(overlap(a, b) for a, b in itertools.combinations(boxes, 2))
+
+
+def test_huge_integer_ranges_are_drawn_exactly_and_never_spin():
+    """A float draw reaches only every 256th integer near 2**60: a no-repeat draw kept retrying for
+    minutes. Integers are drawn as integers; a log range's few reachable values end the retries early."""
+    from xsharp.cluster.search import Param, draws
+
+    wide = Param(("train", "batch_size"), "batch_size", low=2**60, high=2**60 + 10**6, integer=True)
+    picked = draws([wide], 8000, seed=0)
+    assert len(set(picked)) == 8000 and all(2**60 <= v <= 2**60 + 10**6 for (v,) in picked)
+    assert len({v % 256 for (v,) in picked}) > 200  # every integer reachable, not every 256th
+    skewed = Param(("train", "epochs"), "epochs", low=2**60, high=2**60 + 10**6, integer=True, log=True)
+    assert len(set(draws([skewed], 8000, seed=0))) == 8000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from enum import Enum
@@ -100,14 +101,17 @@ def run(
                 raise fail("--no-save: a search keeps its trials in a folder so that a rerun resumes it; give --out DIR or leave the default runs/NAME")
             return run_search_cli(raw, out_dir, address, output, started)
         spec = parse_spec(raw, str(spec_file))
-        replacing = False
+        replacing, claimed = False, None
         if no_save:
             if out_dir is not None:
                 raise fail("--no-save and --out: pick one (--no-save saves nothing)")
         elif out_dir is None:
-            out_dir = free_run_dir(RUNS / spec.name)
+            out_dir = free_run_dir(RUNS / spec.name)  # claimed: a run started beside this one picks another folder
+            claimed = out_dir / CLAIM
         else:
-            replacing = holds_run(out_dir)
+            if any((out_dir / name).resolve() == spec_file.resolve() for name in ("spec.yaml", "metrics.json", "model.npz")):
+                raise fail(f"--out {out_dir}: saving there would overwrite {spec_file} itself; choose another folder")
+            replacing = (out_dir / "model.npz").is_file() or (out_dir / "metrics.json").is_file()
         from xsharp import backend
 
         try:
@@ -123,6 +127,9 @@ def run(
         except Exception as e:
             _exit_for(e)
             raise
+        finally:
+            if claimed is not None:
+                claimed.unlink(missing_ok=True)  # the run is there now, or its checkpoints for a rerun to go on from
 
     m = result.metrics
     saved = f"saved to {result.out_dir} ({ARTIFACTS})" + (", replacing the run that was there" if replacing else "") if result.out_dir is not None else None
@@ -149,21 +156,31 @@ def run(
         out.print(saved, markup=False)
 
 
+CLAIM = ".running"  # in a default run folder while its run goes on: created exclusively, so two runs never share one
+
+
 def holds_run(folder: Path) -> bool:
     """Whether ``folder`` holds a run or a search (anything but the checkpoints an interrupted run leaves)."""
     try:
-        return folder.is_dir() and any(p.name != "checkpoints" for p in folder.iterdir())
+        return folder.is_dir() and any(p.name not in ("checkpoints", CLAIM) for p in folder.iterdir())
     except OSError:
         return False
 
 
 def free_run_dir(base: Path) -> Path:
-    """``base`` (runs/NAME) if it holds no run yet, else the first free ``base-2``, ``base-3``, ..."""
+    """``base`` (runs/NAME) if it holds no run yet, else the first free ``base-2``, ``base-3``, ...;
+    claimed with an exclusively created :data:`CLAIM` file (the caller removes it)."""
     n, candidate = 1, base
-    while holds_run(candidate) or (candidate.exists() and not candidate.is_dir()):
+    while True:
+        if not holds_run(candidate) and not (os.path.lexists(candidate) and not candidate.is_dir()):
+            try:
+                candidate.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(candidate / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                return candidate
+            except FileExistsError:  # another run claimed it first (or a killed one left its claim): the next
+                pass
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
 
 
 def _size(nbytes: int) -> str:

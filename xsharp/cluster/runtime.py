@@ -95,14 +95,22 @@ def _join(ray, address: str) -> None:
     if threading.current_thread() is threading.main_thread():
         fd, log = tempfile.mkstemp(prefix="xsharp-ray-join-", suffix=".log")
         os.close(fd)
+        print(f"joining Ray at {address} (Ray's messages while it connects: {log})", file=sys.stderr, flush=True)  # a join can take a while
     try:
         with _stderr_to(log):
             ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+    except KeyboardInterrupt:
+        _remove_empty(log)
+        raise
     except Exception as e:
         said = f"{e} {_read_tail(log)}"
         if any(w.lower() in said.lower() for w in _AUTH_WORDS):
             raise RuntimeConnectError(_auth_refused(address, log)) from None
         raise RuntimeConnectError(f"cannot reach Ray at {address}: {e}" + (f" (Ray's log: {log})" if log and os.path.getsize(log) else "")) from None
+    _remove_empty(log)
+
+
+def _remove_empty(log: str | None) -> None:
     if log is not None and not _read_tail(log).strip():
         with contextlib.suppress(OSError):
             os.remove(log)

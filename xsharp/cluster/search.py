@@ -164,6 +164,9 @@ class Param:
         if self.step is not None:
             i = int(rng.integers(self.size()))
             return i, self.value(i)
+        if self.integer and not self.log:  # exact for any size: a float draw reaches only some integers past 2**53
+            i = int(rng.integers(int(self.high) - int(self.low) + 1))
+            return i, int(self.low) + i
         u = rng.random()
         v = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))) if self.log else self.low + u * (self.high - self.low)
         if self.integer:
@@ -418,7 +421,7 @@ def draws(params: list[Param], n: int, seed: int) -> list[tuple]:
             if key not in seen:
                 seen.add(key)
                 picked.append(key)
-            elif tries > 1000 * n:  # a prior so skewed that its draws keep repeating: the rest from a random place on
+            elif tries > n + 10_000:  # a prior whose draws keep repeating (a log range's few reachable values): the rest from a random place on
                 start = int(rng.integers(min(space, 2**62)))
                 rest = (c for c in (every[(start + j) % space] for j in range(space)) if c not in seen)
                 picked += [next(rest) for _ in range(n - len(picked))]

@@ -10,6 +10,7 @@ when a label column is there but empty."""
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,8 @@ def _imported_rows(ref: str, split: str) -> RawRows:
 
 # --------------------------------------------------------------------------- rows without labels
 _TEXT_SUFFIXES = (".txt", ".text", ".md")
+MAX_LOOSE_ROWS = 100_000  # files in a folder, or lines on standard input, read as rows to predict on
+MAX_LOOSE_FILE = 64 << 20  # bytes of one loose file: an image or a few minutes of audio
 
 
 def _stdin_rows(model_input: ModelInput | None) -> RawRows:
@@ -123,8 +126,13 @@ def _stdin_rows(model_input: ModelInput | None) -> RawRows:
 
     if model_input is not None and model_input.kind != "text":
         raise DataError(f"--data -: standard input gives lines of text, and this model takes {model_input.kind} rows; give a file or folder")
-    texts = [line.rstrip("\r\n") for line in TextLines(sys.stdin.buffer, Path("standard input"))]
-    texts = [t for t in texts if t.strip()]
+    lines, texts = TextLines(sys.stdin.buffer, Path("standard input")), []
+    for line in lines:  # each line is one text, capped alone (the reader's cap counts a record's bytes)
+        lines.record = 0
+        if line.strip():
+            texts.append(line.rstrip("\r\n"))
+            if len(texts) > MAX_LOOSE_ROWS:
+                raise DataError(f"--data -: over {MAX_LOOSE_ROWS} lines; predict on a file instead")
     if not texts:
         raise DataError("--data -: no lines of text on standard input")
     return RawRows(np.array(texts, dtype=object), None, f"standard input ({len(texts)} lines)")
@@ -156,7 +164,15 @@ def _loose_files(folder: Path, model_input: ModelInput, classes: list[str]) -> R
     suffixes = {"image": IMAGE_SUFFIXES, "audio": AUDIO_SUFFIXES, "text": _TEXT_SUFFIXES}.get(model_input.kind)
     if suffixes is None:
         return None
-    files = [f for f in sorted(folder.iterdir()) if not f.name.startswith(".") and f.suffix.lower() in suffixes and f.is_file()]
+    import itertools
+
+    with os.scandir(folder) as entries:  # counted as they are read: a folder of millions is refused, not listed
+        found = list(itertools.islice(entries, 4 * MAX_LOOSE_ROWS + 1))
+    if len(found) > 4 * MAX_LOOSE_ROWS:
+        raise DataError(f"{folder}: over {4 * MAX_LOOSE_ROWS} entries; predict on at most {MAX_LOOSE_ROWS} files at a time")
+    files = sorted(Path(e.path) for e in found if not e.name.startswith(".") and Path(e.name).suffix.lower() in suffixes and e.is_file())
+    if len(files) > MAX_LOOSE_ROWS:
+        raise DataError(f"{folder}: {len(files)} files; predict on at most {MAX_LOOSE_ROWS} at a time")
     if not files:
         if datasets.format_of(folder) is not None:
             return None  # class folders, IDX files: the usual readers
@@ -166,7 +182,11 @@ def _loose_files(folder: Path, model_input: ModelInput, classes: list[str]) -> R
     rows = []
     for f in files:
         try:
-            rows.append(rows_from_file(f.read_bytes(), model_input, str(f)))
+            with open(f, "rb") as handle:
+                data = handle.read(MAX_LOOSE_FILE + 1)  # never more than the cap, whatever the file's size
+            if len(data) > MAX_LOOSE_FILE:
+                raise DataError(f"{f}: over {MAX_LOOSE_FILE} bytes")
+            rows.append(rows_from_file(data, model_input, str(f)))
         except InputError as e:
             raise DataError(f"{f}: {e.problem}") from None
         except OSError as e:
@@ -205,7 +225,7 @@ def _text_csv(path: Path, text_column: str, label_column: str) -> RawRows:
                 texts.append(row[text_column] or "")
                 if labelled:
                     labels.append(row[label_column] or "")
-    except OSError as e:
+    except (OSError, EOFError) as e:  # EOFError: a .gz or .bz2 cut short
         raise DataError(f"{path}: not a readable CSV file ({datasets._why(e)})") from None
     except csv.Error:  # its words may quote the file
         raise DataError(f"{path}: not a readable CSV file (line {lines.number}: a quote or a field the csv rules refuse)") from None
