@@ -152,11 +152,12 @@ def decode_image(path: str | Path, options: ImageOptions = ImageOptions(), guard
     return decode_image_bytes(data, options, path)
 
 
-def decode_image_bytes(data: bytes, options: ImageOptions, path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def decode_image_bytes(data: bytes, options: ImageOptions, path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """``decode_image`` of a file's bytes already read (``path`` names it in errors): an import
     hashes the same bytes it decodes, reading each file once."""
     from PIL import Image
 
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels  # the module's cap, read when called
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as img:
             width, height = img.size  # from the header: nothing decoded yet
