@@ -7,10 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
+import uvicorn
 
 from tests.conftest import ROOT, TINY
 
@@ -105,3 +109,20 @@ def wait_state(api: httpx.Client, job_id: int, states, timeout: float = 90) -> d
 
 def first_start(job: dict) -> float:
     return next(e["ts"] for e in job["events"] if e["kind"] == "running")
+
+
+@contextmanager
+def live_app(store) -> Iterator[str]:
+    """The job service's app on ``store`` (no scheduler, no Ray) under uvicorn on a free loopback port: its URL."""
+    from xsharp.api import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 20, 0.05, "uvicorn")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

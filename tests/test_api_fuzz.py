@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -23,7 +22,6 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Flaky
 from schemathesis import GenerationMode
@@ -41,8 +39,7 @@ from schemathesis.specs.openapi.checks import (
     use_after_free,
 )
 
-from tests.service import free_port, wait_for
-from xsharp.api import create_app
+from tests.service import live_app
 from xsharp.cluster.store import Store
 
 TIMEOUT = 30  # seconds: no answer takes a second; a hang fails the run instead of stalling it
@@ -57,16 +54,8 @@ def live_api(home: Path):
     token = store.add_user("fuzzer")
     done = store.submit("fuzzer", {"name": "finished"}, 0, 1, 0)  # give ids something to hit
     store.transition(done.id, ["QUEUED"], "STOPPED", "for the fuzzer")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 20, 0.05, "uvicorn")
-    try:
-        yield f"http://127.0.0.1:{port}", token
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with live_app(store) as url:
+        yield url, token
 
 
 @pytest.fixture(scope="module")

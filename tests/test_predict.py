@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from contextlib import contextmanager
-from typing import Iterator
 import json
 import shutil
 import threading
@@ -22,13 +20,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 import yaml
 
 from tests.conftest import run_cli
-from tests.service import free_port, wait_for
+from tests.service import live_app
 from xsharp.algos import Model
-from xsharp.api import create_app
 from xsharp.cluster.store import Store
 from xsharp.serving.batcher import MicroBatcher
 
@@ -120,21 +116,6 @@ def train_models(root: Path, specs: dict[str, dict], names) -> dict[str, Path]:
     names = list(names)
     with ThreadPoolExecutor(2) as pool:
         return dict(zip(names, pool.map(train, names)))
-
-
-@contextmanager
-def live_app(store: Store) -> Iterator[str]:
-    """The job service's app on ``store`` (no scheduler) under uvicorn on a free loopback port: its URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 20, 0.05, "uvicorn")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ import onnx
 import pytest
 from playwright.sync_api import expect
 
-from tests.test_predict import expected, live_app, png_bytes, register, tone, train_models, wav_bytes, write_data
+from tests.service import live_app
+from tests.test_predict import expected, png_bytes, register, tone, train_models, wav_bytes, write_data
 from tests.test_ui import browser, log_in, shot  # noqa: F401 (browser: a fixture, one Chromium a module)
 from xsharp.algos import Model
 from xsharp.cluster.store import Store
