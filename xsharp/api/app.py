@@ -26,7 +26,7 @@ from xsharp.serving.predictor import PredictorCache
 from xsharp.spec import format_error_list
 
 from . import cluster, datasets, jobs, models, searches, system, ui
-from .auth import CALLER, PARSED, user_for
+from .auth import CALLER, PARSED, is_json, user_for
 from .schemas import ErrorOut
 
 MAX_BODY = 1024 * 1024  # a job spec is a few kB; nothing legitimate comes near this
@@ -195,12 +195,6 @@ def _string(text: str, pos: int) -> tuple[str, int]:
         raise BodyProblem(("body",), f"not valid JSON: {e.msg.removesuffix(' at')} at line {e.lineno} column {e.colno}") from None
 
 
-def _is_json(content_type: bytes | None) -> bool:
-    """As FastAPI decides: no content type, application/json or application/*+json."""
-    media = (content_type or b"application/json").split(b";")[0].strip().lower()
-    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
-
-
 class RequestBodyGate:
     """Reads each request's body before the app does: 413 over ``limit`` bytes, declared or streamed;
     422 for a JSON body json.loads would refuse, with a key twice in one object, or nested deeper
@@ -245,7 +239,7 @@ class RequestBodyGate:
                 return await self._too_large(scope, receive, send, limit)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if body and _is_json(headers.get(b"content-type")):
+        if body and is_json(headers.get(b"content-type")):
             try:
                 if len(body) <= INLINE_CHECK_BYTES:  # a spec: tens of microseconds, less than a thread hop
                     value = check_json(body, self.max_depth)

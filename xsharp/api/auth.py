@@ -18,6 +18,12 @@ CALLER = "xsharp.caller"  # request.state key: the user the body gate already fo
 PARSED = "xsharp.json"  # request.state key: a JSON body, as the body gate parsed it
 
 
+def is_json(content_type: bytes | None) -> bool:
+    """As FastAPI decides: no content type, application/json or application/*+json."""
+    media = (content_type or b"application/json").split(b";")[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
 async def current_user(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer), store: Store = Depends(get_store)) -> User:
     """The caller. On the event loop: a token lookup is one indexed read, cheaper than a thread hop."""
     known = request.scope.get("state", {}).get(CALLER)

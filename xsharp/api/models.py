@@ -18,7 +18,7 @@ from xsharp.cluster.store import RegisteredModel, Store, User
 from xsharp.serving.inputs import InputError, ModelInput, rows_from_file, rows_from_json
 from xsharp.serving.predictor import Predictor, PredictorCache
 
-from .auth import PARSED, current_user, get_store
+from .auth import PARSED, current_user, get_store, is_json
 from .schemas import ModelDetail, ModelInputOut, ModelOut, PredictIn, PredictOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -178,8 +178,9 @@ async def answer(request: Request, predictor: Predictor, model_id: int, top_k: i
 
 
 async def _rows(request: Request, spec: ModelInput) -> np.ndarray:
-    media = (request.headers.get("content-type") or "application/json").split(";")[0].strip().lower()  # as the body gate reads it
-    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+    content_type = request.headers.get("content-type", "").encode("latin-1")
+    media = (content_type or b"application/json").split(b";")[0].strip().lower().decode("latin-1")
+    if is_json(content_type):  # as the body gate decides
         body = await request.body()
         value = request.scope.get("state", {}).get(PARSED)  # the body gate's parse
         if value is None:

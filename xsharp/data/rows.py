@@ -243,31 +243,9 @@ def _table(path: Path, label_column: str, feature_columns: list[str] | None) -> 
     from xsharp.data import tables
     from xsharp.fileguard import ANYWHERE, DataError
 
-    chosen: tables._Columns | None = None
-    label: int | None = None
-
-    def pick(header) -> list[int]:
-        nonlocal chosen, label
-        names = header.names
-        hits = [i for i, n in enumerate(names) if n == label_column]
-        label = hits[0] if hits else None
-        if feature_columns:
-            features = [tables._named_once(names, c, path, "feature_columns") for c in feature_columns]
-        else:
-            features = [i for i in range(len(names)) if i != label]
-        if not features:
-            raise DataError(f"{path}: no feature columns beside the label column {label_column!r}")
-        chosen = tables._Columns(features[0], features, bool(feature_columns))
-        return features + ([label] if label is not None and label not in features else [])
-
-    xs, ys = [], []
-    for header, columns, before in tables._batches(path, ANYWHERE, tables.READ_CHUNK_ROWS, pick):
-        xs.append(tables._features(columns, chosen, header, path))
-        if label is not None:
-            a = columns[label]
-            ys.append(None if a.null_count == len(a) else tables._labels(a, label_column, path, before + 1))
-    if not xs:
+    chunks = list(tables._TableReader(path, label_column, feature_columns, ANYWHERE, tables.READ_CHUNK_ROWS, labels_optional=True))
+    if not chunks:
         raise DataError(f"{path}: no rows")
-    x = np.concatenate(xs)
-    y = None if not ys or any(v is None for v in ys) else np.concatenate(ys)
+    x = np.concatenate([c.x for c in chunks])
+    y = None if any(c.y is None for c in chunks) else np.concatenate([c.y for c in chunks])
     return RawRows(x, y, str(path))

@@ -41,7 +41,7 @@ class TableChunk:
     """A run of consecutive rows of a table or text file."""
 
     x: np.ndarray  # features (n, k) float32 or object; texts (n,) object
-    y: np.ndarray  # raw label values: int64, or str
+    y: np.ndarray | None  # raw label values: int64, or str; None: rows without labels (a reader with labels_optional)
     first_row: int  # 1-based data row (not counting a header) of the first row here
 
 
@@ -137,13 +137,13 @@ def _named_once(names: list[str], name: str, path: Path, option: str) -> int:
 
 @dataclass
 class _Columns:
-    label: int
+    label: int | None  # None: no label column (a reader with labels_optional)
     features: list[int]
     named: bool  # the user named the feature columns (errors may then say their names)
 
 
-def _choose(names: list[str], label_column: str, feature_columns: list[str] | None, path: Path) -> _Columns:
-    label = _named_once(names, label_column, path, "label_column")
+def _choose(names: list[str], label_column: str, feature_columns: list[str] | None, path: Path, labels_optional: bool = False) -> _Columns:
+    label = None if labels_optional and label_column not in names else _named_once(names, label_column, path, "label_column")
     if feature_columns is None:
         features = [i for i in range(len(names)) if i != label]
     else:
@@ -207,7 +207,7 @@ def _features(columns: dict[int, Any], chosen: _Columns, header: _Header, path: 
         ref = f"column {names[i]!r}" if chosen.named else f"column {i + 1} of its header"
         what = "is not UTF-8 text" if kind == "bytes" else f"holds {types[i]} values, neither numbers nor text"
         raise DataError(f"{path}: {ref} {what}; leave it out with data.feature_columns")
-    n = len(columns[chosen.label])
+    n = len(columns[chosen.features[0]])
     if "text" not in kinds:
         x = np.empty((n, len(chosen.features)), dtype=np.float32)
         for j, i in enumerate(chosen.features):
@@ -223,10 +223,14 @@ def _features(columns: dict[int, Any], chosen: _Columns, header: _Header, path: 
 class _TableReader:
     """The chunks of one table; ``columns``: the feature columns' names, once iteration began."""
 
-    def __init__(self, path: Path, label_column: str | None, feature_columns: list[str] | None, guard: FileGuard, chunk_rows: int):
+    def __init__(self, path: Path, label_column: str | None, feature_columns: list[str] | None, guard: FileGuard, chunk_rows: int,
+                 labels_optional: bool = False):
+        """``labels_optional``: a table without the label column, or with none of its cells filled
+        in a chunk, gives that chunk's rows with ``y`` None (rows to predict on)."""
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
         self.path, self.label_column, self.feature_columns = path, label_column or DEFAULT_LABEL, feature_columns
+        self.labels_optional = labels_optional
         self.guard, self.chunk_rows = guard, chunk_rows
         self.columns: list[str] = []
 
@@ -235,12 +239,14 @@ class _TableReader:
 
         def pick(header: _Header) -> list[int]:
             nonlocal chosen
-            chosen = _choose(header.names, self.label_column, self.feature_columns, self.path)
+            chosen = _choose(header.names, self.label_column, self.feature_columns, self.path, self.labels_optional)
             self.columns = [header.names[i] for i in chosen.features]
-            return [chosen.label, *chosen.features]
+            return chosen.features if chosen.label is None else [chosen.label, *chosen.features]
 
         for header, columns, before in _batches(self.path, self.guard, self.chunk_rows, pick):
-            y = _labels(columns[chosen.label], self.label_column, self.path, before + 1)
+            labels = None if chosen.label is None else columns[chosen.label]
+            unlabelled = labels is None or (self.labels_optional and labels.null_count == len(labels))
+            y = None if unlabelled else _labels(labels, self.label_column, self.path, before + 1)
             yield TableChunk(_features(columns, chosen, header, self.path), y, before + 1)
 
 
