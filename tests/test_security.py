@@ -308,8 +308,15 @@ def test_a_poll_of_a_dead_or_failing_runner_gives_no_events_rather_than_an_error
     poll = EventPoll(runner.poll.remote)
     assert poll.take(timeout=30) == [("log", "hello")]
     ray.kill(runner)
-    with pytest.raises(ray.exceptions.RayActorError):  # the kill has landed
-        ray.get(runner.poll.remote(), timeout=30)
+    # ray.kill is asynchronous: a call sent just after it may still be served. Wait until calls fail.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            ray.get(runner.poll.remote(), timeout=30)
+        except ray.exceptions.RayActorError:
+            break
+        assert time.monotonic() < deadline, "the killed actor still answers after 30 s"
+        time.sleep(0.1)
     assert EventPoll(runner.poll.remote).take(timeout=30) is None
 
 
