@@ -9,8 +9,11 @@ same module (``xp = xp_of(x)``), so one code runs on CPU and GPU. Shapes: wavefo
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
+
+import numpy as np
 
 from xsharp.backend import xp_of
 
@@ -60,14 +63,15 @@ def mel_to_hz(m: Any) -> Any:
     return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
 
-def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, fmin: float = 0.0, fmax: float | None = None, xp: Any = None) -> Any:
+@functools.lru_cache(maxsize=16)
+def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
     """Triangular filters evenly spaced on the mel scale (HTK formula): ``(n_mels, n_fft // 2 + 1)``.
 
     Each filter rises from the centre of its left neighbour to its own centre and falls to the
-    centre of its right neighbour; peaks are 1.
+    centre of its right neighbour; peaks are 1. A constant, made once on the host in float64
+    (read-only, float32) and copied to the device by its user: the same filters on either.
     """
-    if xp is None:
-        import numpy as xp
+    xp = np
     fmax = sample_rate / 2 if fmax is None else fmax
     if not 0 <= fmin < fmax <= sample_rate / 2:
         raise ValueError(f"mel filterbank needs 0 <= fmin < fmax <= sample_rate / 2, got fmin {fmin}, fmax {fmax}, rate {sample_rate}")
@@ -77,7 +81,13 @@ def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, fmin: float = 0.0,
     left, centre, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (bins[None, :] - left) / (centre - left)
     falling = (right - bins[None, :]) / (right - centre)
-    return xp.clip(xp.minimum(rising, falling), 0.0, None).astype(xp.float32)
+    return _constant(xp.clip(xp.minimum(rising, falling), 0.0, None))
+
+
+def _constant(m: np.ndarray) -> np.ndarray:
+    out = m.astype(np.float32)
+    out.flags.writeable = False  # cached: shared by every caller
+    return out
 
 
 def log_mel(
@@ -106,19 +116,19 @@ def log_mel(
     hop = max(1, int(round(sample_rate * hop_ms / 1000)))
     n_fft = n_fft or 1 << (length - 1).bit_length()
     power = power_spectrum(frames(x, length, hop), n_fft, window_kind)
-    bank = mel_filterbank(n_mels, n_fft, sample_rate, fmin, fmax, xp)
+    bank = xp.asarray(mel_filterbank(n_mels, n_fft, sample_rate, fmin, fmax))
     return xp.log(power @ bank.T + floor)
 
 
-def dct_matrix(n_in: int, n_out: int, xp: Any = None) -> Any:
-    """Orthonormal DCT-II as a matrix ``(n_out, n_in)``: ``c_k = s_k sum_i x_i cos(pi k (2i + 1) / 2N)``."""
-    if xp is None:
-        import numpy as xp
-    k = xp.arange(n_out, dtype=xp.float64)[:, None]
-    i = xp.arange(n_in, dtype=xp.float64)[None, :]
-    m = xp.cos(math.pi * k * (2 * i + 1) / (2 * n_in)) * math.sqrt(2.0 / n_in)
+@functools.lru_cache(maxsize=16)
+def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Orthonormal DCT-II as a matrix ``(n_out, n_in)``: ``c_k = s_k sum_i x_i cos(pi k (2i + 1) / 2N)``
+    (a host constant, as :func:`mel_filterbank`)."""
+    k = np.arange(n_out, dtype=np.float64)[:, None]
+    i = np.arange(n_in, dtype=np.float64)[None, :]
+    m = np.cos(math.pi * k * (2 * i + 1) / (2 * n_in)) * math.sqrt(2.0 / n_in)
     m[0] /= math.sqrt(2.0)
-    return m.astype(xp.float32)
+    return _constant(m)
 
 
 def mfcc(x: Any, sample_rate: int, n_mfcc: int = 13, n_mels: int = 40, **log_mel_options: Any) -> Any:
@@ -126,7 +136,7 @@ def mfcc(x: Any, sample_rate: int, n_mfcc: int = 13, n_mels: int = 40, **log_mel
     if n_mfcc > n_mels:
         raise ValueError(f"n_mfcc ({n_mfcc}) cannot exceed n_mels ({n_mels})")
     lm = log_mel(x, sample_rate, n_mels=n_mels, **log_mel_options)
-    return lm @ dct_matrix(n_mels, n_mfcc, xp_of(lm)).T
+    return lm @ xp_of(lm).asarray(dct_matrix(n_mels, n_mfcc)).T
 
 
 def cmvn(features: Any, variance: bool = True, eps: float = 1e-5) -> Any:

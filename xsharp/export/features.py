@@ -225,7 +225,7 @@ def _log_mel(g: Graph, step, where: str, x: str, shape: Shape):
     energy = g.node("Add", [g.node("Mul", [re, re], f"{where}.re2"), g.node("Mul", [im, im], f"{where}.im2")], f"{where}.energy")
     power = g.node("Cast", [g.node("Div", [energy, g.const(np.float64(n_fft), f"{where}.n_fft", np.float64)], f"{where}.power64")],
                    f"{where}.power", to=1)  # FLOAT
-    bank = audio.mel_filterbank(n_mels, n_fft, rate, o["fmin"], o["fmax"], np)
+    bank = audio.mel_filterbank(n_mels, n_fft, rate, o["fmin"], o["fmax"])
     mel = g.node("MatMul", [power, g.const(bank.T, f"{where}.mel_bank")], f"{where}.mel")
     out = g.node("Log", [g.node("Add", [mel, g.const(np.float32(1e-10), f"{where}.floor")], f"{where}.mel_floor")], f"{where}.log_mel")
     return out, (t, n_mels), o
@@ -245,5 +245,5 @@ def _mfcc(g: Graph, step, where: str, x: str, shape: Shape):
     if o["n_mfcc"] > o["n_mels"]:
         raise refuse(where, f"n_mfcc ({o['n_mfcc']}) exceeds n_mels ({o['n_mels']})")
     lm, (t, n_mels), _ = _log_mel(g, step, where, x, shape)
-    dct = audio.dct_matrix(n_mels, o["n_mfcc"], np)
+    dct = audio.dct_matrix(n_mels, o["n_mfcc"])
     return g.node("MatMul", [lm, g.const(dct.T, f"{where}.dct")], f"{where}.out"), (t, int(o["n_mfcc"]))
