@@ -118,8 +118,8 @@ class Model:
             caches.append(cache)
         return x, caches
 
-    def loss_and_grad(self, x: Any, labels: Any, rng: Any = None, out: Any = None, packed: Any = None) -> tuple[float, Any]:
-        """Mean NLL over the batch; the gradient is written into ``out`` (a flat buffer of the
+    def loss_and_grad(self, x: Any, labels: Any, rng: Any = None, out: Any = None, packed: Any = None) -> tuple[Any, Any]:
+        """Mean NLL over the batch (a 0-d array on the model's device); the gradient is written into ``out`` (a flat buffer of the
         model's size; ``self.grad`` by default) and returned. ``packed(m, loss)``, if given, is
         called as soon as module m's gradients are in (last module first), so a data-parallel
         worker can start sending them while the rest of the backward pass runs."""

@@ -482,9 +482,9 @@ class ModelEngine:
             return (x, backend.to_device(rows.y, self.model.device)) if phase.solve else (x,)
         return x, backend.to_device(rows.y, self.model.device)
 
-    def gradient(self, step: Step, lo: int, hi: int, out: Any) -> float:
+    def gradient(self, step: Step, lo: int, hi: int, out: Any) -> Any:
         """The gradient of rows [lo, hi) of the step's batch, weighted by their share, into
-        ``out``; returns the loss weighted the same way."""
+        ``out``; returns the loss weighted the same way (fine-tuning's stays on the device)."""
         weight = (hi - lo) / step.size
         rng = step.rng(self.model.device, lo)
         if self.module is not None:
@@ -533,7 +533,7 @@ class ModelEngine:
             for name, value in solved.items():
                 params[name][...] = value  # views into the flat buffer
             loss = error * self.phase.rows / step.size  # the loop weighs a step's loss by its rows
-        return loss, float(reduced[size]) > 0
+        return loss, bool(backend.to_host(reduced[size : size + 1])[0] > 0)
 
     def submit(self, step: Step) -> tuple[float, bool]:
         if self.phase.solve:
@@ -549,7 +549,7 @@ class ModelEngine:
         buf[size + 1] = 1.0 if step.stop else 0.0
         reduced = self.coll.allreduce(buf[: size + 2])
         self.apply(reduced[:size])
-        return float(reduced[size]), float(reduced[size + 1]) > 0
+        return loss_and_stop(reduced[size : size + 2])
 
     def submit_overlapped(self, step: Step) -> tuple[float, bool]:
         """``submit`` for fine-tuning on the ring: each bucket's allreduce starts as soon as the
@@ -585,7 +585,7 @@ class ModelEngine:
         for f in pending:
             f.result()
         self.apply(buf[:size])
-        return float(buf[size]), float(buf[size + 1]) > 0
+        return loss_and_stop(buf[size : size + 2])
 
     def apply(self, grad: Any) -> None:
         updates, self.velocity = self.opt.update(grad, self.velocity, self.flat_p)
@@ -604,6 +604,12 @@ class ModelEngine:
         self.fetch.close()
         if self.stream is not None:
             self.stream.close()
+
+
+def loss_and_stop(pair: Any) -> tuple[float, bool]:
+    """A step's [loss, stop] read off the device in one copy: on a GPU the step's one wait."""
+    loss, stop = backend.to_host(pair).tolist()
+    return loss, stop > 0
 
 
 # --------------------------------------------------------------------------- the loop

@@ -66,12 +66,14 @@ class Softmax(Module):
         return {"W": x2.T @ dz, "b": dz.sum(axis=0)}, dz
 
 
-def nll_loss(logp: Any, labels: Any) -> tuple[float, Any]:
-    """Mean negative log-likelihood of integer labels, and its gradient w.r.t. logp."""
+def nll_loss(logp: Any, labels: Any) -> tuple[Any, Any]:
+    """Mean negative log-likelihood of integer labels, and its gradient w.r.t. logp. The loss is
+    a 0-d array on logp's device: on a GPU, reading it (``float``) waits for the step, so the
+    training loop reads it once a step together with the stop flag, not here."""
     xp = xp_of(logp)
     n = logp.shape[0]
     rows = xp.arange(n)
     loss = -logp[rows, labels].sum() / n
     dlogp = xp.zeros_like(logp)
     dlogp[rows, labels] = -1.0 / n
-    return float(loss), dlogp
+    return loss, dlogp
