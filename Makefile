@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system demo test clean
+.PHONY: setup system demo test gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ system:  ## Debian packages the tests use (prometheus, espeak-ng, sox, dataset-f
 
 test: setup system  ## the test suite: unit tests, a real local Ray, a real Prometheus
 	$(BIN)/python -m pytest -q
+
+gpu-check:  ## on a GPU machine without the network: scripts/gpu-check.sh (see the README)
+	scripts/gpu-check.sh
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -139,6 +139,41 @@ PREFETCH_ROWS, PREFETCH_EPOCHS = 8192, 2
 PREFETCH_SETTINGS = {"off (0)": 0, "default (1024 KiB)": 1024, "every batch (1 KiB)": 1}
 
 
+def gpu_main(opts) -> None:
+    """``--device gpu --no-peers``: the RBM's CD-1 pretraining and the MLP's SGD training on the
+    GPU against the same code on every CPU core of this machine (the GPU check runs this)."""
+    from xsharp import backend
+
+    try:
+        backend.resolve("gpu")
+    except backend.DeviceError as e:
+        sys.exit(f"--device gpu: {e}")
+    try:
+        from threadpoolctl import threadpool_info
+        blas = ", ".join(f"{i['internal_api']} {i.get('num_threads')} threads" for i in threadpool_info() if i["user_api"] == "blas")
+    except ImportError:
+        blas = "threadpoolctl missing: BLAS threads unknown"
+    cases = [c for c in opts.only if c in ("mlp", "rbm")]
+    x_all, y_all, source = load_data(int(max(CASES[c][0] for c in cases) * opts.scale))
+    print(f"data: {source}; {os.cpu_count()} CPUs, BLAS: {blas}; median of {opts.repeats} runs per figure\n")
+    report: dict = {"cpus": os.cpu_count(), "data": source, "blas": blas, "repeats": opts.repeats, "cases": {}}
+    for case in cases:
+        rows, epochs, batch = CASES[case]
+        rows = int(rows * opts.scale)
+        x, y = x_all[:rows], y_all[:rows]
+        print(TITLES[case].format(batch=batch) + f", {epochs} epoch(s) of {rows} rows")
+        cpu = summarise(measure(case_runs(case, x, y, batch, "cpu", False)[0], epochs, opts.repeats))["xsharp"]
+        gpu = summarise(measure(case_runs(case, x, y, batch, "gpu", False)[0], epochs, opts.repeats))["xsharp gpu"]
+        ratio = gpu["median"] / cpu["median"]
+        anchor = 20 if case == "rbm" else 30
+        print(f"    xsharp cpu (all cores) {cpu['median']:>12,.0f} samples/s   (runs {cpu['min']:,.0f} .. {cpu['max']:,.0f})")
+        print(f"    xsharp gpu             {gpu['median']:>12,.0f} samples/s   (runs {gpu['min']:,.0f} .. {gpu['max']:,.0f})")
+        print(f"    gpu / cpu              {ratio:>12.1f}x   (DLPF anchor: {anchor}x)\n")
+        report["cases"][case] = {"rows": rows, "epochs": epochs, "batch": batch, "cpu": cpu, "gpu": gpu, "gpu_over_cpu": ratio, "dlpf_anchor": anchor}
+    if opts.json:
+        opts.json.write_text(json.dumps(report, indent=2, default=float) + "\n")
+
+
 def prefetch_main(opts) -> None:
     """``--prefetch``: the MLP's training throughput with input overlap off and on."""
     from threadpoolctl import threadpool_limits
@@ -359,12 +394,15 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--prefetch", action="store_true", help="only the MLP with data.prefetch off and on (no peers needed)")
+    parser.add_argument("--no-peers", action="store_true", help="with --device gpu: xsharp on the GPU against xsharp on this machine's CPU cores only (no PyTorch needed)")
     opts = parser.parse_args()
     if opts.clock == "cpu":
         global clock
         clock = time.process_time
     if opts.prefetch:
         return prefetch_main(opts)
+    if opts.no_peers:
+        return gpu_main(opts)
     missing = [m for m in ("torch", "learnergy") if importlib.util.find_spec(m) is None]
     if missing:
         sys.exit(f"missing peers {missing}: .venv/bin/pip install --no-deps learnergy==2.0.2 (torch 2.13.0 CPU must be there already)")

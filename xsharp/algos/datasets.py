@@ -99,12 +99,16 @@ class Arrays:
 def _digits(**_: Any) -> Arrays:
     # scikit-learn's copy of the UCI digits, read straight from its file: importing
     # sklearn.datasets costs most of a second, which every trial runner and worker would pay.
+    # XSHARP_DIGITS_CSV names that file elsewhere: a machine without scikit-learn (the GPU check).
     import importlib.util
 
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("dataset 'digits' comes with scikit-learn, which is not installed: pip install scikit-learn")
-    table = np.loadtxt(Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz", delimiter=",")
+    path = os.environ.get("XSHARP_DIGITS_CSV")
+    if not path:
+        spec = importlib.util.find_spec("sklearn")
+        if spec is None or not spec.submodule_search_locations:
+            raise DataError("dataset 'digits' comes with scikit-learn, which is not installed: pip install scikit-learn")
+        path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    table = np.loadtxt(path, delimiter=",")
     x = (table[:, :-1].reshape(-1, 8, 8) / 16.0).astype(np.float32)  # 8x8 grey levels 0..16 -> [0, 1]
     return Arrays(x, table[:, -1].astype(np.int64), classes=[str(c) for c in range(10)])
 
@@ -251,7 +255,7 @@ def _idx(path: Path, labels: str | None = None, guard: FileGuard = ANYWHERE, **_
     return Arrays(*_idx_pair(path, guard.check(labels, "data.labels") if labels else None, guard))
 
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_DIR = Path(os.environ.get("XSHARP_FASHION_MNIST_DIR") or "/usr/share/datasets/fashion-mnist")  # another place: a machine without the package (the GPU check)
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
