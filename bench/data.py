@@ -364,7 +364,7 @@ def spec_of(model: list, data: dict, epochs: int = 1, batch: int = 128, lr: floa
 
 def train(spec_dict: dict, cat, steps: int | None = None, test: bool = False) -> dict:
     """load_data + train_worker in this process: samples/s of fit, seconds to load, test accuracy."""
-    from xsharp.algos.training import Stopped
+    from xsharp.algos.training import Stopped, TrainHooks
     from xsharp.cluster.runner import load_data
     from xsharp.parallel.execution import train_worker
     from xsharp.spec import parse_spec
@@ -381,7 +381,7 @@ def train(spec_dict: dict, cat, steps: int | None = None, test: bool = False) ->
 
     t = time.perf_counter()
     try:
-        model, history = train_worker(spec, data, should_stop=stop if steps else None)
+        model, history = train_worker(spec, data, hooks=TrainHooks(should_stop=stop if steps else None))
     except Stopped as e:
         model, history = None, e.state.history
     wall = time.perf_counter() - t

@@ -9,7 +9,7 @@ from tests.test_gradients import setup
 from tests.test_modules_gradients import check_backward
 from xsharp.algos import Model, datasets
 from xsharp.algos.modules import build
-from xsharp.algos.training import Stopped, fit, plan
+from xsharp.algos.training import Stopped, TrainHooks, fit, plan
 from xsharp.cluster.runner import check_against_data, load_data, run_job
 from xsharp.parallel.execution import build_model
 from xsharp.spec import SpecError, parse_spec
@@ -120,7 +120,7 @@ def test_the_solve_is_a_phase_of_fit_and_gives_the_ridge_readout_of_the_layers_i
     assert [p.steps_per_epoch for p in phases[:2]] == [4, 3]  # 432 training rows in 120s, then in 150s
 
     events = []
-    history = fit(model, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, report=events.append)
+    history = fit(model, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, hooks=TrainHooks(report=events.append))
     for layer, options in ((0, {"ridge": 1.0}), (1, {"ridge": 1.0})):
         module, params = model.modules[layer], {k: v.astype(np.float64) for k, v in model.params[layer].items()}
         inputs = model.transform(data.x_train, upto=layer).astype(np.float64).reshape(len(data.y_train), -1)
@@ -150,14 +150,14 @@ def test_a_run_stopped_inside_a_solve_resumes_bitwise(at):
         return count["n"] == at
 
     with pytest.raises(Stopped) as e:
-        fit(build_model(spec, data), data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, should_stop=should_stop)
+        fit(build_model(spec, data), data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, hooks=TrainHooks(should_stop=should_stop))
     state = e.value.state
     layer, size, rows = (0, 24 * 24 + 24 * 64 + 2, min(120 * at, 432)) if at <= 4 else (1, 48 * 48 + 48 * 10 + 2, min(150 * (at - 4), 432))
     assert (state.phase, state.velocity.shape) == (layer, (size,))  # the statistics so far are the phase's state
     assert state.velocity[-1] == rows  # rows summed in
     assert (state.epoch, state.step) == ((1, 0) if at in (4, 7) else (0, at if layer == 0 else at - 4))
     resumed = build_model(spec, data)
-    fit(resumed, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, resume=state)
+    fit(resumed, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, hooks=TrainHooks(resume=state))
     np.testing.assert_array_equal(resumed.get_flat(), full.get_flat())
 
 

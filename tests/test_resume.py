@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from xsharp.algos import datasets
-from xsharp.algos.training import Stopped, fit
+from xsharp.algos.training import Stopped, TrainHooks, fit
 from xsharp.parallel.execution import build_model
 from xsharp.spec import parse_spec
 
@@ -38,11 +38,11 @@ def test_stopped_and_resumed_runs_end_bitwise_equal(setup, stops):
             return counter["n"] == at
 
         with pytest.raises(Stopped) as e:
-            fit(model, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, should_stop=should_stop, resume=state)
+            fit(model, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, hooks=TrainHooks(should_stop=should_stop, resume=state))
         state = e.value.state
         assert state is not None and not np.array_equal(state.flat, expected)
     model = build_model(spec, data)
-    history = fit(model, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, resume=state)
+    history = fit(model, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, hooks=TrainHooks(resume=state))
     np.testing.assert_array_equal(model.get_flat(), expected)
     assert history.samples == full.samples
     assert [h["epoch"] for h in history.finetune] == list(range(1, 21))
@@ -54,11 +54,11 @@ def test_periodic_checkpoints_resume_too(setup):
     spec, data, expected, _ = setup
     states = []
     model = build_model(spec, data)
-    fit(model, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, on_checkpoint=states.append, checkpoint_every=0)
+    fit(model, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, hooks=TrainHooks(on_checkpoint=states.append, checkpoint_every=0))
     assert len(states) > 100  # one per step
     positions = [(s.phase, s.epoch, s.step) for s in states]
     assert positions == sorted(positions)
     middle = states[len(states) // 2]  # as if the worker died right after this checkpoint
     model = build_model(spec, data)
-    fit(model, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, resume=middle)
+    fit(model, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, hooks=TrainHooks(resume=middle))
     np.testing.assert_array_equal(model.get_flat(), expected)

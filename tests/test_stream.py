@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from xsharp.algos.training import Stopped, fit
+from xsharp.algos.training import Stopped, TrainHooks, fit
 from xsharp.cluster.runner import load_data, run_job
 from xsharp.data.catalog import Catalog
 from xsharp.data.importer import ImportOptions, import_dataset
@@ -137,11 +137,11 @@ def test_streamed_training_stopped_and_resumed_ends_bitwise_equal(digits_catalog
     for at in stops:
         counter = itertools.count(1)
         with pytest.raises(Stopped) as e:
-            fit(build_model(spec, data), data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, resume=state, should_stop=lambda: next(counter) == at)
+            fit(build_model(spec, data), data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, hooks=TrainHooks(resume=state, should_stop=lambda: next(counter) == at))
         state = e.value.state
         assert state.step > 0  # mid-epoch
     model = build_model(spec, data)
-    fit(model, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, resume=state)
+    fit(model, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, hooks=TrainHooks(resume=state))
     np.testing.assert_array_equal(model.get_flat(), expected)
 
 

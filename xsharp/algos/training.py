@@ -184,6 +184,22 @@ class TrainState:
         return {"phase": self.phase, "epoch": self.epoch, "step": self.step, "samples": self.history.samples}
 
 
+@dataclass(kw_only=True)
+class TrainHooks:
+    """What the loop is told from outside a run, and tells it: progress reports, a stop
+    request asked before every step, a state to resume from, and checkpoints (rank 0) at least
+    every ``checkpoint_every`` seconds. An execution mode's ``RunContext`` is one of these."""
+
+    report: Callable[[Progress], None] | None = None
+    should_stop: Callable[[], bool] | None = None  # yes -> Stopped(state) after that step
+    resume: TrainState | None = None  # go on from this step boundary
+    on_checkpoint: Callable[[TrainState], None] | None = None
+    checkpoint_every: float = 60.0  # seconds between checkpoints
+
+
+NO_HOOKS = TrainHooks()
+
+
 class Stopped(Exception):
     """Training stopped at a step boundary on request; ``state`` resumes it (None on other ranks)."""
 
@@ -621,18 +637,15 @@ def fit(
     train: PhaseSettings,
     seed: int = 0,
     collective: Collective | None = None,
-    report: Callable[[Progress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    resume: TrainState | None = None,
-    on_checkpoint: Callable[[TrainState], None] | None = None,
-    checkpoint_every: float = 60.0,
+    hooks: TrainHooks = NO_HOOKS,
     prefetch: int = PREFETCH_KB,
 ) -> History:
     """Pretrain every unsupervised module in order, then fine-tune the whole stack.
 
-    ``should_stop`` is asked before every step; when any worker says yes, all stop after that
-    same step and raise :class:`Stopped` carrying the state (on rank 0). ``on_checkpoint``
-    (rank 0) receives a state at least every ``checkpoint_every`` seconds. ``prefetch``: the
+    ``hooks.should_stop`` is asked before every step; when any worker says yes, all stop after
+    that same step and raise :class:`Stopped` carrying the state (on rank 0).
+    ``hooks.on_checkpoint`` (rank 0) receives a state at least every ``hooks.checkpoint_every``
+    seconds; ``hooks.resume`` goes on from a state. ``prefetch``: the
     rows of the next batch are gathered on a background thread while this one computes, for
     batches of at least this many KiB (0: never); the numbers are the same either way.
     """
@@ -640,7 +653,7 @@ def fit(
     stream = data.train.stream(train.batch_size, seed, coll.rank, coll.world) if getattr(data, "train", None) is not None else None
     engine = ModelEngine(model, data.x_train, data.y_train, collective, prefetch_bytes=prefetch_bytes(prefetch), stream=stream)
     phases = plan(model.modules, model.layout, pretrain, train, data.n_train)
-    history = run_phases(engine, data, phases, seed=seed, report=report, should_stop=should_stop, resume=resume, on_checkpoint=on_checkpoint, checkpoint_every=checkpoint_every)
+    history = run_phases(engine, data, phases, seed=seed, hooks=hooks)
     history.prefetched += engine.fetch.hits  # (a resumed history goes on counting)
     return history
 
@@ -667,7 +680,7 @@ def train(
 
         history = train(model, data, epochs=10, batch_size=32, learning_rate=0.1)
     """
-    return fit(model, data, pretrain=pretrain, train=TrainSpec(**settings), seed=seed, report=report, prefetch=prefetch)
+    return fit(model, data, pretrain=pretrain, train=TrainSpec(**settings), seed=seed, hooks=TrainHooks(report=report), prefetch=prefetch)
 
 
 def run_phases(
@@ -676,11 +689,7 @@ def run_phases(
     phases: list[Phase],
     *,
     seed: int = 0,
-    report: Callable[[Progress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    resume: TrainState | None = None,
-    on_checkpoint: Callable[[TrainState], None] | None = None,
-    checkpoint_every: float = 60.0,
+    hooks: TrainHooks = NO_HOOKS,
 ) -> History:
     """Run ``phases`` step by step through ``engine`` (see :func:`fit`).
 
@@ -688,6 +697,8 @@ def run_phases(
     checkpoint waits for the steps in flight, so a state is always at a step boundary, and no
     step of the next epoch starts before the epoch is scored."""
     n = int(data.n_train)
+    report, should_stop, resume = hooks.report, hooks.should_stop, hooks.resume
+    on_checkpoint, checkpoint_every = hooks.on_checkpoint, hooks.checkpoint_every
     try:
         if resume is not None:
             history = resume.history

@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 import ray
 
-from xsharp.algos.training import Stopped, TrainState
+from xsharp.algos.training import Stopped, TrainHooks, TrainState
 from xsharp.spec import JobSpec
 
 from .collective import CollectiveMember, RayCollective
@@ -43,16 +43,14 @@ class DataParallelWorker(CollectiveMember):
     def train(self, spec: JobSpec, data, resume: TrainState | None, checkpoint_every: float):
         rank0 = self.collective.rank == 0
         try:
-            model, history = train_worker(
-                spec,
-                data,
-                self.collective,
+            hooks = TrainHooks(
                 report=(lambda e: self._events.append(("progress", e))) if rank0 else None,
                 should_stop=self._stop.is_set,
                 resume=resume,
                 on_checkpoint=(lambda s: self._events.append(("checkpoint", s))) if rank0 else None,
                 checkpoint_every=checkpoint_every,
             )
+            model, history = train_worker(spec, data, self.collective, hooks)
         except Stopped as e:
             return ("stopped", e.state) if rank0 else None
         return ("done", model.get_flat(), history, model.device) if rank0 else None

@@ -15,20 +15,18 @@ import numpy as np
 
 from xsharp.algos import Model, fit
 from xsharp.algos.datasets import Dataset
-from xsharp.algos.training import Collective, Engine, History, Phase, Progress, TrainState, plan, run_phases
+from xsharp.algos.training import NO_HOOKS, Collective, Engine, History, Phase, TrainHooks, plan, run_phases
 from xsharp.backend import resolve
 from xsharp.spec import JobSpec
 
 
-@dataclass
-class RunContext:
+@dataclass(kw_only=True)
+class RunContext(TrainHooks):
+    """A run's data and its hooks (report, should_stop, resume, on_checkpoint, checkpoint_every:
+    see :class:`TrainHooks`), with what a mode needs to place its workers."""
+
     data: Dataset
-    report: Callable[[Progress], None] | None = None
     status: Callable[[str], None] | None = None  # one-line stage messages: "placing 2 workers"
-    should_stop: Callable[[], bool] | None = None  # asked every step; yes -> Stopped(state) at that step
-    resume: TrainState | None = None  # go on from this step boundary
-    on_checkpoint: Callable[[TrainState], None] | None = None
-    checkpoint_every: float = 60.0  # seconds between checkpoints
     placement_group: Any = None  # a reservation made by the scheduler; modes place workers in it
     on_workers: Callable[[list], None] | None = None  # sees every actor of the group once placed (fault-injection tests)
     memory_limit: int | None = None  # bytes of heap each worker process may take (a service job's cap)
@@ -66,11 +64,7 @@ def train_worker(
     spec: JobSpec,
     data: Dataset,
     collective: Collective | None = None,
-    report: Callable[[Progress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    resume: TrainState | None = None,
-    on_checkpoint: Callable[[TrainState], None] | None = None,
-    checkpoint_every: float = 60.0,
+    hooks: TrainHooks = NO_HOOKS,
 ) -> tuple[Model, History]:
     """What every worker of every mode does: build the model on its device and fit it
     (gathering batches ahead as ``data.prefetch`` says)."""
@@ -82,11 +76,7 @@ def train_worker(
         train=spec.train,
         seed=spec.seed,
         collective=collective,
-        report=report,
-        should_stop=should_stop,
-        resume=resume,
-        on_checkpoint=on_checkpoint,
-        checkpoint_every=checkpoint_every,
+        hooks=hooks,
         prefetch=spec.data.prefetch,
     )
     return model, history
@@ -103,10 +93,7 @@ def host_plan(spec: JobSpec, ctx: RunContext) -> tuple[Model, list[Phase]]:
 
 def drive(engine: Engine, spec: JobSpec, ctx: RunContext, phases: list[Phase]) -> History:
     """The one training loop, run here, each step handed to ``engine`` (remote workers)."""
-    return run_phases(
-        engine, ctx.data, phases, seed=spec.seed, report=ctx.report, should_stop=ctx.should_stop,
-        resume=ctx.resume, on_checkpoint=ctx.on_checkpoint, checkpoint_every=ctx.checkpoint_every,
-    )
+    return run_phases(engine, ctx.data, phases, seed=spec.seed, hooks=ctx)
 
 
 _MODES = {

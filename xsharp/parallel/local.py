@@ -12,13 +12,5 @@ class LocalMode:
     needs_ray = False
 
     def run(self, spec: JobSpec, ctx: RunContext) -> RunResult:
-        model, history = train_worker(
-            spec,
-            ctx.data,
-            report=ctx.report,
-            should_stop=ctx.should_stop,
-            resume=ctx.resume,
-            on_checkpoint=ctx.on_checkpoint,
-            checkpoint_every=ctx.checkpoint_every,
-        )
+        model, history = train_worker(spec, ctx.data, hooks=ctx)
         return RunResult(model.get_flat(), history, workers=1, device=model.device)
