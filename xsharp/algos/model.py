@@ -6,6 +6,7 @@ their own. The last module is the classifier head (softmax, log-probabilities ou
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from xsharp import backend
+from xsharp.files import write_atomic
 
 from .datasets import Dataset
+from .features import Pipeline
 from .flat import FlatLayout
 from .modules import Module, build, nll_loss, with_classes
 from .modules.base import flat_size
@@ -28,7 +31,7 @@ def count_parameters(layers: list[dict[str, dict]], in_shape: tuple[int, ...], n
     where the model could not be built (a window larger than its input, say)."""
     total, shape = 0, tuple(int(d) for d in in_shape)
     for item in layers:
-        (kind, options), = item.items()
+        ((kind, options),) = item.items()
         module = build(kind, with_classes(kind, options, n_classes))
         total += sum(flat_size(s) for s in module.param_shapes(shape).values())
         shape = module.output_shape(shape)
@@ -67,7 +70,7 @@ class Model:
         self.classes = list(classes) if classes is not None else [str(i) for i in range(n_classes)]
         self.modules: list[Module] = []
         for item in layers:
-            (kind, options), = item.items()
+            ((kind, options),) = item.items()
             self.modules.append(build(kind, with_classes(kind, options, self.n_classes)))
 
         host_rng = np.random.default_rng(backend.seed_of(seed, 0x1217))
@@ -87,7 +90,7 @@ class Model:
         self.grad = self.xp.zeros_like(self.flat)
 
     @classmethod
-    def for_data(cls, layers: list[dict[str, dict]], data: Dataset, *, seed: int = 0, device: str = "cpu", dtype: Any = backend.DTYPE) -> "Model":
+    def for_data(cls, layers: list[dict[str, dict]], data: Dataset, *, seed: int = 0, device: str = "cpu", dtype: Any = backend.DTYPE) -> Model:
         """A model of ``layers`` that reads ``data``'s rows and names its classes:
         ``Model.for_data([{"dense": {"units": 64}}, {"softmax": {}}], datasets.load("digits"))``."""
         return cls(layers, data=data, seed=seed, device=device, dtype=dtype)
@@ -189,14 +192,13 @@ class Model:
             if getattr(self.pipeline, "raw_shape", None) is not None:
                 meta["raw_shape"] = list(self.pipeline.raw_shape)
             state = self.pipeline.arrays("features")
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, params=self.get_flat(), meta=np.array(json.dumps(meta)), **state)
-        tmp.replace(path)  # atomic: a crash never leaves a half-written model
+        buf = io.BytesIO()
+        np.savez(buf, params=self.get_flat(), meta=np.array(json.dumps(meta)), **state)
+        write_atomic(path, buf.getvalue())  # a crash never leaves a half-written model
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "Model":
+    def load(cls, path: str | Path, device: str = "cpu") -> Model:
         with np.load(Path(path), allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             params = data["params"]
@@ -207,8 +209,6 @@ class Model:
         model.set_flat(params)
         model.spec = meta.get("spec")
         if meta.get("features"):  # files from before preprocessing was saved have none
-            from .features import Pipeline
-
             model.pipeline = Pipeline.restore(meta["features"], state, "features")
             model.pipeline.raw_shape = tuple(meta["raw_shape"]) if meta.get("raw_shape") else None
         return model

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
 
 import yaml
+
+from xsharp.files import write_atomic
 
 from .exporter import DEFAULT_PORT
 
@@ -271,9 +273,7 @@ def write_config(out: str | Path, cfg: ApplianceConfig) -> list[Path]:
         files[dash_dir / name] = package_file(f"dashboards/{name}")
     for path, content in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(content)
-        tmp.replace(path)  # a Prometheus watching the folder never reads half a file
+        write_atomic(path, content)  # a Prometheus watching the folder never reads half a file
     return list(files)
 
 

@@ -17,6 +17,7 @@ them) are deleted, so a job pinned to ``owner/name@N`` never reads other data un
 from __future__ import annotations
 
 import contextlib
+import difflib
 import getpass
 import os
 import re
@@ -27,8 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xsharp.fileguard import DataError
+from xsharp.files import write_atomic
 
 from .manifest import MANIFEST, NAME, Manifest
+from .named import NAMED
 
 try:
     import fcntl
@@ -63,7 +66,7 @@ class DatasetRef:
     version: int | None = None
 
     @classmethod
-    def parse(cls, text: str, field: str = "data.dataset") -> "DatasetRef":
+    def parse(cls, text: str, field: str = "data.dataset") -> DatasetRef:
         m = _REF.fullmatch(text) if isinstance(text, str) else None
         if m is None or m["name"] in (".", ".."):
             raise DataError(f"{field}: not a dataset name (NAME, NAME@VERSION or OWNER/NAME[@VERSION]; a name is letters, digits, '.', '_' or '-', at most 64)")
@@ -82,7 +85,7 @@ class Catalog:
         self.root = Path(root)
 
     @classmethod
-    def local(cls) -> "Catalog":
+    def local(cls) -> Catalog:
         return cls(local_root())
 
     def folder(self, owner: str, name: str, version: int) -> Path:
@@ -106,10 +109,6 @@ class Catalog:
         if not versions and ref.version is not None and ref.version <= self._last_version(self.root / owner / ref.name):
             raise DataError(f"data.dataset: {owner}/{ref.name} has no version {ref.version}: it was deleted")
         if not versions:
-            import difflib
-
-            from xsharp.algos.datasets import NAMED
-
             near = difflib.get_close_matches(ref.name, list(NAMED), n=1) if ref.owner is None else []
             hint = f"; did you mean the bundled {near[0]!r}?" if near else " (xsharp data list shows the datasets)"
             raise DataError(f"data.dataset: no dataset {DatasetRef(ref.name, ref.owner)}{hint}")
@@ -169,13 +168,7 @@ class Catalog:
         """Raise the high-water mark to ``version`` (never lower it), atomically."""
         if Catalog._last_version(base) >= version:
             return
-        tmp = base / f"{LAST_VERSION}.tmp-{uuid.uuid4().hex[:12]}"
-        try:
-            tmp.write_text(f"{version}\n")
-            os.replace(tmp, base / LAST_VERSION)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic(base / LAST_VERSION, f"{version}\n")
 
     @staticmethod
     @contextlib.contextmanager

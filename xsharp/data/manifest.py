@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from xsharp.fileguard import DataError
+from xsharp.files import write_atomic
 
 SPLITS = ("train", "val", "test")
 KINDS = ("images", "audio", "table", "text", "arrays")
@@ -33,7 +32,7 @@ def _count(v) -> bool:
     return type(v) is int and v >= 0
 
 
-def _problem(m: "Manifest") -> str | None:
+def _problem(m: Manifest) -> str | None:
     """What makes a parsed manifest unusable (its fields come from a file: never trust their types)."""
     for key in ("name", "owner"):
         v = getattr(m, key)
@@ -129,7 +128,7 @@ class Manifest:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, where: str = "manifest") -> "Manifest":
+    def from_json(cls, text: str, where: str = "manifest") -> Manifest:
         try:
             raw = json.loads(text)
             if not isinstance(raw, dict) or not isinstance(raw.get("shards"), list):
@@ -147,7 +146,7 @@ class Manifest:
         return m
 
     @classmethod
-    def read(cls, folder: Path) -> "Manifest":
+    def read(cls, folder: Path) -> Manifest:
         path = Path(folder) / MANIFEST
         try:
             text = path.read_text()
@@ -157,10 +156,4 @@ class Manifest:
 
     def write(self, folder: Path) -> None:
         """Atomically: a temp file of its own (writers racing on one version never share one), then a rename."""
-        tmp = Path(folder) / f"{MANIFEST}.tmp-{uuid.uuid4().hex[:12]}"
-        try:
-            tmp.write_text(self.to_json())
-            os.replace(tmp, Path(folder) / MANIFEST)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic(Path(folder) / MANIFEST, self.to_json())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from xsharp.fileguard import DataError
+from xsharp.files import write_atomic
 
 from .manifest import ShardInfo
 
@@ -95,12 +95,7 @@ def write_shard(folder: Path, split: str, index: int, x: np.ndarray, y: np.ndarr
     name = f"shards/{split}-{index:05d}.npz"
     path = Path(folder) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    write_atomic(path, data)
     return ShardInfo(split, name, int(len(y)), len(data), hashlib.sha256(data).hexdigest())
 
 

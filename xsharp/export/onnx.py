@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 
 from xsharp import __version__
+from xsharp.algos import Model
+from xsharp.data.rows import load_rows
+from xsharp.files import write_atomic
 
 from .features import export_steps
 from .graph import OPSET, ExportError, Graph
@@ -36,8 +39,6 @@ class Verification:
 def raw_rows(model: Any, split: str = "test") -> np.ndarray:
     """The raw rows (before feature steps) of a split of the data the model was trained on,
     read from its saved spec as ``xsharp predict`` reads them."""
-    from xsharp.data.rows import load_rows
-
     d = (model.spec or {}).get("data") or {}
     source = d.get("dataset") or d.get("path")
     if not source:
@@ -103,9 +104,7 @@ def export_model(model: Any, raw_shape: tuple[int, ...] | None = None) -> Any:
     return proto
 
 
-def load_model(run_dir: str | Path) -> Any:
-    from xsharp.algos import Model
-
+def load_model(run_dir: str | Path) -> Model:
     run_dir = Path(run_dir)
     path = run_dir / "model.npz" if run_dir.is_dir() else run_dir
     if not path.exists():
@@ -115,13 +114,10 @@ def load_model(run_dir: str | Path) -> Any:
 
 def export_run(run_dir: str | Path, out_path: str | Path) -> Path:
     """The model of a run folder (written by ``xsharp run --out``) to ``out_path`` as ONNX."""
-    import onnx
 
     proto = export_model(load_model(run_dir))
     out_path = Path(out_path)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    onnx.save(proto, str(tmp))
-    tmp.replace(out_path)
+    write_atomic(out_path, proto.SerializeToString())
     return out_path
 
 
