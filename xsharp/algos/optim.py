@@ -4,20 +4,26 @@ module views into the buffer stay valid.
 
 An optimiser's state is one flat array (so checkpoints and resumes carry it as they carry the
 parameters): SGD's is the velocity; with a learning-rate schedule one more entry counts the
-steps; Adam's is ``[m, v, t]``. Schedules map the step count (an int, or a 0-d array on the
+steps; Adam's is ``[m, v, t]``. Each optimiser declares that layout (``state_layout``), which
+is how the parallel modes cut the state into the parts of their parameter shards and join it
+back. Schedules map the step count (an int, or a 0-d array on the
 parameters' device, so no step waits on a device-to-host copy) to a learning rate.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from itertools import accumulate
+from typing import Any
+
+import numpy as np
 
 from xsharp.backend import xp_of
 
 Schedule = Callable[[Any], Any]  # step (0-based) -> learning rate
-LearningRate = Union[float, Schedule]
+LearningRate = float | Schedule
 
 
 # --------------------------------------------------------------------------- schedules
@@ -38,7 +44,7 @@ def exponential_decay(learning_rate: float, every: float, gamma: float) -> Sched
 def cosine_decay(learning_rate: float, total: float, final: float = 0.0) -> Schedule:
     """Half a cosine from ``lr`` at step 0 to ``final * lr`` at step ``total`` (flat after)."""
 
-    def schedule(t):
+    def schedule(t: Any) -> Any:
         xp = xp_of(t)
         progress = xp.minimum(t, total) / max(total, 1)
         return learning_rate * (final + (1.0 - final) * 0.5 * (1.0 + xp.cos(math.pi * progress)))
@@ -58,7 +64,7 @@ def from_settings(learning_rate: float, schedule: Any, steps_per_epoch: int, epo
     warm = getattr(schedule, "warmup_epochs", 0.0) if schedule is not None else 0.0
     if kind == "constant" and not warm:
         return learning_rate
-    every = max(schedule.every_epochs * steps_per_epoch, 1e-9) if kind in ("step", "exponential") else None
+    every = max(schedule.every_epochs * steps_per_epoch, 1e-9) if kind in ("step", "exponential") else 0.0  # read by those two only
     sched = {
         "constant": lambda: constant(learning_rate),
         "step": lambda: step_decay(learning_rate, every, schedule.gamma),
@@ -66,6 +72,31 @@ def from_settings(learning_rate: float, schedule: Any, steps_per_epoch: int, epo
         "cosine": lambda: cosine_decay(learning_rate, epochs * steps_per_epoch, schedule.final),
     }[kind]()
     return warmup(sched, warm * steps_per_epoch) if warm else sched
+
+
+# --------------------------------------------------------------------------- state layout
+@dataclass(frozen=True)
+class StateLayout:
+    """How an optimiser's flat state over n parameters is laid out: ``per_parameter`` blocks of
+    n entries (one per parameter), then ``scalars`` entries shared by every parameter."""
+
+    per_parameter: int
+    scalars: int
+
+    def size(self, n: int) -> int:
+        return self.per_parameter * n + self.scalars
+
+    def split(self, state: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+        """Cut ``state`` into the states of consecutive parameter slices of ``sizes`` (each
+        with its own copy of the shared scalars)."""
+        k, n, bounds = self.per_parameter, sum(sizes), [0, *accumulate(sizes)]
+        shared = state[k * n :]
+        return [np.concatenate([state[b * n + lo : b * n + hi] for b in range(k)] + [shared]) for lo, hi in zip(bounds, bounds[1:])]
+
+    def join(self, parts: list[np.ndarray], sizes: list[int]) -> np.ndarray:
+        """The inverse of :meth:`split` (the shared scalars are the first part's)."""
+        k = self.per_parameter
+        return np.concatenate([p[b * m : (b + 1) * m] for b in range(k) for p, m in zip(parts, sizes)] + [parts[0][k * sizes[0] :]])
 
 
 # --------------------------------------------------------------------------- optimisers
@@ -85,11 +116,13 @@ class SGD:
     # lr * grads goes here rather than into a new parameter-sized array every step
     _scratch: Any = field(default=None, init=False, repr=False, compare=False)
 
+    @property
+    def state_layout(self) -> StateLayout:
+        """The velocity; with a schedule, then the step count."""
+        return StateLayout(1, 1 if callable(self.learning_rate) else 0)
+
     def init(self, params: Any) -> Any:
-        xp = xp_of(params)
-        if callable(self.learning_rate):
-            return xp.zeros(params.shape[0] + 1, dtype=params.dtype)
-        return xp.zeros_like(params)
+        return xp_of(params).zeros(self.state_layout.size(params.shape[0]), dtype=params.dtype)
 
     def update(self, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
         xp = xp_of(grads)
@@ -130,8 +163,10 @@ class Adam:
     weight_decay: float = 0.0
     mask: Any = None
 
+    state_layout = StateLayout(2, 1)  # m, v, then the step count t
+
     def init(self, params: Any) -> Any:
-        return xp_of(params).zeros(2 * params.shape[0] + 1, dtype=params.dtype)
+        return xp_of(params).zeros(self.state_layout.size(params.shape[0]), dtype=params.dtype)
 
     def update(self, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
         xp = xp_of(grads)

@@ -1,6 +1,7 @@
-"""Collectives over one flat float32 buffer: ``allreduce(buf)`` (sum) and ``broadcast(buf, root)``.
+"""Collectives over one flat float32 buffer: ``allreduce(buf)`` (sum) and ``broadcast(buf, root)``,
+and on the ring ``overlapped()``, the gradient buckets of ``.buckets`` (training's ``Collective``).
 
-:class:`RayCollective` has two transports, chosen on the first call:
+:class:`RayCollective` has three transports, chosen on the first call:
 
 - **ring** (any placement): data moves between worker actors through Ray's object store with a
   ring, reduce-scatter then all-gather, so each worker sends and receives 2 (N-1)/N of the
@@ -34,6 +35,8 @@ from typing import Any
 import numpy as np
 
 from xsharp import backend
+
+from .buckets import BUCKET_BYTES, BucketedAllreduce
 
 
 class CollectiveError(RuntimeError):
@@ -157,8 +160,14 @@ class SharedSegments:
 
 class RayCollective:
     def __init__(
-        self, rank: int, peers: list[Any], mailbox: Mailbox, timeout: float = 300.0, transport: str | None = None,
-        overlap: bool = False, bucket_bytes: int = 1 << 20,
+        self,
+        rank: int,
+        peers: list[Any],
+        mailbox: Mailbox,
+        timeout: float = 300.0,
+        transport: str | None = None,
+        overlap: bool = False,
+        bucket_bytes: int = BUCKET_BYTES,
     ):
         self.rank = rank
         self.world = len(peers)
@@ -174,26 +183,21 @@ class RayCollective:
         self.transport: str | None = None  # decided on the first call, together with every peer
         self._shm: SharedSegments | None = None
         self._nccl: Any = None
-        self._comm: Any = None  # the thread of allreduce_async, made on first use
+        self._buckets: BucketedAllreduce | None = None  # made on first use
 
-    @property
-    def overlaps(self) -> bool:
-        """Whether to send finished layers during the backward pass: asked for (``overlap``)
-        and on the ring, where an allreduce waits on Ray messages. Shared memory is a memcpy on
-        the core that computes, so there it would only add a thread hand-off. Measured on one
-        2-core node the ring gained nothing either (0.69-1.03x: its serialisation and copies
-        compete with the compute), hence off by default; it is for nodes whose network, not
-        CPU, is the bottleneck. ``XSHARP_OVERLAP=0`` turns it off whatever the spec says."""
-        return self.transport == "ring" and self.overlap and os.environ.get("XSHARP_OVERLAP", "1") != "0"
-
-    def allreduce_async(self, buf: Any) -> Any:
-        """``allreduce(buf)`` on this collective's communication thread; returns a Future. Calls
-        run in the order made, the same on every worker; make no other call until they are done."""
-        if self._comm is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._comm = ThreadPoolExecutor(1, thread_name_prefix="xsharp-allreduce")
-        return self._comm.submit(self.allreduce, buf)
+    def overlapped(self) -> BucketedAllreduce | None:
+        """The reducer that sends finished layers during the backward pass, where asked for
+        (``overlap``) and on the ring, where an allreduce waits on Ray messages; else None.
+        Shared memory is a memcpy on the core that computes, so there it would only add a thread
+        hand-off, and NCCL sums on the GPU. Measured on one 2-core node the ring gained nothing
+        either (0.69-1.03x: its serialisation and copies compete with the compute), hence off by
+        default; it is for nodes whose network, not CPU, is the bottleneck. ``XSHARP_OVERLAP=0``
+        turns it off whatever the spec says. The transport is known after the first call."""
+        if not (self.transport == "ring" and self.overlap and os.environ.get("XSHARP_OVERLAP", "1") != "0"):
+            return None
+        if self._buckets is None:
+            self._buckets = BucketedAllreduce(self.allreduce, self.bucket_bytes)
+        return self._buckets
 
     def _exchange(self, tag: tuple, value: Any) -> dict[int, Any]:
         """Every worker's ``value`` for ``tag``, by rank: returns once every peer has sent its own."""

@@ -1,5 +1,6 @@
 """Synchronous data parallel: N gang-placed worker actors, each on its share of every global
-batch, gradients averaged every step by a ring allreduce over Ray's object store.
+batch, gradients averaged every step by an allreduce (:mod:`.collective`: a ring through Ray,
+shared memory on one node, or NCCL between GPUs, as ``parallel.collective`` says).
 
 For the same seed and global batch it computes what local mode computes (see algos.training).
 A stop request goes to rank 0; the stop flag rides in the allreduce, so every worker stops
@@ -40,7 +41,8 @@ class DataParallelWorker(CollectiveMember):
     def request_stop(self) -> None:
         self._stop.set()
 
-    def train(self, spec: JobSpec, data, resume: TrainState | None, checkpoint_every: float):
+    def train(self, spec: JobSpec, data, resume: TrainState | None, checkpoint_every: float) -> RunResult | TrainState | None:
+        """Rank 0: the trained parameters, or the state to resume from after a stop; the other ranks: None."""
         rank0 = self.collective.rank == 0
         try:
             hooks = TrainHooks(
@@ -52,8 +54,8 @@ class DataParallelWorker(CollectiveMember):
             )
             model, history = train_worker(spec, data, self.collective, hooks)
         except Stopped as e:
-            return ("stopped", e.state) if rank0 else None
-        return ("done", model.get_flat(), history, model.device) if rank0 else None
+            return e.state if rank0 else None
+        return RunResult(model.get_flat(), history, workers=self.collective.world, device=model.device) if rank0 else None
 
 
 class DataParallelMode:
@@ -63,7 +65,9 @@ class DataParallelMode:
     def run(self, spec: JobSpec, ctx: RunContext) -> RunResult:
         res = spec.resources
         ctx.say(f"placing {res.workers} workers")
-        group = WorkerGroup(DataParallelWorker, res.workers, res.cpus_per_worker, res.gpus_per_worker, placement_group=ctx.placement_group, memory_limit=ctx.memory_limit)
+        group = WorkerGroup(
+            DataParallelWorker, res.workers, res.cpus_per_worker, res.gpus_per_worker, placement_group=ctx.placement_group, memory_limit=ctx.memory_limit
+        )
         with group:
             actors = group.actors
             par = spec.parallel
@@ -87,10 +91,9 @@ class DataParallelMode:
             self._forward(actors[0], ctx, wait=True)  # a poll still out from the loop, if any ...
             self._forward(actors[0], ctx, wait=True)  # ... then one made after every worker returned
             outcome = ray.get(refs[0])
-        if outcome[0] == "stopped":
-            raise Stopped(outcome[1])
-        _, flat, history, device = outcome
-        return RunResult(np.asarray(flat), history, workers=res.workers, device=device)
+        if isinstance(outcome, TrainState):
+            raise Stopped(outcome)
+        return RunResult(np.asarray(outcome.flat), outcome.history, workers=res.workers, device=outcome.device)
 
     _events: EventPoll | None = None
 
@@ -104,4 +107,3 @@ class DataParallelMode:
                 ctx.report(item)
             elif kind == "checkpoint" and ctx.on_checkpoint is not None:
                 ctx.on_checkpoint(item)
-

@@ -1,15 +1,17 @@
 """The ExecutionMode interface: ``run(spec, ctx) -> RunResult``.
 
-``ctx`` carries what a mode needs from outside: the data, the progress reporter, a stop
-request, and (for later modes) the checkpoint location and resume state. Modes differ in how
-workers are laid out, never in model code: every worker trains through :func:`train_worker`.
+``ctx`` carries what a mode needs from outside: the data, the training hooks (progress
+reports, a stop request, the state to resume from, checkpoints) and where to place workers.
+Modes differ in how workers are laid out, never in model code: every worker trains through
+:func:`train_worker`, or the driver runs the one loop over remote engines (:func:`drive`).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -119,6 +121,7 @@ def get_mode(name: str) -> ExecutionMode:
         return getattr(importlib.import_module(module), cls)()
     except ImportError as e:
         if e.name == "ray" or (e.name or "").startswith("ray.") or "ray" in str(e).lower():
-            raise ModeUnavailable(f"mode {name} runs on Ray, which cannot be imported here ({e}): install it "
-                                  f"(pip install 'ray==2.60.0'), or run with --mode local") from None
+            raise ModeUnavailable(
+                f"mode {name} runs on Ray, which cannot be imported here ({e}): install it (pip install 'ray==2.60.0'), or run with --mode local"
+            ) from None
         raise

@@ -9,7 +9,8 @@ waits and says which one died.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
@@ -60,7 +61,7 @@ class WorkerGroup:
         self.actors: list[Any] = []
         self.helpers: list[Any] = []
 
-    def __enter__(self) -> "WorkerGroup":
+    def __enter__(self) -> WorkerGroup:
         if self.pg is None:
             self._reserve()
         self.actors = [
@@ -87,10 +88,7 @@ class WorkerGroup:
         if not ready:
             free = ray.available_resources()
             self.close()
-            raise PlacementError(
-                f"{need} did not fit within {self.timeout:.0f} s: "
-                f"{_describe(free.get('CPU', 0.0), free.get('GPU', 0.0))} free now"
-            )
+            raise PlacementError(f"{need} did not fit within {self.timeout:.0f} s: {_describe(free.get('CPU', 0.0), free.get('GPU', 0.0))} free now")
 
     def spawn(self, actor_cls: Any, args: list[tuple], **options: Any) -> list[Any]:
         """One helper actor per ``args`` tuple, using no CPU, spread over the workers' bundles;

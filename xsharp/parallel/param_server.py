@@ -45,7 +45,7 @@ import ray
 from xsharp import backend
 from xsharp.algos import Model
 from xsharp.algos.optim import apply_updates
-from xsharp.algos.training import ModelEngine, Phase, Step, join_state, prefetch_bytes, split_state, state_blocks
+from xsharp.algos.training import ModelEngine, Phase, Step, prefetch_bytes
 from xsharp.spec import JobSpec
 
 from .execution import RunContext, RunResult, build_model, drive, host_plan
@@ -125,7 +125,7 @@ class ParamShard:
         async with changed:
             try:
                 await asyncio.wait_for(changed.wait_for(ready), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise TimeoutError(f"server [{self.lo}, {self.hi}): updates stopped at step {self.mark} for {timeout:.0f} s") from None
 
     async def _moved(self) -> None:
@@ -185,8 +185,13 @@ class ParamServerWorker:
 
     def setup(self, spec: JobSpec, data, rank: int, world: int, shards: list, bounds: list[int], starts: list[int], staleness: int | None) -> str:
         self.model = build_model(spec, data, backend.resolve(spec.resources.device))
-        self.engine = ModelEngine(self.model, data.x_train, data.y_train, stride=world,  # gathers step g + W's rows while g computes
-                                  prefetch_bytes=prefetch_bytes(spec.data.prefetch))
+        self.engine = ModelEngine(
+            self.model,
+            data.x_train,
+            data.y_train,
+            stride=world,  # gathers step g + W's rows while g computes
+            prefetch_bytes=prefetch_bytes(spec.data.prefetch),
+        )
         self.world, self.shards, self.bounds, self.starts, self.staleness = world, shards, bounds, starts, staleness
         mask = non_trainable_mask(self.model)
         self.frozen = None if mask is None else np.flatnonzero(mask)
@@ -260,7 +265,7 @@ class ParamServerEngine:
 
     def begin_phase(self, index: int, phase: Phase, state: np.ndarray | None) -> None:
         self.phase, self._begin = phase, (index, state)  # told to the servers with the first step's number
-        self.blocks = state_blocks(phase.optimizer(None))
+        self.state_layout = phase.optimizer(None).state_layout
 
     def _crossed(self) -> list[tuple[int, int, int]]:
         return pieces(self.bounds, self.phase.sl.start, self.phase.sl.stop)
@@ -272,7 +277,7 @@ class ParamServerEngine:
             parts = dict.fromkeys(range(len(self.shards)))
             if state is not None:  # a resume: each shard its part of the optimiser state
                 crossed = self._crossed()
-                parts |= dict(zip([j for j, _, _ in crossed], split_state(state, [hi - lo for _, lo, hi in crossed], self.blocks)))
+                parts |= dict(zip([j for j, _, _ in crossed], self.state_layout.split(state, [hi - lo for _, lo, hi in crossed])))
             wait([s.begin.remote(index, g, parts[j], self.resumed) for j, s in enumerate(self.shards)], "parameter server", self._watch)
             self._begin, self.resumed = None, False
         ref = self.workers[g % len(self.workers)].step.remote(step, g)
@@ -289,7 +294,7 @@ class ParamServerEngine:
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
         parts = wait([s.snapshot.remote(self.next_g) for s in self.shards], "parameter server", self._watch)
         crossed = self._crossed()
-        state = join_state([parts[j][1] for j, _, _ in crossed], [hi - lo for _, lo, hi in crossed], self.blocks)
+        state = self.state_layout.join([parts[j][1] for j, _, _ in crossed], [hi - lo for _, lo, hi in crossed])
         return np.concatenate([f for f, _ in parts]), state
 
     def validate(self, x: np.ndarray, y: np.ndarray) -> float | None:
@@ -315,7 +320,15 @@ class ParamServerMode:
         bounds = shard_bounds(host.layout.size, servers)
         decay, frozen, flat = host.layout.decay_mask(np, np.float32), non_trainable_mask(host), host.get_flat()
         ctx.say(f"placing {res.workers} workers and {servers} parameter servers")
-        group = WorkerGroup(ParamServerWorker, res.workers, res.cpus_per_worker, res.gpus_per_worker, concurrency=1, placement_group=ctx.placement_group, memory_limit=ctx.memory_limit)
+        group = WorkerGroup(
+            ParamServerWorker,
+            res.workers,
+            res.cpus_per_worker,
+            res.gpus_per_worker,
+            concurrency=1,
+            placement_group=ctx.placement_group,
+            memory_limit=ctx.memory_limit,
+        )
         with group:
             args = []
             for j in range(servers):

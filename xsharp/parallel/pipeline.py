@@ -11,7 +11,7 @@ Activations, their gradients and the step's random generator pass between stages
 
 Hybrid runs G such pipelines side by side (Tencent's worker groups): group g takes its share
 of every batch, and after the backward pass each stage sums its gradient with the same stage of
-the other groups (a ring allreduce among those G actors), so all groups apply the same update.
+the other groups (an allreduce among those G actors), so all groups apply the same update.
 
 The driver runs the one training loop (``algos.training.run_phases``) and drives a step by
 calling every stage; the loss comes back from the last stage. Greedy pretraining of a layer runs
@@ -33,7 +33,7 @@ import ray
 from xsharp import backend
 from xsharp.algos import Model
 from xsharp.algos.modules import nll_loss
-from xsharp.algos.training import ModelEngine, Phase, Step, join_state, shard, split_state, state_blocks
+from xsharp.algos.training import ModelEngine, Phase, Step, shard
 from xsharp.spec import JobSpec
 
 from .collective import CollectiveMember, RayCollective
@@ -84,10 +84,10 @@ class StageEngine(ModelEngine):
     def take(self, key: tuple) -> Any:
         return self.mailbox.take(key, self.coll.timeout)
 
-    def begin_phase(self, index: int, phase: Phase, velocity: np.ndarray | None) -> None:
+    def begin_phase(self, index: int, phase: Phase, optimizer_state: np.ndarray | None) -> None:
         pretraining = phase.layer is not None
         self.x = self.inputs if pretraining else (backend.to_device(self.data.x_train, self.model.device) if self.first else None)
-        super().begin_phase(index, phase, velocity)
+        super().begin_phase(index, phase, optimizer_state)
         if not pretraining:  # what this stage reads of a batch: inputs (first), labels (last)
             self.fetch.source(*[a for a in (self.x, self.y) if a is not None])
 
@@ -152,8 +152,22 @@ class StageEngine(ModelEngine):
 class PipelineStage(CollectiveMember):
     """Modules [first, first + len(layers)) of the model, for one group."""
 
-    def setup(self, spec: JobSpec, data, layers: list, in_shape: tuple, flat: np.ndarray, first: int,
-              group: int, stage: int, stages: int, prev: Any, next: Any, peers: list, micro_batches: int) -> dict:
+    def setup(
+        self,
+        spec: JobSpec,
+        data,
+        layers: list,
+        in_shape: tuple,
+        flat: np.ndarray,
+        first: int,
+        group: int,
+        stage: int,
+        stages: int,
+        prev: Any,
+        next: Any,
+        peers: list,
+        micro_batches: int,
+    ) -> dict:
         device = backend.resolve(spec.resources.device)
         self.model = Model(layers, in_shape, data.n_classes, seed=spec.seed, device=device, classes=data.classes)
         self.model.set_flat(flat)
@@ -172,13 +186,13 @@ class PipelineStage(CollectiveMember):
     def relay(self, token: tuple, rows: str, upto: int | None) -> float | None:
         return self.engine.relay(token, rows, None if upto is None else upto - self.first)
 
-    def begin_phase(self, index: int, phase: Phase, velocity: np.ndarray | None) -> None:
+    def begin_phase(self, index: int, phase: Phase, optimizer_state: np.ndarray | None) -> None:
         if phase.layer is not None:  # this stage's module, in its own numbering
             layer = phase.layer - self.first
             phase = phase.restrict(layer, self.model.layout.module_slices[layer])
         else:
             phase = phase.restrict(None, slice(0, self.model.layout.size))
-        self.engine.begin_phase(index, phase, velocity)
+        self.engine.begin_phase(index, phase, optimizer_state)
 
     def step(self, step: Step) -> tuple[float, bool]:
         return self.engine.submit(step)
@@ -205,16 +219,16 @@ class PipelineEngine:
     def start(self, flat: np.ndarray | None) -> None:
         pass  # the stages were built from the parameters to start from
 
-    def begin_phase(self, index: int, phase: Phase, velocity: np.ndarray | None) -> None:
-        self.blocks = state_blocks(phase.optimizer(None))
+    def begin_phase(self, index: int, phase: Phase, optimizer_state: np.ndarray | None) -> None:
+        self.state_layout = phase.optimizer(None).state_layout
         if phase.layer is None:
             self.engaged = list(range(self.stages))
             parts = dict.fromkeys(self.engaged)
-            if velocity is not None:  # a resume: each stage its part of the optimiser state
-                parts = dict(enumerate(split_state(velocity, self._sizes(), self.blocks)))
+            if optimizer_state is not None:  # a resume: each stage its part of the optimiser state
+                parts = dict(enumerate(self.state_layout.split(optimizer_state, self._sizes())))
         else:
             owner = next(s for s in range(self.stages) if self.mb[s] <= phase.layer < self.mb[s + 1])
-            self.engaged, parts = [owner], {owner: velocity}
+            self.engaged, parts = [owner], {owner: optimizer_state}
             self._wait([group[s].relay.remote(("inputs", index), "train", phase.layer) for group in self.grid for s in range(owner + 1)])
         self._wait([group[s].begin_phase.remote(index, phase, parts[s]) for group, s in product(self.grid, self.engaged)])
 
@@ -237,7 +251,7 @@ class PipelineEngine:
         flat = np.concatenate([f for f, _ in parts])
         if len(self.engaged) == 1:
             return flat, parts[self.engaged[0]][1]
-        return flat, join_state([state for _, state in parts], self._sizes(), self.blocks)
+        return flat, self.state_layout.join([state for _, state in parts], self._sizes())
 
     def _sizes(self) -> list[int]:
         return [hi - lo for lo, hi in zip(self.fb, self.fb[1:])]
@@ -260,17 +274,31 @@ class PipelineMode:
         fb = [slices[i].start if i < len(slices) else host.layout.size for i in mb]
         shapes, layers, flat = host.shapes(), host.layers, host.get_flat()
         ctx.say(f"placing {groups} x {stages} pipeline stages" if groups > 1 else f"placing {stages} pipeline stages")
-        with WorkerGroup(PipelineStage, groups * stages, res.cpus_per_worker, res.gpus_per_worker, placement_group=ctx.placement_group, memory_limit=ctx.memory_limit) as group:
+        with WorkerGroup(
+            PipelineStage, groups * stages, res.cpus_per_worker, res.gpus_per_worker, placement_group=ctx.placement_group, memory_limit=ctx.memory_limit
+        ) as group:
             grid = [group.actors[g * stages : (g + 1) * stages] for g in range(groups)]
             data_ref = ray.put(data)
             setups = []
             for g, s in product(range(groups), range(stages)):
                 row = grid[g]
-                setups.append(row[s].setup.remote(
-                    spec, data_ref, layers[mb[s] : mb[s + 1]], shapes[mb[s]], flat[fb[s] : fb[s + 1]], mb[s],
-                    g, s, stages, row[s - 1] if s > 0 else None, row[s + 1] if s + 1 < stages else None,
-                    [grid[h][s] for h in range(groups)], micro,
-                ))
+                setups.append(
+                    row[s].setup.remote(
+                        spec,
+                        data_ref,
+                        layers[mb[s] : mb[s + 1]],
+                        shapes[mb[s]],
+                        flat[fb[s] : fb[s + 1]],
+                        mb[s],
+                        g,
+                        s,
+                        stages,
+                        row[s - 1] if s > 0 else None,
+                        row[s + 1] if s + 1 < stages else None,
+                        [grid[h][s] for h in range(groups)],
+                        micro,
+                    )
+                )
             infos = wait(setups, "pipeline setup")
             ctx.placed(group.actors)
             ctx.say(f"training: modules per stage {counts}, {micro} micro-batches" + (f", {groups} groups" if groups > 1 else ""))
