@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, StreamingResponse
 
+from xsharp.cluster.capacity import Resources, never_fits
 from xsharp.cluster.policy import Policy, confine_data, data_fields
 from xsharp.cluster.store import FINISHED, PAUSED, PREEMPTED, QUEUED, RUNNING, STOPPED, Store, TransitionError, User
 from xsharp.fileguard import DataError, Forbidden
@@ -64,18 +66,14 @@ def _readable(data: dict, confined: dict, guard) -> None:
             guard.open(given, field_path).close()  # every rule again, on the descriptor, and the server's read permission
 
 
-def _never_fits(spec: JobSpec) -> str | None:
-    import ray
+def never_fits_cluster(spec: JobSpec) -> str | None:
+    """Why ``spec``'s worker group can never fit the connected cluster (None: it can, or no Ray here)."""
+    import ray  # heavy: loaded on a submission, not with the app
 
     if not ray.is_initialized():
         return None
-    total = ray.cluster_resources()
-    res = spec.resources
-    need_cpu, need_gpu = res.workers * res.cpus_per_worker, res.workers * res.gpus_per_worker
-    if need_cpu > total.get("CPU", 0) + 1e-9 or need_gpu > total.get("GPU", 0) + 1e-9:
-        have = f"{total.get('CPU', 0):g} CPU" + (f" + {total.get('GPU', 0):g} GPU" if total.get("GPU") else "")
-        return f"resources: {res.workers} workers need {need_cpu:g} CPU" + (f" + {need_gpu:g} GPU" if need_gpu else "") + f"; the cluster has {have} in all"
-    return None
+    never = never_fits(Resources.of_job(spec.resources), Resources.of_ray(ray.cluster_resources()))
+    return f"resources: {spec.resources.workers} workers need {never}" if never is not None else None
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobOut, summary="Submit a job")
@@ -85,11 +83,11 @@ def submit(spec: JobSpec, user: User = Depends(current_user), store: Store = Dep
     fit the cluster is refused."""
     raw = spec.to_dict()
     raw["data"] = admitted(raw["data"], spec.priority, user, policy)
-    reason = _never_fits(spec)
+    reason = never_fits_cluster(spec)
     if reason:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [reason])
-    res = spec.resources
-    job = store.submit(user.name, raw, spec.priority, res.workers * res.cpus_per_worker, res.workers * res.gpus_per_worker)
+    need = Resources.of_job(spec.resources)
+    job = store.submit(user.name, raw, spec.priority, need.cpus, need.gpus)
     return _out(job)
 
 
@@ -124,8 +122,6 @@ def _act(job_id: JobId, user: User, store: Store, action: str) -> JobOut:
         elif action == "pause":
             store.transition(job_id, [QUEUED, PREEMPTED], PAUSED, f"paused by {user.name}")
         elif action == "stop":
-            import time
-
             store.transition(job_id, [QUEUED, PREEMPTED, PAUSED], STOPPED, f"stopped by {user.name}", finished=time.time())
     except TransitionError as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
@@ -199,7 +195,9 @@ async def logs(job_id: JobId, follow: bool = False, after: int | None = After, u
 
 
 @router.get("/{job_id}/metrics", response_model=list[MetricRow], summary="The job's metric series")
-def metrics(response: Response, job_id: JobId, after: int | None = After, user: User = Depends(current_user), store: Store = Depends(get_store)) -> list[MetricRow]:
+def metrics(
+    response: Response, job_id: JobId, after: int | None = After, user: User = Depends(current_user), store: Store = Depends(get_store)
+) -> list[MetricRow]:
     """Every row in the order written; with ``after=N``, the rows after the first N (X-Next-After: N plus the rows sent)."""
     visible_job(job_id, user, store)
     rows = store.metrics(job_id, after or 0)

@@ -9,11 +9,13 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
 
 from xsharp.cluster.policy import Policy
+from xsharp.cluster.search import slots_for, trial_specs
 from xsharp.cluster.store import Job, Store, User
+from xsharp.searchspec import is_search, settings_of, split_space
 from xsharp.spec import SpecError
 
 from .auth import current_user, get_store, visible_job
-from .jobs import JobId, _never_fits, _out, admitted, get_policy
+from .jobs import JobId, _out, admitted, get_policy, never_fits_cluster
 from .schemas import JobOut, SearchOut, TrialOut
 
 router = APIRouter(prefix="/v1/searches", tags=["jobs"])
@@ -28,8 +30,6 @@ EXAMPLE = {
 
 
 def _is_search(job: Job) -> bool:
-    from xsharp.cluster.search import is_search
-
     try:
         return is_search(job.spec)
     except SpecError:  # a malformed range never reaches the store, but a spec section named search is enough
@@ -38,7 +38,9 @@ def _is_search(job: Job) -> bool:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobOut, summary="Submit a hyper-parameter search")
 def submit_search(
-    body: dict[str, Any] = Body(..., description="A job spec whose numbers may be {range: [lo, hi], step}, {grid: [...]} or auto, plus a search: section.", examples=[EXAMPLE]),
+    body: dict[str, Any] = Body(
+        ..., description="A job spec whose numbers may be {range: [lo, hi], step}, {grid: [...]} or auto, plus a search: section.", examples=[EXAMPLE]
+    ),
     user: User = Depends(current_user),
     store: Store = Depends(get_store),
     policy: Policy = Depends(get_policy),
@@ -46,8 +48,6 @@ def submit_search(
     """Queue a search as one job: its trials run in parallel inside the job's reservation, local mode each; pausing it keeps every finished trial.
     A search has at most the server's `--max-trials` trials (422 past it); its data is confined as a job's (403 outside the data roots)."""
     import ray
-
-    from xsharp.cluster.search import slots_for, trial_specs
 
     try:
         settings, _, trials = trial_specs(body, policy.max_trials)
@@ -59,13 +59,15 @@ def submit_search(
     data = admitted(body["data"], trial.priority, user, policy)
     if trial.mode != "local":
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, ["mode: a search job runs local-mode trials; run data-parallel trials with `xsharp run`"])
-    reason = _never_fits(trial)
+    reason = never_fits_cluster(trial)
     if reason:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [reason])
     total = ray.cluster_resources() if ray.is_initialized() else {"CPU": trial.resources.cpus_per_worker}
     slots = slots_for(settings, trials, total.get("CPU", 0.0), total.get("GPU", 0.0))
     res = trial.resources
-    job = store.submit(user.name, body | {"name": trial.name.rsplit("-t", 1)[0], "data": data}, trial.priority, slots * res.cpus_per_worker, slots * res.gpus_per_worker)
+    job = store.submit(
+        user.name, body | {"name": trial.name.rsplit("-t", 1)[0], "data": data}, trial.priority, slots * res.cpus_per_worker, slots * res.gpus_per_worker
+    )
     return _out(job)
 
 
@@ -85,8 +87,6 @@ def get_search(job_id: JobId, user: User = Depends(current_user), store: Store =
     """Every trial's parameters, state, metric, epochs, time and validation curve. While the search
     runs the table is the one its job last reported (about twice a second); once it ends, the
     search.json artifact. Before it starts: the searched fields and no trials."""
-    from xsharp.cluster.search import settings_of, split_space
-
     job = visible_job(job_id, user, store)
     if not _is_search(job):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} is not a search")
@@ -104,7 +104,15 @@ def get_search(job_id: JobId, user: User = Depends(current_user), store: Store =
     if best is None and not final:  # the best so far: highest metric among finished trials, then the earliest
         done = [t for t in trials if t.state == "SUCCEEDED" and t.metric is not None]
         best = max(done, key=lambda t: (t.metric, -t.id)).id if done else None
-    return SearchOut(job=_out(job), final=final, settings=table.get("settings") or {}, params=table.get("params") or [], seconds=table.get("seconds"), best=best, trials=trials)
+    return SearchOut(
+        job=_out(job),
+        final=final,
+        settings=table.get("settings") or {},
+        params=table.get("params") or [],
+        seconds=table.get("seconds"),
+        best=best,
+        trials=trials,
+    )
 
 
 def _read(path) -> dict | None:

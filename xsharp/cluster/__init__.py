@@ -1,1 +1,2 @@
-"""Tier 1: the Ray runtime, job execution, and (to come) the queue, store and search."""
+"""Tier 1: the Ray runtime, one job's run (:mod:`.runner`, :mod:`.jobrunner`), the queue and its
+scheduler, the store, and hyper-parameter search."""

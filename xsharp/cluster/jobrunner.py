@@ -11,21 +11,30 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 import threading
 import time
 from collections import deque
+from pathlib import Path
+from typing import Any
 
 import ray
 
+from xsharp.algos.datasets import Dataset
 from xsharp.algos.training import Stopped, TrainState
 from xsharp.backend import cap_heap
 from xsharp.data.catalog import Catalog
+from xsharp.data.folds import cv_fold
 from xsharp.fileguard import ANYWHERE
-from xsharp.parallel import RunContext, get_mode
-from xsharp.spec import parse_spec
+from xsharp.files import load_files, save_files
+from xsharp.parallel import RunContext
+from xsharp.searchspec import settings_of, split_space
+from xsharp.spec import JobSpec, parse_spec
 
 from .policy import Policy
-from .runner import check_against_data, load_data, summarize
+from .results import Paused, RunOutcome, SearchDone, SearchOutcome, SearchPaused
+from .runner import execute, load_data
+from .search import SearchStopped, run_search, snapshot
 
 
 @ray.remote
@@ -46,7 +55,7 @@ class JobRunner:
         self._wake = threading.Condition()  # poll(wait) returns early on a gate or when no run is on
         self._gate = False
         self._ended: set[int] = set()  # run ids whose run has returned
-        self._data: dict[str, object] = {}  # a runner that serves many trials loads each data set once
+        self._data: dict[str, Dataset] = {}  # a runner that serves many trials loads each data set once
 
     def poll(self, wait: float = 0.0, run_id: int | None = None) -> list[tuple[str, object]]:
         """The events so far. With ``wait``, first wait up to that long until a gate waits for
@@ -80,32 +89,26 @@ class JobRunner:
             self._stop_of(run_id).set()
         self._decided.set()
 
-    def run(self, spec_dict: dict, resume: TrainState | None, checkpoint_every: float, placement_group=None, gate_epochs=(), fold=None, run_id: int = 0):
-        """("done", flat, model_meta, metrics) or ("stopped", state).
+    def run(
+        self, spec_dict: dict, resume: TrainState | None, checkpoint_every: float, placement_group=None, gate_epochs=(), fold=None, run_id: int = 0
+    ) -> RunOutcome:
+        """Train the job: :class:`Done`, or :class:`Paused` with the state to resume from.
 
         At the end of each fine-tuning epoch in ``gate_epochs`` training waits (as Ray Tune's
         report does) until ``decide`` says whether it goes on: a search's early stopping then
-        acts at the rung itself, however fast the epochs are.
+        acts at the rung itself, however fast the epochs are. ``fold``: (fold, folds) of the
+        training rows validate (a search's cross-validation).
         """
         try:
             return self._run(spec_dict, resume, checkpoint_every, placement_group, gate_epochs, fold, run_id)
         finally:
             self._signal(ended=run_id)
 
-    def _run(self, spec_dict, resume, checkpoint_every, placement_group, gate_epochs, fold, run_id):
+    def _run(self, spec_dict, resume, checkpoint_every, placement_group, gate_epochs, fold, run_id) -> RunOutcome:
         stop = self._stop_of(run_id)
-        self._events.append(("pids", [os.getpid()]))
-        spec = parse_spec(spec_dict)
-        key = json.dumps([spec.data.model_dump(), spec.seed], sort_keys=True)
-        if key not in self._data:
-            self._data = {key: load_data(spec, self._guard, self._catalog)}  # keep one: trials of a search share their data
-        data = self._data[key]
-        if fold is not None:  # cross-validation: (fold, folds) of the training rows validate
-            from .search import cv_fold
-
-            data = cv_fold(data, fold[0], fold[1], spec.seed)
-        check_against_data(spec, data, self._max_parameters)
         events = self._events
+        events.append(("pids", [os.getpid()]))
+        spec = parse_spec(spec_dict)
         gates = set(gate_epochs)
 
         def report(e) -> None:
@@ -116,39 +119,39 @@ class JobRunner:
                 self._signal(gate=True)
                 self._decided.wait(timeout=600)
 
-        ctx = RunContext(
-            data=data,
-            report=report,
-            status=lambda message: events.append(("log", message)),
-            should_stop=stop.is_set,
-            resume=resume,
-            on_checkpoint=lambda state: events.append(("checkpoint", state)),
-            checkpoint_every=checkpoint_every,
-            placement_group=placement_group,
-            memory_limit=self._memory_limit,
-        )
-        try:
-            result = get_mode(spec.mode).run(spec, ctx)
-        except Stopped as e:
-            return ("stopped", e.state)
-        model, metrics = summarize(spec, data, result)
-        # the fitted preprocessing travels with the model, so predict transforms raw rows the same way
-        meta = {"in_shape": list(data.in_shape), "n_classes": data.n_classes, "classes": data.classes, "pipeline": getattr(data, "pipeline", None)}
-        return ("done", result.flat, meta, metrics)
+        def context(data) -> RunContext:
+            return RunContext(
+                data=data,
+                report=report,
+                status=lambda message: events.append(("log", message)),
+                should_stop=stop.is_set,
+                resume=resume,
+                on_checkpoint=lambda state: events.append(("checkpoint", state)),
+                checkpoint_every=checkpoint_every,
+                placement_group=placement_group,
+                memory_limit=self._memory_limit,
+            )
 
-    def search(self, raw: dict, previous: str | None, placement_group, best: dict[str, bytes] | None = None) -> tuple:
+        try:
+            return execute(spec, lambda spec: self._load(spec, fold), context, max_parameters=self._max_parameters)
+        except Stopped as e:
+            return Paused(e.state)
+
+    def _load(self, spec: JobSpec, fold: tuple[int, int] | None) -> Dataset:
+        key = json.dumps([spec.data.model_dump(), spec.seed], sort_keys=True)
+        if key not in self._data:
+            self._data = {key: load_data(spec, self._guard, self._catalog)}  # keep one: trials of a search share their data
+        data = self._data[key]
+        return cv_fold(data, fold[0], fold[1], spec.seed) if fold is not None else data
+
+    def search(self, raw: dict, previous: str | None, placement_group, best: dict[str, bytes] | None = None) -> SearchOutcome:
         """Run a search job's trials in its reservation (one bundle a slot).
 
-        ("search_done", {artifact path: bytes}, summary) or ("search_stopped", search.json text):
-        the stopped state carries every finished trial, so resuming never reruns one. ``best``
+        :class:`SearchDone` with the artifacts, or :class:`SearchPaused` with search.json, whose
+        stopped state carries every finished trial, so resuming never reruns one. ``best``
         is the best model so far ({file name: bytes}) of an earlier run of the search; each new
         best model goes out as a ("best", files) event, so neither a pause nor a crash loses it.
         """
-        import tempfile
-        from pathlib import Path
-
-        from .search import SearchStopped, load_files, run_search, save_files, settings_of, snapshot, split_space
-
         stop = self._stop_of(0)
         self._events.append(("pids", [os.getpid()]))
         out = Path(tempfile.mkdtemp(prefix="xsharp-search-"))
@@ -156,7 +159,7 @@ class JobRunner:
             (out / "search.json").write_text(previous)
         if best:
             save_files(out / "best", best)
-        seen = {"done": -1, "table": None, "at": 0.0}
+        seen: dict[str, Any] = {"done": -1, "table": None, "at": 0.0}
         settings, names, started = settings_of(raw), [p.name for p in split_space(raw)[1]], time.time()
 
         def update(trials) -> None:
@@ -169,18 +172,48 @@ class JobRunner:
             if done != seen["done"]:
                 seen["done"] = done
                 scores = [t.metric for t in trials if t.state == "SUCCEEDED" and t.metric is not None]
-                self._events.append(("progress", {"phase": "search", "layer": None, "layer_kind": None, "epoch": done, "epochs": len(trials),
-                                                  "step": done, "steps": len(trials), "loss": None, "samples_per_second": None,
-                                                  "val_accuracy": max(scores) if scores else None, "epoch_end": False}))
+                self._events.append(
+                    (
+                        "progress",
+                        {
+                            "phase": "search",
+                            "layer": None,
+                            "layer_kind": None,
+                            "epoch": done,
+                            "epochs": len(trials),
+                            "step": done,
+                            "steps": len(trials),
+                            "loss": None,
+                            "samples_per_second": None,
+                            "val_accuracy": max(scores) if scores else None,
+                            "epoch_end": False,
+                        },
+                    )
+                )
 
         try:
-            result = run_search(raw, out, on_update=update, should_stop=stop.is_set, placement_group=placement_group,
-                                on_best=lambda d: self._events.append(("best", load_files(d))), max_trials=None, policy=self._policy)
+            result = run_search(
+                raw,
+                out,
+                on_update=update,
+                should_stop=stop.is_set,
+                placement_group=placement_group,
+                on_best=lambda d: self._events.append(("best", load_files(d))),
+                max_trials=None,
+                policy=self._policy,
+                runner=JobRunner,
+            )
         except SearchStopped:
-            return ("search_stopped", (out / "search.json").read_text())
+            return SearchPaused((out / "search.json").read_text())
         files = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-        best = result.best
-        summary = {"trials": len(result.trials), "trial_epochs": result.trial_epochs, "seconds": result.seconds,
-                   "best_trial": best.id if best else None, "best_params": best.params if best else None,
-                   "val_accuracy": best.metric if best else None, "test_accuracy": best.test_accuracy if best else None}
-        return ("search_done", files, summary)
+        top = result.best
+        summary = {
+            "trials": len(result.trials),
+            "trial_epochs": result.trial_epochs,
+            "seconds": result.seconds,
+            "best_trial": top.id if top else None,
+            "best_params": top.params if top else None,
+            "val_accuracy": top.metric if top else None,
+            "test_accuracy": top.test_accuracy if top else None,
+        }
+        return SearchDone(files, summary)

@@ -1,151 +1,42 @@
-"""Who runs next. :func:`plan` is the decision, pure and cheap; :class:`Scheduler` carries it out
-on Ray each tick and supervises the running jobs.
-
-Order: higher priority first; among equals, the user with the least recent usage first (their
-resource-seconds decayed with a half-life, as a dominant share of the cluster: see
-:mod:`xsharp.cluster.usage`), then the one with the smaller running share (DRF), then first queued
-first. A job starts only when its
-whole worker group fits the free resources. When the first waiting job does not fit, jobs of
-lower priority are preempted for it; failing that, a running job of the same priority whose time
-slice is used up yields. Both go through checkpoint -> release -> resume. Nothing behind a
-blocked job starts (no backfill), so big jobs are not starved by small ones.
+"""Carrying out who runs next: each tick the :class:`Scheduler` supervises the running jobs on Ray,
+then asks :func:`~xsharp.cluster.queue_plan.plan` (pure, over plain data) whom to start, preempt,
+ask to yield or reject, and does it. A preempted or yielding job goes through checkpoint ->
+release -> resume.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import threading
 import time
 import urllib.request
-from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from xsharp.fileguard import DataError
+from xsharp.files import load_files, save_files, save_table
+from xsharp.parallel.group import EventPoll, bundles
+from xsharp.searchspec import is_search
+from xsharp.spec import SpecError, parse_spec
+
+from . import checkpoint
+from .capacity import Resources
+from .jobrunner import JobRunner
 from .policy import Policy, public_reason
+from .queue_plan import Plan, Running, Waiting, dominant_share, plan
+from .results import Done, Paused, SearchDone, SearchPaused
+from .search import search_space
+from .store import Job, Store
+
+__all__ = ["Plan", "Resources", "Running", "Scheduler", "Waiting", "dominant_share", "plan"]  # the plan's names, as before the split
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Resources:
-    cpus: float = 0.0
-    gpus: float = 0.0
-
-    def fits(self, need: "Resources") -> bool:
-        return need.cpus <= self.cpus + 1e-9 and need.gpus <= self.gpus + 1e-9
-
-    def __add__(self, o: "Resources") -> "Resources":
-        return Resources(self.cpus + o.cpus, self.gpus + o.gpus)
-
-    def __sub__(self, o: "Resources") -> "Resources":
-        return Resources(self.cpus - o.cpus, self.gpus - o.gpus)
-
-    def __str__(self) -> str:
-        return f"{self.cpus:g} CPU" + (f" + {self.gpus:g} GPU" if self.gpus else "")
-
-
-@dataclass
-class Waiting:
-    id: int
-    user: str
-    priority: int
-    need: Resources
-    queued_at: float
-
-
-@dataclass
-class Running:
-    id: int
-    user: str
-    priority: int
-    need: Resources
-    run_started: float
-    stopping: bool = False  # a stop of any kind is already under way
-
-
-@dataclass
-class Plan:
-    start: list[int] = field(default_factory=list)
-    preempt: list[int] = field(default_factory=list)  # for a higher-priority job
-    yield_: list[int] = field(default_factory=list)  # time slice used up
-    reject: list[tuple[int, str]] = field(default_factory=list)
-    blocked: int | None = None  # the waiting job everything else queues behind
-
-
-def dominant_share(need: Resources, total: Resources) -> float:
-    return max(need.cpus / total.cpus if total.cpus else 0.0, need.gpus / total.gpus if total.gpus else 0.0)
-
-
-def plan(
-    waiting: list[Waiting], running: list[Running], free: Resources, total: Resources, now: float, slice_seconds: float,
-    usage: dict[str, float] | None = None,
-) -> Plan:
-    """``usage``: each user's decayed usage in cluster-seconds (runs going on included); a user
-    missing from it has none."""
-    out = Plan()
-    usage = usage or {}
-    share: dict[str, float] = defaultdict(float)
-    for r in running:
-        share[r.user] += dominant_share(r.need, total)
-    by_priority: dict[int, dict[str, deque]] = defaultdict(lambda: defaultdict(deque))
-    for w in sorted(waiting, key=lambda w: (w.queued_at, w.id)):
-        by_priority[w.priority][w.user].append(w)
-
-    for priority in sorted(by_priority, reverse=True):
-        queues = by_priority[priority]
-        heap = [(usage.get(u, 0.0), share[u], q[0].queued_at, q[0].id, u) for u, q in queues.items()]
-        heapq.heapify(heap)
-        while heap:
-            *_, user = heapq.heappop(heap)
-            job = queues[user].popleft()
-            if not total.fits(job.need):
-                out.reject.append((job.id, f"needs {job.need}; the cluster has {total} in all"))
-            elif free.fits(job.need):
-                out.start.append(job.id)
-                free = free - job.need
-                share[user] += dominant_share(job.need, total)
-            else:
-                _make_room(job, running, free, now, slice_seconds, out)
-                out.blocked = job.id
-                return out
-            if queues[user]:
-                head = queues[user][0]
-                heapq.heappush(heap, (usage.get(user, 0.0), share[user], head.queued_at, head.id, user))
-    return out
-
-
-def _make_room(job: Waiting, running: list[Running], free: Resources, now: float, slice_seconds: float, out: Plan) -> None:
-    """Ask just enough running jobs to step aside for ``job``: lower priority first, then used-up slices."""
-    for r in running:
-        if r.stopping:
-            free = free + r.need  # already on its way out
-    if free.fits(job.need):
-        return
-    lower = sorted((r for r in running if not r.stopping and r.priority < job.priority), key=lambda r: (r.priority, -r.run_started))
-    if (chosen := _enough(lower, free, job.need)) is not None:
-        out.preempt.extend(chosen)
-        return
-    expired = sorted(
-        (r for r in running if not r.stopping and r.priority == job.priority and now - r.run_started >= slice_seconds),
-        key=lambda r: r.run_started,
-    )
-    if (chosen := _enough(expired, free, job.need)) is not None:
-        out.yield_.extend(chosen)
-
-
-def _enough(candidates: list[Running], free: Resources, need: Resources) -> list[int] | None:
-    """The shortest prefix of ``candidates`` whose release makes ``need`` fit, or None."""
-    chosen, room = [], free
-    for r in candidates:
-        chosen.append(r.id)
-        room = room + r.need
-        if room.fits(need):
-            return chosen
-    return None
-
-
-# --------------------------------------------------------------------------- carrying it out
 
 # request on a running job -> (state it lands in once stopped, whether it goes to the back of the queue)
 _LANDS = {"pause": ("PAUSED", False), "stop": ("STOPPED", False), "preempt": ("PREEMPTED", False), "yield": ("PREEMPTED", True), "shutdown": ("QUEUED", False)}
@@ -153,20 +44,29 @@ _LANDS = {"pause": ("PAUSED", False), "stop": ("STOPPED", False), "preempt": ("P
 
 @dataclass
 class _Active:
-    runner: object
-    ref: object
-    pg: object
-    spec: object
+    runner: Any  # the JobRunner actor
+    ref: Any  # its run's (or search's) outcome, to come
+    pg: Any  # the job's placement group
     stop_sent: bool = False
     stop_sent_at: float | None = None  # when the runner was asked to stop: past the grace, it is killed
-    poll: object = None  # EventPoll of the runner's events
+    poll: EventPoll | None = None  # of the runner's events
 
 
 class Scheduler:
     """Runs in the server: each tick it supervises running jobs, then plans and starts/stops jobs."""
 
-    def __init__(self, store, *, slice_seconds: float = 600.0, tick: float = 0.5, checkpoint_every: float = 30.0,
-                 max_failures: int = 3, webhook: str | None = None, placement_timeout: float = 5.0, policy: Policy | None = None):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        slice_seconds: float = 600.0,
+        tick: float = 0.5,
+        checkpoint_every: float = 30.0,
+        max_failures: int = 3,
+        webhook: str | None = None,
+        placement_timeout: float = 5.0,
+        policy: Policy | None = None,
+    ) -> None:
         self.store, self.slice_seconds, self.tick_seconds = store, slice_seconds, tick
         self.policy = policy or Policy.guarding(store.root)
         self.checkpoint_every, self.max_failures, self.webhook = checkpoint_every, max_failures, webhook
@@ -214,16 +114,13 @@ class Scheduler:
         self._schedule()
 
     def _schedule(self) -> None:
-        import ray
-
-        total_r, free_r = ray.cluster_resources(), ray.available_resources()
-        total = Resources(total_r.get("CPU", 0.0), total_r.get("GPU", 0.0))
-        free = Resources(free_r.get("CPU", 0.0), free_r.get("GPU", 0.0))
+        total, free = Resources.of_ray(ray.cluster_resources()), Resources.of_ray(ray.available_resources())
         jobs = {j.id: j for j in self.store.jobs(states=["QUEUED", "PREEMPTED", "RUNNING"], limit=1_000_000)}
         waiting = [Waiting(j.id, j.user, j.priority, Resources(j.cpus, j.gpus), j.queued_at) for j in jobs.values() if j.state != "RUNNING"]
         running = [
             Running(j.id, j.user, j.priority, Resources(j.cpus, j.gpus), j.run_started or 0.0, bool(j.request) or self.active[j.id].stop_sent)
-            for j in jobs.values() if j.state == "RUNNING" and j.id in self.active
+            for j in jobs.values()
+            if j.state == "RUNNING" and j.id in self.active
         ]
         now = time.time()
         usage = {u: use.share(total.cpus, total.gpus) for u, use in self.store.usage_with_running(now).items()}
@@ -245,23 +142,12 @@ class Scheduler:
                 self.store.transition(job_id, ["QUEUED", "PREEMPTED"], "FAILED", f"could not start: {e}", error=str(e), finished=time.time())
                 self._notify(job_id)
 
-    def _launch(self, job) -> None:
-        import ray
-        from ray.util.placement_group import placement_group, remove_placement_group
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-        from xsharp.parallel.group import bundles
-        from xsharp.spec import parse_spec
-
-        from . import checkpoint
-        from .jobrunner import JobRunner
-        from .search import is_search, load_files, search_space
-
+    def _launch(self, job: Job) -> None:
         searching = is_search(job.spec)
         spec = search_space(job.spec, None).trials.spec(0) if searching else parse_spec(job.spec)  # capped at submit
         res = spec.resources
         if searching:  # one bundle per trial slot, as many slots as the job reserved at submission
-            slots = max(1, round(job.cpus / (res.workers * res.cpus_per_worker)))
+            slots = max(1, round(job.cpus / Resources.of_job(res).cpus))
             pg = placement_group(bundles(slots, res.cpus_per_worker, res.gpus_per_worker), strategy="PACK")
         else:
             pg = placement_group(bundles(res.workers, res.cpus_per_worker, res.gpus_per_worker), strategy="PACK")
@@ -269,7 +155,8 @@ class Scheduler:
             remove_placement_group(pg)  # fragmented or taken by someone else: try again next tick
             return
         local = spec.mode == "local" and not searching
-        runner = JobRunner.options(
+        runner_class: Any = JobRunner  # a Ray actor class: .options(...).remote(...)
+        runner = runner_class.options(
             num_cpus=res.cpus_per_worker if local else 0,
             num_gpus=res.gpus_per_worker if local else 0,
             max_concurrency=4,
@@ -282,19 +169,24 @@ class Scheduler:
             where = "keeping the trials finished before" if previous else "from the start"
         else:
             found = checkpoint.load_latest(self.store.job_dir(job.id) / "checkpoints")
-            resume = found[0] if found else None
-            ref = runner.run.remote(job.spec, resume, self.checkpoint_every, None if local else pg)
-            where = f"from checkpoint {found[1].name} at {resume.position}" if resume else "from the start"
+            ref = runner.run.remote(job.spec, found[0] if found else None, self.checkpoint_every, None if local else pg)
+            where = f"from checkpoint {found[1].name} at {found[0].position}" if found else "from the start"
         try:
             self.store.transition(
-                job.id, ["QUEUED", "PREEMPTED"], "RUNNING", f"started (run {job.runs + 1}) {where}",
-                run_started=time.time(), started=job.started or time.time(), runs=job.runs + 1, request=None,
+                job.id,
+                ["QUEUED", "PREEMPTED"],
+                "RUNNING",
+                f"started (run {job.runs + 1}) {where}",
+                run_started=time.time(),
+                started=job.started or time.time(),
+                runs=job.runs + 1,
+                request=None,
             )
         except Exception:  # stopped or paused by its user while we placed it
             ray.kill(runner)
             remove_placement_group(pg)
             return
-        self.active[job.id] = _Active(runner, ref, pg, spec)
+        self.active[job.id] = _Active(runner, ref, pg)
 
     # ----------------------------------------------------------------- supervision
     def _supervise(self) -> None:
@@ -305,8 +197,6 @@ class Scheduler:
                 log.exception("job %s: supervision failed; trying again next tick", job_id)
 
     def _supervise_one(self, job_id: int, a: _Active) -> None:
-        import ray
-
         job = self.store.get(job_id)
         if job is not None and job.request and not a.stop_sent:
             a.runner.request_stop.remote()
@@ -332,9 +222,9 @@ class Scheduler:
 
     def _land(self, job_id: int, how: str) -> None:
         """A running job that stopped on request lands in the state its request asks for."""
-        request = self.store.get(job_id).request
+        request = self._job(job_id).request
         lands, to_back = _LANDS.get(request or "shutdown", ("QUEUED", False))
-        fields = {"request": None}
+        fields: dict[str, Any] = {"request": None}
         if to_back:
             fields["queued_at"] = time.time()
         if lands == "STOPPED":
@@ -344,11 +234,6 @@ class Scheduler:
             self._notify(job_id)
 
     def _drain(self, job_id: int, a: _Active) -> None:
-        from xsharp.parallel.group import EventPoll
-
-        from . import checkpoint
-        from .search import save_files, save_table
-
         if a.poll is None:
             a.poll = EventPoll(a.runner.poll.remote)
         events = a.poll.take(timeout=10)
@@ -361,7 +246,9 @@ class Scheduler:
                 if item["epoch_end"]:
                     what = f"pretrain layer {item['layer'] + 1}" if item["phase"] == "pretrain" else "fine-tune"
                     val = f", val acc {item['val_accuracy']:.4f}" if item.get("val_accuracy") is not None else ""
-                    self.store.log(job_id, f"{what} epoch {item['epoch']}/{item['epochs']}: loss {item['loss']:.4f}, {item['samples_per_second']:,.0f} samples/s{val}")
+                    self.store.log(
+                        job_id, f"{what} epoch {item['epoch']}/{item['epochs']}: loss {item['loss']:.4f}, {item['samples_per_second']:,.0f} samples/s{val}"
+                    )
             elif kind == "checkpoint":
                 path = checkpoint.save(self.store.job_dir(job_id) / "checkpoints", item)
                 self.store.log(job_id, f"[checkpoint] {path.name} at {item.position}")
@@ -380,16 +267,6 @@ class Scheduler:
             self.store.update_progress(job_id, rows[-1])
 
     def _finish(self, job_id: int, a: _Active) -> None:
-        import ray
-
-        from xsharp.algos import Model
-        from xsharp.algos.datasets import DataError
-        from xsharp.spec import SpecError
-
-        from . import checkpoint
-        from .runner import write_artifacts
-        from .search import save_table
-
         self._drain(job_id, a)
         try:
             outcome = ray.get(a.ref)
@@ -399,7 +276,11 @@ class Scheduler:
                 self._release(job_id)
                 if isinstance(cause, MemoryError):
                     limit = self.policy.runner_memory_bytes
-                    reason = f"out of memory: the job needs more than its runner may take ({limit} bytes; xsharp server --runner-memory)" if limit else f"out of memory: {cause}"
+                    reason = (
+                        f"out of memory: the job needs more than its runner may take ({limit} bytes; xsharp server --runner-memory)"
+                        if limit
+                        else f"out of memory: {cause}"
+                    )
                 else:
                     reason = f"bad input: {cause}"
                 self.store.transition(job_id, ["RUNNING"], "FAILED", reason, error=reason, finished=time.time(), request=None)
@@ -409,30 +290,29 @@ class Scheduler:
         except ray.exceptions.RayActorError as e:
             return self._retry(job_id, f"worker died: {str(e).splitlines()[0]}")
         self._release(job_id)
-        if outcome[0] == "search_done":
-            _, files, summary = outcome
-            root = self.store.job_dir(job_id) / "artifacts"
-            for name, content in files.items():
+        self._record(job_id, outcome)
+
+    def _record(self, job_id: int, outcome: Done | Paused | SearchDone | SearchPaused) -> None:
+        """Keep what a job's run came to: artifacts and SUCCEEDED, or the state to resume from."""
+        job_dir = self.store.job_dir(job_id)
+        if isinstance(outcome, Paused):
+            if outcome.state is not None:
+                checkpoint.save(job_dir / "checkpoints", outcome.state)
+            where = f" at {outcome.state.position}" if outcome.state is not None else ""
+            return self._land(job_id, f"checkpointed{where} and released")
+        if isinstance(outcome, SearchPaused):
+            save_table(job_dir / "search.json", json.loads(outcome.table))  # finished trials, kept for the resume
+            return self._land(job_id, "checkpointed and released")
+        if isinstance(outcome, SearchDone):
+            root, summary = job_dir / "artifacts", outcome.summary
+            for name, content in outcome.files.items():
                 (root / name).parent.mkdir(parents=True, exist_ok=True)
                 (root / name).write_bytes(content)
             best = f"best trial {summary['best_trial']}: val {summary['val_accuracy']:.4f}" if summary["best_trial"] is not None else "no trial finished"
             self.store.transition(job_id, ["RUNNING"], "SUCCEEDED", f"{summary['trials']} trials; {best}", result=summary, finished=time.time(), request=None)
             return self._notify(job_id)
-        if outcome[0] in ("stopped", "search_stopped"):
-            state = outcome[1]
-            if outcome[0] == "search_stopped":
-                save_table(self.store.job_dir(job_id) / "search.json", json.loads(state))  # finished trials, kept for the resume
-                state = None
-            elif state is not None:
-                checkpoint.save(self.store.job_dir(job_id) / "checkpoints", state)
-            where = f" at {state.position}" if state is not None else ""
-            return self._land(job_id, f"checkpointed{where} and released")
-        _, flat, meta, metrics = outcome
-        spec = a.spec
-        model = Model(spec.layers, tuple(meta["in_shape"]), meta["n_classes"], seed=spec.seed, classes=meta["classes"])
-        model.set_flat(flat)
-        model.pipeline = meta.get("pipeline")
-        write_artifacts(self.store.job_dir(job_id) / "artifacts", spec, model, metrics)
+        metrics = outcome.metrics
+        outcome.save(job_dir / "artifacts")
         self.store.transition(
             job_id, ["RUNNING"], "SUCCEEDED", f"test accuracy {metrics['test_accuracy']:.4f}", result=metrics, finished=time.time(), request=None
         )
@@ -441,17 +321,24 @@ class Scheduler:
     def _retry(self, job_id: int, reason: str) -> None:
         """A failure that may pass: the job goes back to the queue, up to ``max_failures`` times."""
         self._release(job_id)
-        job = self.store.get(job_id)
-        failures = job.failures + 1
+        failures = self._job(job_id).failures + 1
         if failures > self.max_failures:
-            self.store.transition(job_id, ["RUNNING"], "FAILED", f"{reason}; gave up after {failures} failures", error=reason, failures=failures, finished=time.time(), request=None)
+            self.store.transition(
+                job_id,
+                ["RUNNING"],
+                "FAILED",
+                f"{reason}; gave up after {failures} failures",
+                error=reason,
+                failures=failures,
+                finished=time.time(),
+                request=None,
+            )
             return self._notify(job_id)
-        self.store.transition(job_id, ["RUNNING"], "QUEUED", f"{reason}; retry {failures} of {self.max_failures} from the last checkpoint", failures=failures, request=None)
+        self.store.transition(
+            job_id, ["RUNNING"], "QUEUED", f"{reason}; retry {failures} of {self.max_failures} from the last checkpoint", failures=failures, request=None
+        )
 
     def _release(self, job_id: int) -> None:
-        import ray
-        from ray.util.placement_group import remove_placement_group
-
         a = self.active.pop(job_id, None)
         if a is None:
             return
@@ -464,19 +351,25 @@ class Scheduler:
         except Exception:
             pass
 
+    def _job(self, job_id: int) -> Job:
+        job = self.store.get(job_id)
+        if job is None:  # only a finished job can be deleted, and these are running or just finished
+            raise LookupError(f"job {job_id} is no longer in the store")
+        return job
+
     def _notify(self, job_id: int) -> None:
         """POST the finished job to the webhook, if one is set; never blocks or fails the scheduler."""
-        if not self.webhook:
+        url = self.webhook
+        if not url:
             return
-        job = self.store.get(job_id)
-        body = json.dumps({"event": "job.finished", "job": job.public()}).encode()
+        body = json.dumps({"event": "job.finished", "job": self._job(job_id).public()}).encode()
 
-        def send():
+        def send() -> None:
             try:
-                req = urllib.request.Request(self.webhook, data=body, headers={"Content-Type": "application/json"}, method="POST")
+                req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
                 urllib.request.urlopen(req, timeout=5).close()
-                self.store.event(job_id, "webhook", f"notified {self.webhook}")
+                self.store.event(job_id, "webhook", f"notified {url}")
             except Exception as e:
-                self.store.event(job_id, "webhook", f"could not notify {self.webhook}: {e}")
+                self.store.event(job_id, "webhook", f"could not notify {url}: {e}")
 
         threading.Thread(target=send, daemon=True).start()
