@@ -20,6 +20,21 @@ from .optim import SGD, apply_updates
 from .training import History, PretrainSpec, Progress, ScheduleSpec, SingleWorker, Stopped, TrainSpec, fit, train
 
 __all__ = [
-    "MODULES", "Dataset", "History", "Model", "Module", "PretrainSpec", "Progress", "SGD", "ScheduleSpec", "SingleWorker", "Stopped", "TrainSpec",
-    "apply_updates", "build", "datasets", "fit", "train",
+    "MODULES",
+    "Dataset",
+    "History",
+    "Model",
+    "Module",
+    "PretrainSpec",
+    "Progress",
+    "SGD",
+    "ScheduleSpec",
+    "SingleWorker",
+    "Stopped",
+    "TrainSpec",
+    "apply_updates",
+    "build",
+    "datasets",
+    "fit",
+    "train",
 ]

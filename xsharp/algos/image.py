@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from xsharp import backend
 from xsharp.backend import xp_of
 
 
@@ -50,8 +51,6 @@ def augment(x: Any, rng: Any, max_shift: int = 2, flip: bool = False) -> Any:
 
 def augmented_copies(x: np.ndarray, y: np.ndarray, copies: int, seed: int, max_shift: int = 2, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The rows followed by ``copies`` randomly augmented versions of them (seeded)."""
-    from xsharp import backend
-
     rng = backend.rng((seed, 0xA6), "cpu")
     xs, ys = [x], [y]
     for _ in range(copies):

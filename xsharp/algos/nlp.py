@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class Vocabulary:
         return len(self.tokens)
 
     @classmethod
-    def build(cls, documents: Iterable[Sequence[str]], min_count: int = 1, max_size: int | None = None) -> "Vocabulary":
+    def build(cls, documents: Iterable[Sequence[str]], min_count: int = 1, max_size: int | None = None) -> Vocabulary:
         """Keep tokens seen at least ``min_count`` times, the ``max_size`` most frequent (ties by
         token, so the vocabulary never depends on document order)."""
         counts = Counter()

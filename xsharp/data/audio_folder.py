@@ -1,7 +1,7 @@
 """Audio class folders: ``ROOT/CLASS/*.{wav,flac}``, one folder per class, split by the folder
 itself as ``ROOT/train/CLASS/...`` beside ``test/`` and/or ``val/`` (see
 :mod:`xsharp.data.folders`). The flat ``{label}_{speaker}_{index}.wav`` naming stays the ``wav``
-format of :mod:`xsharp.algos.datasets`.
+format of :mod:`xsharp.data.wav`.
 
 Every file becomes float32 samples in [-1, 1], channels averaged, resampled to one rate and cut
 or zero-padded to one duration, so every row has the same length.
@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from xsharp.algos import datasets
 from xsharp.fileguard import ANYWHERE, DataError, FileGuard
 
+from .arrays import Arrays
 from .folders import FolderListing, check_row_bytes, decode_files, list_class_folders, split_arrays
+from .source_files import why
+from .wav import fit_audio, read_wav, read_wav_file
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac"})
 DEFAULT_RATE = 16000
@@ -36,7 +38,7 @@ def _read_flac(path: Path, seconds: float, guard: FileGuard) -> tuple[np.ndarray
     except DataError:
         raise
     except Exception as e:  # libsndfile's words may quote the header
-        raise DataError(f"{path}: not a readable FLAC file ({datasets._why(e)})") from None
+        raise DataError(f"{path}: not a readable FLAC file ({why(e)})") from None
     return a.mean(axis=1), rate
 
 
@@ -47,8 +49,8 @@ def decode_audio(path: str | Path, sample_rate: int = DEFAULT_RATE, duration: fl
     if path.suffix.lower() == ".flac":
         a, rate = _read_flac(path, duration, guard)
     else:
-        a, rate = datasets.read_wav(path, guard)
-    return datasets.fit_audio(a, rate, sample_rate, duration, path)  # cut to duration first, then resampled
+        a, rate = read_wav(path, guard)
+    return fit_audio(a, rate, sample_rate, duration, path)  # cut to duration first, then resampled
 
 
 def decode_audio_bytes(f: Any, size: int, sample_rate: int, duration: float, path: str) -> np.ndarray:
@@ -64,10 +66,10 @@ def decode_audio_bytes(f: Any, size: int, sample_rate: int, duration: float, pat
                 rate = sound.samplerate
                 a = sound.read(frames=math.ceil(duration * rate) + 1, dtype="float32", always_2d=True).mean(axis=1)
         except Exception as e:  # libsndfile's words may quote the header
-            raise DataError(f"{path}: not a readable FLAC file ({datasets._why(e)})") from None
+            raise DataError(f"{path}: not a readable FLAC file ({why(e)})") from None
     else:
-        a, rate = datasets.read_wav_file(f, size, path)
-    return datasets.fit_audio(a, rate, sample_rate, duration, path)
+        a, rate = read_wav_file(f, size, path)
+    return fit_audio(a, rate, sample_rate, duration, path)
 
 
 def list_audio_folder(root: str | Path, guard: FileGuard = ANYWHERE) -> FolderListing:
@@ -82,7 +84,7 @@ def read_audio_folder(
     guard: FileGuard = ANYWHERE,
     skip_bad: bool = False,
     **_: Any,
-) -> datasets.Arrays:
+) -> Arrays:
     """An audio class folder as float32 rows ``(n, sample_rate * duration)`` (the ``audio`` format
     of ``datasets.load``; defaults 16000 Hz and 1 s). A ``test/`` folder becomes the test rows;
     ``val/`` rows join the training rows. ``skip_bad``: leave out (and count) unreadable files."""

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Collection, Sequence
 
 import numpy as np
 
-from xsharp.algos import datasets
 from xsharp.fileguard import ANYWHERE, DataError, FileGuard, Forbidden
+
+from .arrays import MAX_CLASSES, Arrays, class_names
 
 SPLITS = ("train", "val", "test")
 DECODE_BATCH = 1024  # files decoded per round: bounds the decoded rows waiting to be copied
@@ -78,8 +79,11 @@ def check_row_bytes(kind: str, size: Sequence[int] | None = None, channels: int 
     row would be over ``MAX_ROW_BYTES``."""
     n = row_bytes(kind, size, channels, sample_rate, duration)
     if n > MAX_ROW_BYTES:
-        what = (f"data.size {list(size or [])} x {channels} channels" if kind == "images"
-                else f"data.duration {duration:g} s x data.sample_rate {sample_rate:g} Hz x 4 bytes")
+        what = (
+            f"data.size {list(size or [])} x {channels} channels"
+            if kind == "images"
+            else f"data.duration {duration:g} s x data.sample_rate {sample_rate:g} Hz x 4 bytes"
+        )
         raise DataError(f"{what}: {n} bytes a row, over the cap of {MAX_ROW_BYTES} bytes one row")
     return n
 
@@ -93,8 +97,8 @@ def list_class_folders(root: str | Path, suffixes: Collection[str], kind: str, g
     class_folders: dict[str, dict[str, Path]] = {}  # split -> class name -> folder
     for split, folder in parts.items():
         found = _visible_folders(entries if folder is root else guard.files(folder))
-        if len(found) > datasets.MAX_CLASSES:
-            raise DataError(f"{folder}: {len(found)} class folders, over the cap of {datasets.MAX_CLASSES} classes")
+        if len(found) > MAX_CLASSES:
+            raise DataError(f"{folder}: {len(found)} class folders, over the cap of {MAX_CLASSES} classes")
         if not found:
             raise DataError(f"{folder}: no class folders (expected {folder}/CLASS/*{sorted(suffixes)[0]}, one folder per class)")
         class_folders[split] = {p.name: p for p in found}
@@ -103,7 +107,7 @@ def list_class_folders(root: str | Path, suffixes: Collection[str], kind: str, g
         extra = sorted(set(class_folders.get(split, {})) - set(names))
         if extra:
             raise DataError(f"{root}: {split}/ has a class folder {extra[0]!r} that train/ lacks")
-    classes = datasets._class_names(names, str(root))
+    classes = class_names(names, str(root))
     index = {c: i for i, c in enumerate(classes)}
     files: list[Path] = []
     labels: list[int] = []
@@ -166,12 +170,12 @@ def decode_files(
     return Decoded(rows[:count], kept, len(files) - count)
 
 
-def split_arrays(decoded: Decoded, listing: FolderListing) -> datasets.Arrays:
+def split_arrays(decoded: Decoded, listing: FolderListing) -> Arrays:
     """Decoded rows of a class folder as ``Arrays``: the folder's test/ as the test rows, val/
     joined to the training rows (``datasets.load`` takes its validation share from them)."""
     x, y = decoded.rows, listing.labels[decoded.kept]
     classes = list(listing.classes)
     if listing.splits is None or not (listing.splits == "test").any():
-        return datasets.Arrays(x, y, classes=classes, skipped=decoded.skipped)
+        return Arrays(x, y, classes=classes, skipped=decoded.skipped)
     test = listing.splits[decoded.kept] == "test"
-    return datasets.Arrays(x[~test], y[~test], x[test], y[test], classes=classes, skipped=decoded.skipped)
+    return Arrays(x[~test], y[~test], x[test], y[test], classes=classes, skipped=decoded.skipped)

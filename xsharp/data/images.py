@@ -24,9 +24,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from xsharp.algos import datasets
 from xsharp.fileguard import ANYWHERE, DataError, FileGuard
 
+from . import source_files
+from .arrays import Arrays
 from .folders import FolderListing, check_row_bytes, decode_files, list_class_folders, split_arrays
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -34,7 +35,17 @@ FORMATS = ["PNG", "JPEG", "BMP", "WEBP"]  # Pillow's decoders tried, and no othe
 MAX_PIXELS = 50_000_000  # width x height of one image, checked before its pixels are decoded
 MAX_DECODED_BYTES = 256 << 20  # bytes of one image's decoded pixels (by its mode), checked from its header
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_DECODED_BYTES", "MAX_PIXELS", "FolderListing", "ImageOptions", "decode_image", "decode_image_bytes", "list_image_folder", "read_image_folder"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_DECODED_BYTES",
+    "MAX_PIXELS",
+    "FolderListing",
+    "ImageOptions",
+    "decode_image",
+    "decode_image_bytes",
+    "list_image_folder",
+    "read_image_folder",
+]
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,7 @@ def _why(e: BaseException) -> str:
         return f"over {MAX_PIXELS} pixels"
     if isinstance(e, (EOFError, SyntaxError)) or "truncated" in str(e):
         return "truncated or malformed"
-    return datasets._why(e)
+    return source_files.why(e)
 
 
 def _target(width: int, height: int, options: ImageOptions) -> tuple[int, int]:
@@ -168,8 +179,10 @@ def decode_image_bytes(data: bytes, options: ImageOptions, path: str | Path, max
                 if w < width and h < height:  # the JPEG decoder scales by 1/2, 1/4, 1/8 as it reads: far faster
                     img.draft("L" if options.channels == 1 else "RGB", (w, h))
             if decoded_bytes(img) > MAX_DECODED_BYTES:  # after draft: the JPEG decoder's own scaling counts
-                raise DataError(f"{path}: {width} x {height} pixels of mode {img.mode}, {decoded_bytes(img)} bytes once decoded, "
-                                f"over the cap of {MAX_DECODED_BYTES} bytes an image")
+                raise DataError(
+                    f"{path}: {width} x {height} pixels of mode {img.mode}, {decoded_bytes(img)} bytes once decoded, "
+                    f"over the cap of {MAX_DECODED_BYTES} bytes an image"
+                )
             img.load()
             img = _as_mode(img, options.channels)
             if options.size is not None:
@@ -195,7 +208,7 @@ def read_image_folder(
     guard: FileGuard = ANYWHERE,
     skip_bad: bool = False,
     **_: Any,
-) -> datasets.Arrays:
+) -> Arrays:
     """An image folder as float32 pixels in [0, 1] (the ``images`` format of ``datasets.load``).
 
     A ``test/`` folder becomes the test rows; ``val/`` rows join the training rows (``load`` takes
@@ -205,8 +218,11 @@ def read_image_folder(
     check_row_bytes("images", options.size, options.channels)
     listing = list_image_folder(path, guard)
     decoded = decode_files(
-        listing.files, lambda f: decode_image(f, options, guard), str(path), divisor=255.0, skip_bad=skip_bad,
+        listing.files,
+        lambda f: decode_image(f, options, guard),
+        str(path),
+        divisor=255.0,
+        skip_bad=skip_bad,
         mismatch="; set data.size (e.g. [224, 224]) to resize every image" if options.size is None else "",
     )
     return split_arrays(decoded, listing)
-

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from xsharp.algos import datasets
+from xsharp.algos import features as feature_steps
 from xsharp.fileguard import DataError
 
 from .catalog import Catalog, DatasetRef
+from .dataset import Dataset
 from .manifest import SPLITS, Manifest
 from .stream import ShardedSplit
 
@@ -33,7 +34,7 @@ STREAM_MODES = ("local", "data_parallel")
 
 @dataclass
 class StreamedData:
-    """Stands where a :class:`~xsharp.algos.datasets.Dataset` stands, with shards for arrays."""
+    """Stands where a :class:`~xsharp.data.dataset.Dataset` stands, with shards for arrays."""
 
     name: str
     train: ShardedSplit
@@ -57,8 +58,10 @@ class StreamedData:
         return self.train.rows
 
     def __repr__(self) -> str:
-        return (f"StreamedData({self.name}: {self.train.rows} train, {self.x_val.rows} val, {self.x_test.rows} test, "
-                f"shape {self.in_shape}, {self.n_classes} classes, {len(self.train.shards)} train shards)")
+        return (
+            f"StreamedData({self.name}: {self.train.rows} train, {self.x_val.rows} val, {self.x_test.rows} test, "
+            f"shape {self.in_shape}, {self.n_classes} classes, {len(self.train.shards)} train shards)"
+        )
 
 
 def float_bytes(m: Manifest) -> int:
@@ -75,7 +78,7 @@ def should_stream(m: Manifest, stream: bool | None, mode: str) -> bool:
     return stream
 
 
-def read_whole(catalog: Catalog, m: Manifest) -> datasets.Dataset:
+def read_whole(catalog: Catalog, m: Manifest) -> Dataset:
     """Every split in memory, as ``datasets.load`` gives a bundled set (the same floats)."""
     folder = catalog.path_of(m)
     parts = {}
@@ -87,14 +90,23 @@ def read_whole(catalog: Catalog, m: Manifest) -> datasets.Dataset:
             ys.append(rows.y)
         empty = np.zeros((0, *m.shape), np.float32 if m.dtype != "object" else object)
         parts[split] = (np.concatenate(xs) if xs else empty, np.concatenate(ys) if ys else np.zeros(0, np.int64))
-    return datasets.Dataset(m.ref, *parts["train"], *parts["val"], *parts["test"], classes=list(m.classes), columns=list(m.columns))
+    return Dataset(m.ref, *parts["train"], *parts["val"], *parts["test"], classes=list(m.classes), columns=list(m.columns))
 
 
-def load(ref: str, catalog: Catalog, user: str, *, mode: str, stream: bool | None = None, limit: int | None = None,
-         features: list | None = None, augment: Any = None, seed: int = 0, device: str = "cpu"):
+def load(
+    ref: str,
+    catalog: Catalog,
+    user: str,
+    *,
+    mode: str,
+    stream: bool | None = None,
+    limit: int | None = None,
+    features: list | None = None,
+    augment: Any = None,
+    seed: int = 0,
+    device: str = "cpu",
+):
     """The job's data for dataset ``ref``: a Dataset in memory, or a StreamedData."""
-    from xsharp.algos import features as feature_steps
-
     m = catalog.find(DatasetRef.parse(ref), user)
     if not should_stream(m, stream, mode):
         data = read_whole(catalog, m)
@@ -112,7 +124,9 @@ def load(ref: str, catalog: Catalog, user: str, *, mode: str, stream: bool | Non
         try:
             in_shape = tuple(pipeline.fit(sample, seed).shape[1:])  # what the model reads
         except (ValueError, TypeError, IndexError) as e:
-            raise DataError(f"{m.ref}: data.features: the steps cannot take these rows ({type(e).__name__}; rows of shape {tuple(m.shape)}, {m.dtype})") from None
+            raise DataError(
+                f"{m.ref}: data.features: the steps cannot take these rows ({type(e).__name__}; rows of shape {tuple(m.shape)}, {m.dtype})"
+            ) from None
     train, val, test = (ShardedSplit(folder, m, s, pipeline) for s in SPLITS)
     return StreamedData(m.ref, train, val, test, list(m.classes), in_shape, pipeline)
 

@@ -10,16 +10,28 @@ when a label column is there but empty."""
 
 from __future__ import annotations
 
+import csv
+import itertools
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from xsharp.serving.inputs import ModelInput
+from xsharp.fileguard import ANYWHERE, DataError
+from xsharp.serving.inputs import InputError, ModelInput, rows_from_file
+
+from . import tables
+from .audio_folder import AUDIO_SUFFIXES
+from .catalog import Catalog, DatasetRef, local_owner
+from .dataset import load
+from .formats import FORMATS, format_of
+from .images import IMAGE_SUFFIXES
+from .named import NAMED
+from .source_files import MAX_TEXT_BYTES, TextLines, open_source, why
+from .stream import ShardedSplit
+from .wav import parse_wav_name
 
 
 @dataclass
@@ -49,15 +61,13 @@ def load_rows(data: str, split: str, saved_spec: dict | None, model_input: Model
 
 
 def _load_rows(data: str, split: str, saved_spec: dict | None, model_input: ModelInput | None, classes: list[str] | None) -> RawRows:
-    from xsharp.algos import datasets
-
     d = (saved_spec or {}).get("data", {})
     reader = {k: d.get(k) for k in _READER_OPTIONS}
     if data == "-":
         return _stdin_rows(model_input)
-    if data in datasets.NAMED or _same_file(data, d.get("path")):
-        named = data in datasets.NAMED
-        ds = datasets.load(
+    if data in NAMED or _same_file(data, d.get("path")):
+        named = data in NAMED
+        ds = load(
             data if named else None,
             None if named else data,
             None if named else d.get("format"),
@@ -71,21 +81,19 @@ def _load_rows(data: str, split: str, saved_spec: dict | None, model_input: Mode
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
         return RawRows(x, y, f"{data} ({split} split, same split as training)")
     path = Path(data).expanduser()
-    from xsharp.data.catalog import DatasetRef
-
     if not path.exists() and DatasetRef.looks_like(data):  # an imported dataset: its split, as stored
         return _imported_rows(data, split)
     if not path.exists():
-        raise datasets.DataError(f"{data}: neither a dataset name ({', '.join(datasets.NAMED)}) nor an existing file")
+        raise DataError(f"{data}: neither a dataset name ({', '.join(NAMED)}) nor an existing file")
     if model_input is not None:
         unlabelled = _rows_for_model(path, model_input, reader, classes or [])
         if unlabelled is not None:
             return unlabelled
     if path.suffix == ".npy":
         return RawRows(np.load(path, allow_pickle=False), None, str(path))
-    fmt = datasets.format_of(path)
+    fmt = format_of(path)
     if fmt is not None and fmt != "npz":  # every row of an IDX file, WAV folder or CSV
-        arrays = datasets.FORMATS[fmt](path, **{k: v for k, v in reader.items() if v is not None})
+        arrays = FORMATS[fmt](path, **{k: v for k, v in reader.items() if v is not None})
         if split == "test" and arrays.x_test is not None:
             return RawRows(arrays.x_test, arrays.y_test, f"{path} [test]")
         return RawRows(arrays.x, arrays.y, str(path))
@@ -93,18 +101,14 @@ def _load_rows(data: str, split: str, saved_spec: dict | None, model_input: Mode
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except Exception as e:
-        raise datasets.DataError(f"{path}: not a readable .npz/.npy file ({e})") from None
+        raise DataError(f"{path}: not a readable .npz/.npy file ({e})") from None
     for xk, yk in (("x", "y"), (f"x_{split}", f"y_{split}")):
         if xk in arrays:
             return RawRows(arrays[xk], arrays.get(yk), f"{path} [{xk}]")
-    raise datasets.DataError(f"{path}: expected an array x (or x_{split}); found {sorted(arrays)}")
+    raise DataError(f"{path}: expected an array x (or x_{split}); found {sorted(arrays)}")
 
 
 def _imported_rows(ref: str, split: str) -> RawRows:
-    from xsharp.data.catalog import Catalog, local_owner
-    from xsharp.data.stream import ShardedSplit
-    from xsharp.fileguard import DataError
-
     catalog = Catalog.local()
     m = catalog.find(ref, local_owner())
     parts = list(ShardedSplit(catalog.path_of(m), m, split))
@@ -121,9 +125,6 @@ MAX_LOOSE_FILE = 64 << 20  # bytes of one loose file: an image or a few minutes 
 
 def _stdin_rows(model_input: ModelInput | None) -> RawRows:
     """Standard input's lines, one text a line (blank lines left out)."""
-    from xsharp.algos.datasets import TextLines
-    from xsharp.fileguard import DataError
-
     if model_input is not None and model_input.kind != "text":
         raise DataError(f"--data -: standard input gives lines of text, and this model takes {model_input.kind} rows; give a file or folder")
     lines, texts = TextLines(sys.stdin.buffer, Path("standard input")), []
@@ -155,17 +156,9 @@ def _loose_files(folder: Path, model_input: ModelInput, classes: list[str]) -> R
     """Every image, audio or text file directly in ``folder``, one row a file, in name order;
     None where the folder is laid out for a labelled reader (class folders, or WAV files named
     ``{label}_{speaker}_{index}.wav`` whose labels are all the model's classes)."""
-    from xsharp.algos import datasets
-    from xsharp.data.audio_folder import AUDIO_SUFFIXES
-    from xsharp.data.images import IMAGE_SUFFIXES
-    from xsharp.fileguard import DataError
-    from xsharp.serving.inputs import InputError, rows_from_file
-
     suffixes = {"image": IMAGE_SUFFIXES, "audio": AUDIO_SUFFIXES, "text": _TEXT_SUFFIXES}.get(model_input.kind)
     if suffixes is None:
         return None
-    import itertools
-
     with os.scandir(folder) as entries:  # counted as they are read: a folder of millions is refused, not listed
         found = list(itertools.islice(entries, 4 * MAX_LOOSE_ROWS + 1))
     if len(found) > 4 * MAX_LOOSE_ROWS:
@@ -174,7 +167,7 @@ def _loose_files(folder: Path, model_input: ModelInput, classes: list[str]) -> R
     if len(files) > MAX_LOOSE_ROWS:
         raise DataError(f"{folder}: {len(files)} files; predict on at most {MAX_LOOSE_ROWS} at a time")
     if not files:
-        if datasets.format_of(folder) is not None:
+        if format_of(folder) is not None:
             return None  # class folders, IDX files: the usual readers
         raise DataError(f"{folder}: no {' / '.join(sorted(suffixes))} files in this folder for a model that takes {model_input.kind}")
     if model_input.kind == "audio" and _labelled_wavs(files, classes):
@@ -196,28 +189,23 @@ def _loose_files(folder: Path, model_input: ModelInput, classes: list[str]) -> R
 
 def _labelled_wavs(files: list[Path], classes: list[str]) -> bool:
     """Every file a ``.wav`` named ``{label}_{speaker}_{index}.wav`` with a label among ``classes``."""
-    from xsharp.algos.datasets import parse_wav_name
-
     parsed = [parse_wav_name(f.name) for f in files]
     return all(p is not None and p[0] in classes for p in parsed)
 
 
 def _text_csv(path: Path, text_column: str, label_column: str) -> RawRows:
     """A CSV's text column; its label column too, where it is there and holds labels."""
-    import csv
-
-    from xsharp.algos import datasets
-    from xsharp.fileguard import ANYWHERE, DataError
-
-    csv.field_size_limit(datasets.MAX_TEXT_BYTES)
+    csv.field_size_limit(MAX_TEXT_BYTES)
     texts, labels = [], []
     try:
-        with datasets._open(path, ANYWHERE) as f:
-            lines = datasets.TextLines(f, path)
+        with open_source(path, ANYWHERE) as f:
+            lines = TextLines(f, path)
             rows = csv.DictReader(lines)
             columns = rows.fieldnames or []
             if text_column not in columns:
-                raise DataError(f"{path}: no column {text_column!r} ({len(columns)} columns in its header line); the model reads its texts from {text_column!r}")
+                raise DataError(
+                    f"{path}: no column {text_column!r} ({len(columns)} columns in its header line); the model reads its texts from {text_column!r}"
+                )
             labelled = label_column in columns
             lines.record = 0
             for row in rows:
@@ -226,7 +214,7 @@ def _text_csv(path: Path, text_column: str, label_column: str) -> RawRows:
                 if labelled:
                     labels.append(row[label_column] or "")
     except (OSError, EOFError) as e:  # EOFError: a .gz or .bz2 cut short
-        raise DataError(f"{path}: not a readable CSV file ({datasets._why(e)})") from None
+        raise DataError(f"{path}: not a readable CSV file ({why(e)})") from None
     except csv.Error:  # its words may quote the file
         raise DataError(f"{path}: not a readable CSV file (line {lines.number}: a quote or a field the csv rules refuse)") from None
     if not texts:
@@ -240,9 +228,6 @@ def _text_csv(path: Path, text_column: str, label_column: str) -> RawRows:
 def _table(path: Path, label_column: str, feature_columns: list[str] | None) -> RawRows:
     """A table's feature columns (those the model was trained on: ``feature_columns``, else every
     column but the label's); the label column too, where it is there and holds labels."""
-    from xsharp.data import tables
-    from xsharp.fileguard import ANYWHERE, DataError
-
     chunks = list(tables._TableReader(path, label_column, feature_columns, ANYWHERE, tables.READ_CHUNK_ROWS, labels_optional=True))
     if not chunks:
         raise DataError(f"{path}: no rows")

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -166,7 +167,7 @@ class ShardedSplit:
             total += len(rows)
         return correct / total if total else float("nan")
 
-    def stream(self, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> "TrainStream":
+    def stream(self, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> TrainStream:
         return TrainStream(self, batch_size, seed, rank, world)
 
 
@@ -214,7 +215,7 @@ class TrainStream:
             self._plans[key] = plan_epoch(self.shard_rows, batch_size, self.split.window, self.seed, seed_phase, epoch, self.rank, self.world)
         return self._plans[key]
 
-    def _load(self, plan: EpochPlan, k: int) -> "Window":
+    def _load(self, plan: EpochPlan, k: int) -> Window:
         parts = []
         for seg in plan.window_segments(k):
             rows = self.split.read_stored(seg.shard)  # a window holds rows as stored: uint8 images stay 4x smaller

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from xsharp.algos import datasets
 from xsharp.fileguard import ANYWHERE, DataError, FileGuard
+
+from .arrays import Arrays
+from .source_files import open_source, why
 
 MAX_COLUMNS = 65536  # columns of a table's header
 CSV_BLOCK_BYTES = 4 << 20  # a CSV is parsed in blocks this big; the first sets each column's type
@@ -56,8 +59,10 @@ def _failure(path: Path, e: BaseException, rows_before: int) -> DataError:
     column = re.search(r"column #(\d+)", said)
     place = f" (column {int(column.group(1)) + 1} of its header)" if column else ""
     if "conversion error" in said:
-        return DataError(f"{path}: a cell after data row {rows_before} does not fit its column's type{place}; "
-                         f"a CSV column's type (numbers or text) is set by its first {CSV_BLOCK_BYTES >> 20} MiB of rows")
+        return DataError(
+            f"{path}: a cell after data row {rows_before} does not fit its column's type{place}; "
+            f"a CSV column's type (numbers or text) is set by its first {CSV_BLOCK_BYTES >> 20} MiB of rows"
+        )
     if "Expected" in said and "columns" in said:
         return DataError(f"{path}: a row after data row {rows_before} has a different number of fields than the header line")
     if "Empty CSV" in said:
@@ -65,7 +70,7 @@ def _failure(path: Path, e: BaseException, rows_before: int) -> DataError:
     if "straddling" in said or "block size" in said:
         return DataError(f"{path}: a line longer than {CSV_BLOCK_BYTES >> 20} MiB (after data row {rows_before})")
     kind = "Parquet" if is_parquet(path) else "CSV"
-    return DataError(f"{path}: not a readable {kind} file (after data row {rows_before}: {datasets._why(e)})")
+    return DataError(f"{path}: not a readable {kind} file (after data row {rows_before}: {why(e)})")
 
 
 @dataclass
@@ -93,7 +98,7 @@ def _opened(path: Path, guard: FileGuard, chunk_rows: int) -> Iterator[tuple[_He
         return
     import pyarrow.csv as csv
 
-    with datasets._open(path, guard) as f:
+    with open_source(path, guard) as f:
         options = csv.ConvertOptions(strings_can_be_null=True)
         reader = csv.open_csv(f, read_options=csv.ReadOptions(block_size=CSV_BLOCK_BYTES), convert_options=options)
         header = _Header(list(reader.schema.names), list(reader.schema.types))
@@ -223,8 +228,9 @@ def _features(columns: dict[int, Any], chosen: _Columns, header: _Header, path: 
 class _TableReader:
     """The chunks of one table; ``columns``: the feature columns' names, once iteration began."""
 
-    def __init__(self, path: Path, label_column: str | None, feature_columns: list[str] | None, guard: FileGuard, chunk_rows: int,
-                 labels_optional: bool = False):
+    def __init__(
+        self, path: Path, label_column: str | None, feature_columns: list[str] | None, guard: FileGuard, chunk_rows: int, labels_optional: bool = False
+    ):
         """``labels_optional``: a table without the label column, or with none of its cells filled
         in a chunk, gives that chunk's rows with ``y`` None (rows to predict on)."""
         if chunk_rows < 1:
@@ -282,7 +288,7 @@ def read_table(
     feature_columns: list[str] | None = None,
     guard: FileGuard = ANYWHERE,
     **_: Any,
-) -> datasets.Arrays:
+) -> Arrays:
     """A whole table (the ``table`` format of ``datasets.load``): ``x`` (n, k) float32, or
     object when a feature column holds text; ``y`` the label column's values."""
     path = Path(path)
@@ -292,4 +298,4 @@ def read_table(
         raise DataError(f"{path}: no rows")
     x = np.concatenate([c.x for c in chunks])
     y = np.concatenate([c.y for c in chunks])
-    return datasets.Arrays(x, y, columns=reader.columns, first_missing=first_missing(x, reader.columns))
+    return Arrays(x, y, columns=reader.columns, first_missing=first_missing(x, reader.columns))

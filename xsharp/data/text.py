@@ -10,7 +10,7 @@ allowed). Errors name the file and the line (CSV, JSONL) or data row (Parquet), 
 (and a CSV row, however many lines it spans) holds at most ``MAX_TEXT_BYTES`` (1 MiB), read with
 that bound: a longer one is refused, not read whole.
 
-The ``csv`` format of :mod:`xsharp.algos.datasets` stays as it was; this reader is the ``text``
+The ``csv`` format (:mod:`xsharp.data.csv_text`) stays as it was; this reader is the ``text``
 format.
 """
 
@@ -18,21 +18,22 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from xsharp.algos import datasets
 from xsharp.fileguard import ANYWHERE, DataError, FileGuard
 
 from . import tables
+from .arrays import Arrays
+from .source_files import MAX_TEXT_BYTES, TextLines, open_source, why  # MAX_TEXT_BYTES: bytes of one line or CSV row
 from .tables import TableChunk
 
 TextFormat = Literal["csv", "jsonl", "parquet"]
 DEFAULT_TEXT = "text"
 READ_CHUNK_ROWS = 65536
-MAX_TEXT_BYTES = datasets.MAX_TEXT_BYTES  # bytes of one line or CSV row (see datasets.MAX_TEXT_BYTES)
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -51,8 +52,8 @@ def text_format_of(path: Path) -> TextFormat:
 def _csv_rows(path: Path, label_column: str, text_column: str, guard: FileGuard) -> Iterator[tuple[int, str, str]]:
     """(line, label, text) of every row of a CSV file."""
     csv.field_size_limit(MAX_TEXT_BYTES)
-    with datasets._open(path, guard) as f:
-        lines = datasets.TextLines(f, path, MAX_TEXT_BYTES)
+    with open_source(path, guard) as f:
+        lines = TextLines(f, path, MAX_TEXT_BYTES)
         reader = csv.reader(lines)
         try:
             header = next(reader, None)
@@ -74,15 +75,16 @@ def _csv_rows(path: Path, label_column: str, text_column: str, guard: FileGuard)
                     raise DataError(f"{path}: no label in line {reader.line_num} (column {label_column!r})")
                 yield reader.line_num, label, row[ti] if ti < len(row) else ""
         except csv.Error:  # its words may quote the file
-            raise DataError(f"{path}: not a readable CSV file (line {lines.number}: a quote, or a field over {MAX_TEXT_BYTES} bytes, "
-                            "that the csv rules refuse)") from None
+            raise DataError(
+                f"{path}: not a readable CSV file (line {lines.number}: a quote, or a field over {MAX_TEXT_BYTES} bytes, that the csv rules refuse)"
+            ) from None
 
 
 def _jsonl_rows(path: Path, label_column: str, text_column: str, guard: FileGuard) -> Iterator[tuple[int, str | int, str]]:
     """(line, label, text) of every object of a JSONL file."""
     label_kind: type | None = None
-    with datasets._open(path, guard) as f:
-        lines = datasets.TextLines(f, path, MAX_TEXT_BYTES)
+    with open_source(path, guard) as f:
+        lines = TextLines(f, path, MAX_TEXT_BYTES)
         for line in lines:
             number, lines.record = lines.number, 0
             if not line.strip():
@@ -103,8 +105,10 @@ def _jsonl_rows(path: Path, label_column: str, text_column: str, guard: FileGuar
             if label_kind is None:
                 label_kind = type(label)
             elif type(label) is not label_kind:
-                raise DataError(f"{path}: line {number}: field {label_column!r} is {'text' if isinstance(label, str) else 'a number'} "
-                                f"here, {'text' if label_kind is str else 'a number'} in the lines before")
+                raise DataError(
+                    f"{path}: line {number}: field {label_column!r} is {'text' if isinstance(label, str) else 'a number'} "
+                    f"here, {'text' if label_kind is str else 'a number'} in the lines before"
+                )
             if text is None:
                 text = ""
             if not isinstance(text, str):
@@ -116,8 +120,7 @@ def _parquet_chunks(path: Path, label_column: str, text_column: str, guard: File
     columns: list[int] = []
 
     def pick(header: Any) -> list[int]:
-        columns[:] = [tables._named_once(header.names, label_column, path, "label_column"),
-                      tables._named_once(header.names, text_column, path, "text_column")]
+        columns[:] = [tables._named_once(header.names, label_column, path, "label_column"), tables._named_once(header.names, text_column, path, "text_column")]
         if tables._kind(header.types[columns[1]]) != "text":
             raise DataError(f"{path}: column {text_column!r} does not hold text")
         return columns
@@ -169,7 +172,7 @@ def iter_text(
     try:
         yield from _chunked(rows(path, label_column, text_column, guard), chunk_rows)
     except (OSError, EOFError) as e:  # a damaged .gz / .bz2
-        raise DataError(f"{path}: not readable ({datasets._why(e)})") from None
+        raise DataError(f"{path}: not readable ({why(e)})") from None
 
 
 def read_text(
@@ -179,10 +182,10 @@ def read_text(
     text_column: str | None = None,
     guard: FileGuard = ANYWHERE,
     **_: Any,
-) -> datasets.Arrays:
+) -> Arrays:
     """A whole text file (the ``text`` format of ``datasets.load``): ``x`` the texts (1-D object
     array of str), ``y`` the labels."""
     chunks = list(iter_text(path, format, label_column, text_column, guard, READ_CHUNK_ROWS))
     if not chunks:
         raise DataError(f"{path}: no rows")
-    return datasets.Arrays(np.concatenate([c.x for c in chunks]), np.concatenate([c.y for c in chunks]))
+    return Arrays(np.concatenate([c.x for c in chunks]), np.concatenate([c.y for c in chunks]))

@@ -17,8 +17,7 @@ from .softmax import Softmax, log_softmax, nll_loss
 from .sparse_coding import SparseCoding
 
 MODULES: dict[str, type[Module]] = {
-    cls.kind: cls
-    for cls in (Dense, Softmax, Dropout, BatchNorm, RBM, AutoEncoder, SparseCoding, Conv2D, MaxPool, AvgPool, CRBM, ELM, ELMAutoEncoder)
+    cls.kind: cls for cls in (Dense, Softmax, Dropout, BatchNorm, RBM, AutoEncoder, SparseCoding, Conv2D, MaxPool, AvgPool, CRBM, ELM, ELMAutoEncoder)
 }
 
 # Options that stand for the number of classes: left out, they take the data's; given, they must match it.

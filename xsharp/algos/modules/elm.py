@@ -50,9 +50,7 @@ class RidgeOptions(Options):
     scale: float = Field(1.0, gt=0.0, le=1000.0, description="spread of the random weights: variance scale^2 / inputs (elm_ae orthogonal: norm scale)")
     ridge: float = Field(1.0, gt=0.0, le=1e9, description="L2 penalty of the readout: beta = (H^T H + ridge I)^-1 H^T T, sums over the training rows")
     solve_batch: int = Field(1024, gt=0, le=1_000_000, description="rows per accumulation step of the solve (fewer, larger steps: fewer allreduces)")
-    finetune: bool = Field(
-        False, description="fine-tuning descends beta and, through this layer, the layers below; false: they keep what beta was solved on"
-    )
+    finetune: bool = Field(False, description="fine-tuning descends beta and, through this layer, the layers below; false: they keep what beta was solved on")
 
 
 class ELMOptions(RidgeOptions):
