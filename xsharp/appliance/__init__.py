@@ -7,6 +7,15 @@ from .health import HealthConfig
 from .jobs import JobView
 
 __all__ = [
-    "ApplianceConfig", "ConfigError", "DEFAULT_PORT", "HealthConfig", "JobView", "NodeCollector",
-    "job_state_families", "queue_wait_families", "registry_for", "serve", "write_config",
+    "ApplianceConfig",
+    "ConfigError",
+    "DEFAULT_PORT",
+    "HealthConfig",
+    "JobView",
+    "NodeCollector",
+    "job_state_families",
+    "queue_wait_families",
+    "registry_for",
+    "serve",
+    "write_config",
 ]

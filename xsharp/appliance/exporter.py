@@ -16,7 +16,8 @@ import threading
 import time
 from bisect import bisect_right
 from collections import Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
@@ -152,7 +153,9 @@ class NodeCollector(Collector):
                 out.append(GaugeMetricFamily(name, help_text, labels=("Hostname",)))
                 out[-1].add_metric((h,), float(mem[key]))
         size = GaugeMetricFamily("xsharp_host_disk_size_bytes", "Size of the filesystem holding the path.", labels=("Hostname", "path"))
-        free = GaugeMetricFamily("xsharp_host_disk_free_bytes", "Bytes free for unprivileged users on the filesystem holding the path.", labels=("Hostname", "path"))
+        free = GaugeMetricFamily(
+            "xsharp_host_disk_free_bytes", "Bytes free for unprivileged users on the filesystem holding the path.", labels=("Hostname", "path")
+        )
         for d in disks:
             size.add_metric((h, d.path), float(d.size_bytes))
             free.add_metric((h, d.path), float(d.free_bytes))
@@ -184,7 +187,9 @@ class NodeCollector(Collector):
         h = self.hostname
         healthy = GaugeMetricFamily("xsharp_node_healthy", "1 when every node health check passes, else 0.", labels=("Hostname",))
         healthy.add_metric((h,), float(all(r.ok for r in results)))
-        checks = GaugeMetricFamily("xsharp_node_health_check", f"1 when the check passes, 0 when it fails; checks: {', '.join(CHECKS)}.", labels=("Hostname", "check"))
+        checks = GaugeMetricFamily(
+            "xsharp_node_health_check", f"1 when the check passes, 0 when it fails; checks: {', '.join(CHECKS)}.", labels=("Hostname", "check")
+        )
         for r in results:
             checks.add_metric((h, r.check), float(r.ok))
         visible = GaugeMetricFamily("xsharp_gpus_visible", "GPUs NVML enumerates on this node.", labels=("Hostname",))
@@ -235,7 +240,9 @@ class NodeCollector(Collector):
             for job in held[index]:
                 info.add_metric((str(index), gpu.uuid, self.hostname, str(job["job_id"]), str(job["user"])), 1.0)
         per_job = {
-            "samples_per_second": GaugeMetricFamily("xsharp_job_samples_per_second", "Training throughput last reported by the job.", labels=("job_id", "user")),
+            "samples_per_second": GaugeMetricFamily(
+                "xsharp_job_samples_per_second", "Training throughput last reported by the job.", labels=("job_id", "user")
+            ),
             "loss": GaugeMetricFamily("xsharp_job_loss", "Training loss last reported by the job.", labels=("job_id", "user")),
             "step": GaugeMetricFamily("xsharp_job_step", "Training step last reported by the job.", labels=("job_id", "user")),
             "failures": GaugeMetricFamily("xsharp_job_failures", "Failed runs of the job so far (it was retried after each).", labels=("job_id", "user")),
@@ -255,15 +262,23 @@ class NodeCollector(Collector):
     def _exporter_families(self, seconds: float) -> list[Metric]:
         h = self.hostname
         errors = CounterMetricFamily(
-            "xsharp_exporter_errors", "Values the exporter could not read, by component (nvml, host, jobs), GPU and field.", labels=("Hostname", "component", "gpu", "field")
+            "xsharp_exporter_errors",
+            "Values the exporter could not read, by component (nvml, host, jobs), GPU and field.",
+            labels=("Hostname", "component", "gpu", "field"),
         )
         for (gpu, call), n in sorted(self.gpus.errors.items()):
             errors.add_metric((h, "nvml", gpu, call), n)
         for (component, what), n in sorted(self.errors.items()):
             errors.add_metric((h, component, "", what), n)
-        duration = GaugeMetricFamily("xsharp_exporter_scrape_duration_seconds", "Time this scrape took to read everything (before formatting).", labels=("Hostname",))
+        duration = GaugeMetricFamily(
+            "xsharp_exporter_scrape_duration_seconds", "Time this scrape took to read everything (before formatting).", labels=("Hostname",)
+        )
         duration.add_metric((h,), seconds)
-        build = GaugeMetricFamily("xsharp_exporter_build_info", "Exporter version and NVIDIA driver version (empty without a driver).", labels=("Hostname", "version", "driver_version"))
+        build = GaugeMetricFamily(
+            "xsharp_exporter_build_info",
+            "Exporter version and NVIDIA driver version (empty without a driver).",
+            labels=("Hostname", "version", "driver_version"),
+        )
         build.add_metric((h, __version__, self.gpus.driver_version), 1.0)
         return [f for f in (errors,) if f.samples] + [duration, build]
 
@@ -280,8 +295,12 @@ def queue_wait_families(waits: list[float]) -> list[Metric]:
     """How long the jobs now waiting have waited: a gauge histogram (a snapshot, not a counter) and the oldest."""
     waits = sorted(float(w) for w in waits)
     buckets = [(str(le), float(bisect_right(waits, le))) for le in QUEUE_WAIT_BUCKETS] + [("+Inf", float(len(waits)))]
-    hist = GaugeHistogramMetricFamily("xsharp_queue_wait_seconds", "How long each job now waiting in the queue has waited.", buckets=buckets, gsum_value=sum(waits))
-    oldest = GaugeMetricFamily("xsharp_queue_oldest_wait_seconds", "Wait of the job that has been queued longest (0 when the queue is empty).", value=waits[-1] if waits else 0.0)
+    hist = GaugeHistogramMetricFamily(
+        "xsharp_queue_wait_seconds", "How long each job now waiting in the queue has waited.", buckets=buckets, gsum_value=sum(waits)
+    )
+    oldest = GaugeMetricFamily(
+        "xsharp_queue_oldest_wait_seconds", "Wait of the job that has been queued longest (0 when the queue is empty).", value=waits[-1] if waits else 0.0
+    )
     return [hist, oldest]
 
 

@@ -7,9 +7,9 @@ the limit, and every watched filesystem has enough free space.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from .host import DiskUsage
 
@@ -82,9 +82,17 @@ def evaluate(
 
     hot = {i: t for i, t in sorted(temperatures.items()) if t >= config.max_gpu_temp_c}
     detail = ", ".join(f"GPU {i} at {t:g} C" for i, t in hot.items())
-    results.append(CheckResult("gpu_temperature", not hot, f"{detail} (limit {config.max_gpu_temp_c:g} C)" if hot else f"all below {config.max_gpu_temp_c:g} C"))
+    results.append(
+        CheckResult("gpu_temperature", not hot, f"{detail} (limit {config.max_gpu_temp_c:g} C)" if hot else f"all below {config.max_gpu_temp_c:g} C")
+    )
 
     low = [f"{d.path} has {d.free_percent:.1f}% free" for d in disks if d.free_percent < config.min_free_disk_percent]
     low += [f"{path}: {why}" for path, why in disk_errors.items()]
-    results.append(CheckResult("disk_free", not low, f"{'; '.join(low)} (minimum {config.min_free_disk_percent:g}%)" if low else f"all above {config.min_free_disk_percent:g}% free"))
+    results.append(
+        CheckResult(
+            "disk_free",
+            not low,
+            f"{'; '.join(low)} (minimum {config.min_free_disk_percent:g}%)" if low else f"all above {config.min_free_disk_percent:g}% free",
+        )
+    )
     return results

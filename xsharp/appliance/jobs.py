@@ -8,8 +8,9 @@ worker may start helpers), or when the job's placement names the GPU.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 MAX_PARENT_HOPS = 16
 
