@@ -36,8 +36,16 @@ def cluster(user: User = Depends(current_user), store: Store = Depends(get_store
     cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
     usage = [
         UserUsage(user=u, cpu_hours=use.cpu_seconds / 3600, gpu_hours=use.gpu_seconds / 3600, share=use.share(cpus, gpus) / 3600)
-        for u, use in store.usage_with_running(time.time()).items() if user.admin or u == user.name
+        for u, use in store.usage_with_running(time.time()).items()
+        if user.admin or u == user.name
     ]
     usage.sort(key=lambda u: (u.share, u.user))
-    return ClusterOut(nodes=nodes, total=total, free=free, jobs_by_state=store.jobs_by_state(), queue=[JobOut(**j.public()) for j in queue[:100]],
-                      usage=usage, usage_half_life_hours=store.usage_half_life / 3600)
+    return ClusterOut(
+        nodes=nodes,
+        total=total,
+        free=free,
+        jobs_by_state=store.jobs_by_state(),
+        queue=[JobOut(**j.public()) for j in queue[:100]],
+        usage=usage,
+        usage_half_life_hours=store.usage_half_life / 3600,
+    )

@@ -14,7 +14,9 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from xsharp.algos import Model
 from xsharp.cluster.store import RegisteredModel, Store, User
+from xsharp.export.onnx import ExportError, export_model
 from xsharp.serving.inputs import InputError, ModelInput, rows_from_file, rows_from_json
 from xsharp.serving.predictor import Predictor, PredictorCache
 
@@ -75,9 +77,6 @@ def delete_model(model_id: ModelId, user: User = Depends(current_user), store: S
 )
 def onnx_file(model_id: ModelId, user: User = Depends(current_user), store: Store = Depends(get_store)) -> Response:
     """Exported with `xsharp export`'s exporter; a module or feature step ONNX cannot express is a 422 naming it."""
-    from xsharp.algos import Model
-    from xsharp.export.onnx import ExportError, export_model
-
     model = visible_model(model_id, user, store)
     path = store.job_dir(model.job_id) / model.path
     if not path.is_file():
@@ -148,7 +147,10 @@ PREDICT_BODY = {
 
 
 @router.post(
-    "/{model_id}/predict", response_model=PredictOut, summary="Predict classes of raw rows or an uploaded file", openapi_extra=PREDICT_BODY,
+    "/{model_id}/predict",
+    response_model=PredictOut,
+    summary="Predict classes of raw rows or an uploaded file",
+    openapi_extra=PREDICT_BODY,
 )
 async def predict(
     model_id: ModelId,
@@ -189,7 +191,9 @@ async def _rows(request: Request, spec: ModelInput) -> np.ndarray:
             except (ValueError, RecursionError):
                 raise InputError("body", "not valid JSON, or nested too deep") from None
         if not isinstance(value, dict) or set(value) != {"rows"}:
-            raise InputError("body", 'an object {"rows": [...]} expected' + (f"; unknown fields {sorted(set(value) - {'rows'})[:5]}" if isinstance(value, dict) else ""))
+            raise InputError(
+                "body", 'an object {"rows": [...]} expected' + (f"; unknown fields {sorted(set(value) - {'rows'})[:5]}" if isinstance(value, dict) else "")
+            )
         # only then can a row hold a boolean (numpy would read it as 1 or 0): the rows are scanned for them;
         # a UTF-16 or -32 body (NUL bytes up front) may spell them otherwise
         booleans = b"true" in body or b"false" in body or b"\x00" in body[:4]

@@ -1,4 +1,4 @@
-"""Response models: the only schema the API speaks besides JobSpec."""
+"""Request and response models: the only schema the API speaks besides JobSpec."""
 
 from __future__ import annotations
 
@@ -152,3 +152,93 @@ class PredictionOut(BaseModel):
 class PredictOut(BaseModel):
     model: int
     predictions: list[PredictionOut]  # one per row, in order
+
+
+# --------------------------------------------------------------------------- the console's reads
+class Me(BaseModel):
+    name: str
+    admin: bool
+
+
+class ModuleInfo(BaseModel):
+    kind: str
+    summary: str
+    pretrainable: bool
+    solved: bool = False  # trained by a closed-form solve: one pass, always run (elm, elm_ae)
+    options: dict[str, Any]  # the module's Options as JSON Schema
+
+
+class Recipe(BaseModel):
+    name: str
+    kind: str  # job: a JobSpec (POST /v1/jobs); search: a hyper-parameter search (POST /v1/searches)
+    description: str
+    yaml: str
+    spec: dict[str, Any] | None = None  # a job: the validated spec, defaults filled in; a search: as written
+    error: str | None = None
+
+
+class AutoPrior(BaseModel):
+    low: float
+    high: float
+    log: bool
+    integer: bool
+
+
+class SpecSchema(BaseModel):
+    jobspec: dict[str, Any]
+    datasets: list[str]
+    formats: list[str]
+    search: dict[str, Any]  # the search: section as JSON Schema
+    auto: dict[str, AutoPrior]  # option name -> the prior `auto` draws from (other options cannot be auto)
+
+
+class PlanPhase(BaseModel):
+    """One phase of a job's training: a pretrained (or solved) layer, or fine-tuning of the stack."""
+
+    phase: str  # pretrain | finetune, as the job's progress and metric rows name it
+    layer: int | None = None  # the module a pretraining phase trains
+    kind: str | None = None  # that module's kind
+    solve: bool = False  # a closed-form solve: one pass in batches of the module's solve_batch
+    epochs: int
+    batch_size: int
+    start: float  # the share of the job's work done when this phase begins
+    share: float  # this phase's share of the job's work
+
+
+class TrainingPlan(BaseModel):
+    """The phases a spec trains in, in order; each is its epochs of passes over the same training rows,
+    so a phase's share of the work is its share of all the phases' epochs."""
+
+    phases: list[PlanPhase]
+    epochs: int  # all the phases' epochs
+
+
+class ModeOut(BaseModel):
+    name: str
+    parallel: bool  # the spec's parallel section lays this mode out
+
+
+# --------------------------------------------------------------------------- GPUs and dashboards
+class GPU(BaseModel):
+    hostname: str
+    gpu: str
+    uuid: str
+    model: str
+    utilization: float | None = None  # percent
+    memory_used: float | None = None  # MiB
+    memory_total: float | None = None  # MiB
+    temperature: float | None = None  # C
+    power: float | None = None  # W
+    jobs: list[str] = []
+
+
+class GPUsOut(BaseModel):
+    exporters: int
+    gpus: list[GPU]
+    errors: list[str]
+
+
+class Dashboard(BaseModel):
+    uid: str
+    title: str
+    url: str

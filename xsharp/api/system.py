@@ -6,11 +6,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from xsharp.appliance.exporter import job_state_families, queue_wait_families
 from xsharp.cluster.store import Store
 
 from .auth import get_store
 
 router = APIRouter(tags=["system"])
+
 
 @router.get("/healthz", summary="Liveness: the store answers and Ray is connected")
 def healthz(store: Store = Depends(get_store)) -> dict:
@@ -27,8 +29,6 @@ class StoreCollector:
         self.store, self.scheduler = store, scheduler
 
     def collect(self):
-        from xsharp.appliance.exporter import job_state_families, queue_wait_families
-
         yield from job_state_families(self.store.jobs_by_state())
         yield from queue_wait_families(self.store.queue_wait_seconds())
         if self.scheduler is not None:

@@ -109,10 +109,10 @@ const fmt = {
   },
   pct(x) { return x === null || x === undefined ? "—" : `${(100 * x).toFixed(1)}%`; },
   mib(x) { return x === null || x === undefined ? "—" : x >= 1024 ? `${(x / 1024).toFixed(1)} GiB` : `${Math.round(x)} MiB`; },
-  res(job) {
-    const r = job.resources || {};
-    const workers = r.workers || 1;
-    return `${workers} × ${r.cpus_per_worker ?? 1} CPU` + (r.gpus_per_worker ? ` + ${r.gpus_per_worker} GPU` : "");
+  res(job, defaults = {}) {
+    // `defaults`: the resources section's defaults (specDefaults), for a spec that leaves them out.
+    const r = { ...defaults, ...job.resources };
+    return `${r.workers ?? "?"} × ${r.cpus_per_worker ?? "?"} CPU` + (r.gpus_per_worker ? ` + ${r.gpus_per_worker} GPU` : "");
   },
 };
 
@@ -125,40 +125,28 @@ function bar(fraction, hot) {
 }
 
 // ------------------------------------------------------------------------------------------ progress and ETA
-// A job's phases in order: one pretraining phase per pretrainable module (when pretrain.epochs > 0)
-// or solved module (always: one pass in batches of its solve_batch), then fine-tuning. The work of a phase is its epochs x the training rows, which the current
-// phase's step count tells (steps / epochs x batch size).
-function phasesOf(spec, modules) {
-  const pre = spec.pretrain || {}, tr = spec.train || {};
-  const phases = [];
-  (spec.model || []).forEach((layer, i) => {
-    const kind = typeof layer === "string" ? layer : Object.keys(layer)[0];
-    const opts = (typeof layer === "string" ? {} : layer[kind]) || {};
-    if (modules[kind] && modules[kind].solved) phases.push({ phase: "pretrain", layer: i, epochs: 1, batch: opts.solve_batch ?? 1024 });
-    else if ((pre.epochs ?? 20) > 0 && modules[kind] && modules[kind].pretrainable) phases.push({ phase: "pretrain", layer: i, epochs: pre.epochs ?? 20, batch: pre.batch_size ?? 32 });
-  });
-  if ((tr.epochs ?? 50) > 0) phases.push({ phase: "finetune", layer: null, epochs: tr.epochs ?? 50, batch: tr.batch_size ?? 32 });
-  return phases;
+// A job's plan, as the server lays out its spec (POST /v1/spec/plan): its phases in order, each with
+// its epochs, batch size and share of the work; null for a search, or when the server cannot say.
+async function planOf(spec) {
+  return spec && !spec.search ? api("POST", "/v1/spec/plan", spec).catch(() => null) : null;
 }
 
-function progressOf(job, spec, modules) {
+function progressOf(job, plan) {
   // {fraction, at(step), label, total}: the share of the job's samples done, and the share done at
-  // another step of the current phase (total: the job's samples; null without the spec).
+  // another step of the current phase (total: the job's samples; null without the plan).
   const p = job.progress;
   if (!p) return null;
   const label = p.phase === "search" ? `${p.step}/${p.steps} trials done` + (p.val_accuracy != null ? ` · best ${fmt.pct(p.val_accuracy)}` : "")
     : p.phase === "pretrain" ? `pretrain layer ${p.layer + 1} · epoch ${p.epoch}/${p.epochs}` : `fine-tune · epoch ${p.epoch}/${p.epochs}`;
-  const phases = spec && modules ? phasesOf(spec, modules) : [];
+  const phases = plan ? plan.phases : [];
   const k = phases.findIndex((ph) => ph.phase === p.phase && (p.phase === "finetune" || ph.layer === p.layer));
   if (k < 0 || !p.steps || !p.epochs) {
     const at = (step) => (p.steps ? step / p.steps : 0);
     return { fraction: at(p.step), at, label, total: null };
   }
-  const rows = (p.steps / p.epochs) * phases[k].batch;
-  const work = phases.map((ph) => ph.epochs * rows);
-  const total = work.reduce((a, b) => a + b, 0);
-  const before = work.slice(0, k).reduce((a, b) => a + b, 0);
-  const at = (step) => (before + (step / p.steps) * work[k]) / total;
+  const ph = phases[k];
+  const total = (p.steps / p.epochs) * ph.batch_size * plan.epochs;  // the training rows (this phase's steps tell them) x every phase's epochs
+  const at = (step) => ph.start + (step / p.steps) * ph.share;
   return { fraction: at(p.step), at, label: `${label} (phase ${k + 1}/${phases.length})`, total };
 }
 
@@ -184,10 +172,19 @@ function isSearchJob(job) {
   return !!((job.spec && job.spec.search) || (job.progress && job.progress.phase === "search") || (job.result && job.result.trials !== undefined));
 }
 
-let modulesCache = null;
-async function moduleIndex() {
-  if (!modulesCache) modulesCache = Object.fromEntries((await api("GET", "/v1/modules")).map((m) => [m.kind, m]));
-  return modulesCache;
+let schemaCache = null;
+function specSchema() {
+  // GET /v1/spec/schema, once a page: the JobSpec's JSON Schema, defaults included.
+  if (!schemaCache) schemaCache = api("GET", "/v1/spec/schema").catch((e) => { schemaCache = null; throw e; });
+  return schemaCache;
+}
+
+async function specDefaults(section) {
+  // {field: default} of a spec section (resources, train, ...), from the JobSpec's JSON Schema.
+  const js = (await specSchema()).jobspec;
+  const ref = js.properties[section].$ref || js.properties[section].allOf[0].$ref;
+  const props = js.$defs[ref.split("/").pop()].properties || {};
+  return Object.fromEntries(Object.entries(props).filter(([, p]) => p.default !== undefined).map(([k, p]) => [k, p.default]));
 }
 
 // ------------------------------------------------------------------------------------------ charts
@@ -375,8 +372,8 @@ pages.jobs = async (main) => {
       h("table", { id: "active-jobs" }, h("thead", {}, h("tr", {}, ["ID", "Name", "User", "State", "Priority", "Resources", "Progress", "ETA", "Time in state"].map((t) => h("th", { text: t })))), active)),
     h("section", { class: "card" }, h("h2", { text: "Finished" }),
       h("table", { id: "finished-jobs" }, h("thead", {}, h("tr", {}, ["ID", "Name", "User", "State", "Priority", "Finished", "Ran for", "Test accuracy"].map((t) => h("th", { text: t })))), finished)));
-  const specs = new Map(), histories = new Map();
-  const modules = await moduleIndex().catch(() => null);
+  const plans = new Map(), histories = new Map();
+  const resources = await specDefaults("resources").catch(() => ({}));
   every(2000, async () => {
     let jobs;
     try { jobs = await api("GET", "/v1/jobs?limit=10000"); error.textContent = ""; } catch (e) { error.textContent = e.message; return; }
@@ -385,11 +382,11 @@ pages.jobs = async (main) => {
     const act = jobs.filter((j) => ACTIVE.includes(j.state))
       .sort((a, b) => order[a.state] - order[b.state] || b.priority - a.priority || a.queued_at - b.queued_at || a.id - b.id);
     for (const j of act) {
-      if (j.progress && !specs.has(j.id)) specs.set(j.id, (await api("GET", `/v1/jobs/${j.id}`).catch(() => ({}))).spec);
+      if (j.progress && !plans.has(j.id)) plans.set(j.id, await planOf((await api("GET", `/v1/jobs/${j.id}`).catch(() => ({}))).spec));
     }
     let queuePos = 0;
     active.replaceChildren(...act.map((j) => {
-      const est = progressOf(j, specs.get(j.id), modules);
+      const est = progressOf(j, plans.get(j.id));
       const history = j.state === "RUNNING" && est ? histories.get(j.id) || [] : [];
       if (est && (!history.length || history[history.length - 1][1] !== est.fraction)) history.push([now, est.fraction]);
       histories.set(j.id, history.filter(([t]) => t >= now - 120));
@@ -399,7 +396,7 @@ pages.jobs = async (main) => {
       return h("tr", { dataset: { job: j.id, state: j.state } },
         h("td", {}, h("a", { href: `/ui/jobs/${j.id}`, text: `#${j.id}` })),
         h("td", { text: j.name }), h("td", { text: j.user }), h("td", {}, stateBadge(j.state), j.request ? h("span", { class: "muted", text: ` (${j.request} requested)` }) : null),
-        h("td", { class: "num", text: j.priority }), h("td", { text: fmt.res(j) }),
+        h("td", { class: "num", text: j.priority }), h("td", { text: fmt.res(j, resources) }),
         h("td", { class: "progress-cell" }, est ? [bar(est.fraction), h("div", { class: "muted", text: `${fmt.pct(est.fraction)} · ${est.label}` })] : h("span", { class: "muted", text: "—" })),
         h("td", { class: "num eta", text: eta !== null ? fmt.duration(eta) : "—" }),
         h("td", { text: since ? fmt.duration(now - since) + where : "" }));
@@ -424,14 +421,14 @@ pages.job = async (main) => {
   main.append(title, error);
   let job;
   try { job = await api("GET", `/v1/jobs/${id}`); } catch (e) { error.textContent = e.message; return; }
-  const modules = await moduleIndex().catch(() => null);
+  const [plan, resources] = await Promise.all([planOf(job.spec), specDefaults("resources").catch(() => ({}))]);
   const facts = h("dl", { class: "facts" });
   const actionError = h("div", { class: "error-box", id: "action-error" });
   const button = (act, label, cls) => h("button", { type: "button", class: cls, id: `${act}-button`, dataset: { action: act }, text: label, onclick: () => doAction(act) });
   const buttons = { pause: button("pause", "Pause"), resume: button("resume", "Resume"), stop: button("stop", "Stop", "danger"), delete: button("delete", "Delete", "danger") };
-  // A pretraining chart only for a job with a pretraining phase (a pretrainable or solved module
-  // and pretrain.epochs > 0), or, without the module list, once a pretraining metric arrives.
-  const pretrains = modules ? phasesOf(job.spec, modules).some((ph) => ph.phase === "pretrain") : false;
+  // A pretraining chart only for a job with a pretraining phase (a pretrainable module and
+  // pretrain.epochs > 0, or a solved module), or, without the plan, once a pretraining metric arrives.
+  const pretrains = plan ? plan.phases.some((ph) => ph.phase === "pretrain") : false;
   const charts = { pretrain: pretrains ? h("figure", { id: "pretrain-chart" }) : null, finetune: h("figure", { id: "loss-chart" }), accuracy: h("figure", { id: "accuracy-chart" }) };
   const chartBox = h("div", { class: "charts" }, Object.values(charts).filter(Boolean));
   const searching = isSearchJob(job);
@@ -472,7 +469,7 @@ pages.job = async (main) => {
 
   let history = [];  // [time, share done] of the current run's phase, from the metric rows' timestamps
   function render() {
-    const est = progressOf(job, job.spec, modules);
+    const est = progressOf(job, plan);
     const eta = etaOf(job, est, history);
     title.replaceChildren(`${job.name} `, h("small", { text: `#${job.id}` }), " ", stateBadge(job.state));
     document.title = `#${job.id} ${job.name} · xsharp`;
@@ -484,7 +481,7 @@ pages.job = async (main) => {
     buttons.delete.title = fin ? `Delete job #${job.id} and its artifacts` : `A ${job.state.toLowerCase()} job cannot be deleted: stop it first`;
     const rows = [
       ["State", [stateBadge(job.state), job.request ? ` ${job.request} requested` : ""]], ["User", job.user], ["Priority", job.priority], ["Mode", job.mode],
-      ["Resources", fmt.res(job)], ["Submitted", fmt.time(job.submitted)], ["Started", fmt.time(job.started)], ["Runs", job.runs],
+      ["Resources", fmt.res(job, resources)], ["Submitted", fmt.time(job.submitted)], ["Started", fmt.time(job.started)], ["Runs", job.runs],
       ["Progress", est ? [bar(est.fraction), `${fmt.pct(est.fraction)} · ${est.label}`] : "—"],
       ["ETA", eta !== null ? fmt.duration(eta) : "—"],
       ["Loss", job.progress ? fmt.num(job.progress.loss) : "—"],
@@ -559,7 +556,7 @@ pages.job = async (main) => {
       for (const r of newRows) rows.push(r);
       rowsAfter = nextRows;
       logAfter = nextLog;
-      const p = job.progress, est = progressOf(job, job.spec, modules);
+      const p = job.progress, est = progressOf(job, plan);
       history = p && est ? rows.filter((r) => r.ts >= (job.run_started || 0) && r.phase === p.phase && (r.phase === "finetune" || r.layer === p.layer)).map((r) => [r.ts, est.at(r.step)]) : [];
       render();
       if (newRows.length || lastState === null) renderMetrics(rows);
@@ -583,7 +580,8 @@ pages.job = async (main) => {
 
 // ---------------------------------------------------------------- submit: a form generated from the JSON Schemas
 pages.submit = async (main) => {
-  const [schema, modules, recipes] = await Promise.all([api("GET", "/v1/spec/schema"), api("GET", "/v1/modules"), api("GET", "/v1/recipes")]);
+  const [schema, modules, recipes, modes] = await Promise.all([specSchema(), api("GET", "/v1/modules"), api("GET", "/v1/recipes"), api("GET", "/v1/spec/modes")]);
+  const parallelModes = modes.filter((m) => m.parallel).map((m) => m.name);  // the modes the parallel section lays out
   const js = schema.jobspec, defs = js.$defs || {};
   const byKind = Object.fromEntries(modules.map((m) => [m.kind, m]));
   const resolve = (prop) => {
@@ -817,7 +815,7 @@ pages.submit = async (main) => {
     for (const k of keys.slice(0, -1)) o = o[k] = o[k] || {};
     o[keys[keys.length - 1]] = v;
   }
-  const usesParallel = () => ["param_server", "pipeline", "hybrid"].includes($('[data-path="mode"]', form).value);
+  const usesParallel = () => parallelModes.includes($('[data-path="mode"]', form).value);
   const isSearching = () => $$(".hp-mode", form).some((m) => m.value !== "fixed");
   function collect() {
     const spec = {}, searching = isSearching();
@@ -832,7 +830,7 @@ pages.submit = async (main) => {
       for (const el of $$("[data-path]", card)) { const v = changedValue(el); if (v !== undefined) setPath(opts, relative(el), v); }
       return { [card.dataset.kind]: opts };
     });
-    const order = ["name", "data", "model", "pretrain", "train", "seed", "mode", "resources", "parallel", "priority", "search"];
+    const order = [...Object.keys(js.properties), "search"];  // the JobSpec's field order, as a hand-written spec has it
     return Object.fromEntries(order.filter((k) => spec[k] !== undefined).map((k) => [k, spec[k]]));
   }
   function changed() {
