@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
 from rich.markup import escape
 from rich.table import Table
 
-from .common import fail, out
-from .run import Output
+from xsharp.algos.modules import MODULES
+
+from .common import Output, fail, out
 
 app = typer.Typer(help="The algorithm toolkit: list the modules a job spec can stack and the recipes built from them, show one.", no_args_is_help=True)
 
@@ -26,8 +28,6 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"  # the recipes, in a
 
 def recipes() -> dict[str, dict]:
     """Every examples/*.yaml by name: what its leading comment says, its module stack and mode."""
-    import yaml
-
     found = {}
     for path in sorted(EXAMPLES.glob("*.yaml")) if EXAMPLES.is_dir() else []:
         text = path.read_text()
@@ -78,8 +78,6 @@ def _bounds(field: Any) -> str:
 
 def describe(kind: str) -> dict:
     """Everything `algos show` prints about one module, as plain data."""
-    from xsharp.algos.modules import MODULES
-
     cls = MODULES[kind]
     options = []
     for name, field in cls.Options.model_fields.items():
@@ -115,11 +113,8 @@ def list_modules(
 ) -> None:
     """List every module a job spec's `model` can stack (name, what it is, whether it is pretrained
     before fine-tuning: greedily by steps, or solved in closed form), then the recipes."""
-    from xsharp.algos.modules import MODULES
-
     rows = [
-        {"name": kind, "summary": cls.summary, "pretrainable": hasattr(cls, "pretrain_step"), "solved": hasattr(cls, "solve")}
-        for kind, cls in MODULES.items()
+        {"name": kind, "summary": cls.summary, "pretrainable": hasattr(cls, "pretrain_step"), "solved": hasattr(cls, "solve")} for kind, cls in MODULES.items()
     ]
     books = [{k: v for k, v in r.items() if k != "yaml"} for r in recipes().values()]
     if output is Output.json:
@@ -149,8 +144,6 @@ def show(
 ) -> None:
     """Show one module's options (type, default, bounds, meaning) as written under its name in a
     job spec, or one recipe's spec."""
-    from xsharp.algos.modules import MODULES
-
     if name not in MODULES:
         book = recipes().get(name)
         if book is None:

@@ -9,26 +9,21 @@ import os
 import signal
 import socket
 import threading
-from enum import Enum
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.table import Table
 
-from .common import EXIT_FAILED, err, fail, out
+from xsharp.appliance import HealthConfig, NodeCollector, serve
+from xsharp.appliance.config import ApplianceConfig, ConfigError, targets_from, write_config
+from xsharp.appliance.jobs import load_job_view
+
+from .common import EXIT_FAILED, Output, err, fail, out
 
 app = typer.Typer(help="Monitoring for the appliance: Prometheus config, alert rules, Grafana dashboards, node health.", no_args_is_help=True)
 
 
-class Output(str, Enum):
-    text = "text"
-    json = "json"
-
-
-def _health_config(expected_gpus: Optional[int], max_gpu_temp: float, min_free_disk: float, disk: List[str]):
-    from xsharp.appliance import HealthConfig
-
+def _health_config(expected_gpus: int | None, max_gpu_temp: float, min_free_disk: float, disk: list[str]):
     for path in disk:
         if not os.path.isdir(path):
             raise fail(f"--disk {path}: not a directory")
@@ -42,12 +37,12 @@ DISK_HELP = "A path whose filesystem must keep --min-free-disk percent free (rep
 def exporter(
     port: int = typer.Option(9400, "--port", "-p", min=0, max=65535, help="Port to serve /metrics on (dcgm-exporter's 9400 by default)."),
     host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on (0.0.0.0: every interface)."),
-    hostname: Optional[str] = typer.Option(None, "--hostname", help="Value of the Hostname label; default: this machine's hostname."),
-    expected_gpus: Optional[int] = typer.Option(None, "--expected-gpus", min=0, help=EXPECTED_HELP),
+    hostname: str | None = typer.Option(None, "--hostname", help="Value of the Hostname label; default: this machine's hostname."),
+    expected_gpus: int | None = typer.Option(None, "--expected-gpus", min=0, help=EXPECTED_HELP),
     max_gpu_temp: float = typer.Option(85.0, "--max-gpu-temp", help="Health check gpu_temperature fails at or above this (Celsius)."),
     min_free_disk: float = typer.Option(10.0, "--min-free-disk", min=0, max=100, help="Health check disk_free fails below this percent free."),
-    disk: List[str] = typer.Option(["/"], "--disk", help=DISK_HELP),
-    jobs: Optional[str] = typer.Option(
+    disk: list[str] = typer.Option(["/"], "--disk", help=DISK_HELP),
+    jobs: str | None = typer.Option(
         None, "--jobs", envvar="XSHARP_EXPORTER_JOBS", help="module:callable returning a JobView (the job store) for job labels and queue metrics."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every NVML error as it happens."),
@@ -58,9 +53,6 @@ def exporter(
 
     Example: xsharp exporter --port 9400 --expected-gpus 8 --disk / --disk /data
     """
-    from xsharp.appliance import NodeCollector, serve
-    from xsharp.appliance.jobs import load_job_view
-
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("xsharp").setLevel(logging.DEBUG if verbose else logging.INFO)
     health = _health_config(expected_gpus, max_gpu_temp, min_free_disk, disk)
@@ -84,7 +76,9 @@ def exporter(
         raise fail(f"cannot listen on {host}:{port}: {e}", EXIT_FAILED) from None
     bound = server.server_port
     gpus = len(collector.gpus.gpus)
-    err.print(f"exporter: serving http://{host}:{bound}/metrics for {collector.hostname} ({gpus} GPU{'s' if gpus != 1 else ''}{', jobs from ' + jobs if jobs else ''})")
+    err.print(
+        f"exporter: serving http://{host}:{bound}/metrics for {collector.hostname} ({gpus} GPU{'s' if gpus != 1 else ''}{', jobs from ' + jobs if jobs else ''})"
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -100,14 +94,16 @@ def exporter(
 @app.command()
 def config(
     out_dir: Path = typer.Option(..., "--out", help="Folder to write prometheus.yml, rules/, dashboards/ and provisioning/ into."),
-    target: List[str] = typer.Option([], "--target", "-t", help="A node's exporter as HOST or HOST:PORT (default port 9400); repeatable."),
-    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help="Ansible inventory (INI or YAML): one exporter target per host."),
-    server: Optional[str] = typer.Option(None, "--server", help="The xsharp REST server as HOST:PORT, scraped at /metrics."),
-    ray_sd: str = typer.Option("/tmp/ray/prom_metrics_service_discovery.json", "--ray-sd", help="Ray's metrics service-discovery file (on the Prometheus host)."),
+    target: list[str] = typer.Option([], "--target", "-t", help="A node's exporter as HOST or HOST:PORT (default port 9400); repeatable."),
+    inventory: Path | None = typer.Option(None, "--inventory", "-i", help="Ansible inventory (INI or YAML): one exporter target per host."),
+    server: str | None = typer.Option(None, "--server", help="The xsharp REST server as HOST:PORT, scraped at /metrics."),
+    ray_sd: str = typer.Option(
+        "/tmp/ray/prom_metrics_service_discovery.json", "--ray-sd", help="Ray's metrics service-discovery file (on the Prometheus host)."
+    ),
     scrape_interval: str = typer.Option("15s", "--scrape-interval", help="How often Prometheus scrapes and evaluates rules."),
-    alertmanager: List[str] = typer.Option([], "--alertmanager", help="Alertmanager as HOST:PORT (default port 9093); repeatable."),
+    alertmanager: list[str] = typer.Option([], "--alertmanager", help="Alertmanager as HOST:PORT (default port 9093); repeatable."),
     prometheus_url: str = typer.Option("http://localhost:9090", "--prometheus-url", help="Prometheus as Grafana reaches it (the provisioned data source)."),
-    dashboards_path: Optional[str] = typer.Option(
+    dashboards_path: str | None = typer.Option(
         None, "--dashboards-path", help="Where Grafana will find the dashboards (provisioning); default: OUT/dashboards, absolute."
     ),
     output: Output = typer.Option(Output.text, "--output", "-o", help="text: a table of files; json: the list of files."),
@@ -118,8 +114,6 @@ def config(
 
     Example: xsharp appliance config --out /etc/xsharp/monitoring --inventory ansible/inventory.ini --server head:8000
     """
-    from xsharp.appliance.config import ApplianceConfig, ConfigError, targets_from, write_config
-
     try:
         targets = targets_from(target, inventory)
         cfg = ApplianceConfig(
@@ -148,15 +142,13 @@ def config(
 
 @app.command()
 def health(
-    expected_gpus: Optional[int] = typer.Option(None, "--expected-gpus", min=0, help=EXPECTED_HELP),
+    expected_gpus: int | None = typer.Option(None, "--expected-gpus", min=0, help=EXPECTED_HELP),
     max_gpu_temp: float = typer.Option(85.0, "--max-gpu-temp", help="gpu_temperature fails at or above this (Celsius)."),
     min_free_disk: float = typer.Option(10.0, "--min-free-disk", min=0, max=100, help="disk_free fails below this percent free."),
-    disk: List[str] = typer.Option(["/"], "--disk", help=DISK_HELP),
+    disk: list[str] = typer.Option(["/"], "--disk", help=DISK_HELP),
     output: Output = typer.Option(Output.text, "--output", "-o", help="text: a table; json: the checks as JSON."),
 ) -> None:
     """Run this node's health checks once (the exporter's xsharp_node_health_check) and exit 1 if any fails."""
-    from xsharp.appliance import NodeCollector
-
     logging.basicConfig(level=logging.ERROR)
     collector = NodeCollector(health=_health_config(expected_gpus, max_gpu_temp, min_free_disk, disk))
     try:

@@ -81,7 +81,7 @@ class Client:
     token: str | None
 
     @classmethod
-    def from_options(cls, url: str | None, token: str | None) -> "Client":
+    def from_options(cls, url: str | None, token: str | None) -> Client:
         cfg = read_config()
         return cls((url or cfg.get("url") or DEFAULT_URL).rstrip("/"), token or cfg.get("token"))
 
@@ -125,4 +125,3 @@ class Client:
                 yield from r.iter_text()
         except httpx.HTTPError as e:
             raise fail(f"cannot reach the xsharp server at {self.url}: {e}", EXIT_FAILED) from None
-

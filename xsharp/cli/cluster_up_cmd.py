@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -51,11 +50,13 @@ def check_inventory(inventory: Path, ansible_inventory: str) -> dict:
 
 
 def cluster_up(
-    inventory: Path = typer.Option(..., "--inventory", "-i", help="Ansible inventory with groups head, workers, monitoring (see ansible/inventory.example.ini)."),
+    inventory: Path = typer.Option(
+        ..., "--inventory", "-i", help="Ansible inventory with groups head, workers, monitoring (see ansible/inventory.example.ini)."
+    ),
     check: bool = typer.Option(False, "--check", help="Dry run: ansible-playbook --check --diff, nothing changes on the nodes."),
-    extra_vars: List[str] = typer.Option([], "--extra-vars", "-e", help="KEY=VALUE or @FILE passed to ansible-playbook -e; repeatable."),
-    limit: Optional[str] = typer.Option(None, "--limit", "-l", help="Only these hosts or groups (ansible --limit)."),
-    playbook: Optional[Path] = typer.Option(None, "--playbook", help=f"Playbook to run; default: ansible/site.yml of this checkout or ${ANSIBLE_DIR_ENV}."),
+    extra_vars: list[str] = typer.Option([], "--extra-vars", "-e", help="KEY=VALUE or @FILE passed to ansible-playbook -e; repeatable."),
+    limit: str | None = typer.Option(None, "--limit", "-l", help="Only these hosts or groups (ansible --limit)."),
+    playbook: Path | None = typer.Option(None, "--playbook", help=f"Playbook to run; default: ansible/site.yml of this checkout or ${ANSIBLE_DIR_ENV}."),
 ) -> None:
     """Provision the nodes of an inventory: packages, GPU driver checks, xsharp, Ray head and workers as services, exporters, Prometheus.
 

@@ -12,13 +12,19 @@ import json
 import time
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .common import EXIT_FAILED, err, fail, out, unclipped, user_errors
-from .run import Output
+from xsharp.algos import datasets
+from xsharp.cluster import runtime
+from xsharp.data import samples
+from xsharp.data.catalog import Catalog, DatasetRef, local_owner
+from xsharp.data.importer import ImportOptions, import_dataset, infer_format, needs_ray
+
+from .common import EXIT_FAILED, Output, err, fail, out, unclipped
+from .user_errors import user_errors
 
 app = typer.Typer(help="Import your own data once (image or audio folders, tables, text), then name it in a spec: data: {dataset: NAME}.", no_args_is_help=True)
 
@@ -29,9 +35,7 @@ class Resize(str, Enum):
     fill = "fill"
 
 
-def _catalog(root: Optional[Path]):
-    from xsharp.data.catalog import Catalog
-
+def _catalog(root: Path | None):
     return Catalog(root) if root is not None else Catalog.local()
 
 
@@ -40,24 +44,32 @@ CatalogOption = typer.Option(None, "--catalog", envvar="XSHARP_DATASETS", help="
 
 @app.command("import")
 def import_(
-    source: str = typer.Argument(..., metavar="SRC", help="A folder of class folders (images or audio; train/ val/ test/ inside are its split), a table (.csv[.gz|.bz2], .parquet), a text file (.csv, .jsonl, .parquet), any file `xsharp run` reads, or a bundled dataset's name."),
+    source: str = typer.Argument(
+        ...,
+        metavar="SRC",
+        help="A folder of class folders (images or audio; train/ val/ test/ inside are its split), a table (.csv[.gz|.bz2], .parquet), a text file (.csv, .jsonl, .parquet), any file `xsharp run` reads, or a bundled dataset's name.",
+    ),
     name: str = typer.Option(..., "--name", "-n", help="The dataset's name (letters, digits, . _ -); importing a name again makes its next version."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="images, audio, table or text (or a `data.format` name); default: from SRC."),
-    size: Optional[str] = typer.Option(None, "--size", help="Images: resize every image to HxW, e.g. 32x32 (default: all images must share one size)."),
+    fmt: str | None = typer.Option(None, "--format", "-f", help="images, audio, table or text (or a `data.format` name); default: from SRC."),
+    size: str | None = typer.Option(None, "--size", help="Images: resize every image to HxW, e.g. 32x32 (default: all images must share one size)."),
     resize: Resize = typer.Option(Resize.squash, "--resize", help="Images: squash (ignore the aspect), crop (centre) or fill (pad)."),
     channels: int = typer.Option(3, "--channels", min=1, max=3, help="Images: 1 (grey) or 3 (RGB)."),
-    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", min=1000, max=384000, help="Audio: resample to this rate (default 16000)."),
-    duration: Optional[float] = typer.Option(None, "--duration", min=0.001, max=3600, help="Audio: cut or pad to this many seconds (default 1)."),
-    label_column: Optional[str] = typer.Option(None, "--label-column", help="Tables and text: the label column (default 'label')."),
-    text_column: Optional[str] = typer.Option(None, "--text-column", help="Text: the text column (default 'text')."),
-    feature_columns: Optional[List[str]] = typer.Option(None, "--feature-column", help="Tables: a feature column (repeat; default: every column but the label)."),
-    shard_mb: float = typer.Option(16.0, "--shard-mb", min=0.001, max=4096, help="Target shard size in MiB: a worker holds about four shards while it streams."),
+    sample_rate: int | None = typer.Option(None, "--sample-rate", min=1000, max=384000, help="Audio: resample to this rate (default 16000)."),
+    duration: float | None = typer.Option(None, "--duration", min=0.001, max=3600, help="Audio: cut or pad to this many seconds (default 1)."),
+    label_column: str | None = typer.Option(None, "--label-column", help="Tables and text: the label column (default 'label')."),
+    text_column: str | None = typer.Option(None, "--text-column", help="Text: the text column (default 'text')."),
+    feature_columns: list[str] | None = typer.Option(None, "--feature-column", help="Tables: a feature column (repeat; default: every column but the label)."),
+    shard_mb: float = typer.Option(
+        16.0, "--shard-mb", min=0.001, max=4096, help="Target shard size in MiB: a worker holds about four shards while it streams."
+    ),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable files and count them in the manifest (default: fail on the first)."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", min=0, max=0.99, help="Share held out for test when SRC has no test/ split."),
-    validation_fraction: float = typer.Option(0.1, "--validation-fraction", min=0, max=0.99, help="Share of the training rows held out for validation when SRC has no val/ split."),
+    validation_fraction: float = typer.Option(
+        0.1, "--validation-fraction", min=0, max=0.99, help="Share of the training rows held out for validation when SRC has no val/ split."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and of the row order in the shards."),
-    catalog: Optional[Path] = CatalogOption,
-    address: Optional[str] = typer.Option(None, "--address", envvar="XSHARP_RAY_ADDRESS", help="Ray cluster to decode on (default: an embedded local Ray)."),
+    catalog: Path | None = CatalogOption,
+    address: str | None = typer.Option(None, "--address", envvar="XSHARP_RAY_ADDRESS", help="Ray cluster to decode on (default: an embedded local Ray)."),
     output: Output = typer.Option(Output.text, "--output", "-o", help="text, or json: the manifest's summary."),
 ) -> None:
     """Convert SRC once into a dataset: decoded, resized rows in checksummed shards, and a manifest
@@ -68,13 +80,6 @@ def import_(
 
     Example: xsharp data import photos/ --name photos --size 64x64 --resize crop
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from xsharp.algos import datasets
-    from xsharp.cluster import runtime
-    from xsharp.data.catalog import local_owner
-    from xsharp.data.importer import ImportOptions, import_dataset
-
     hw = None
     if size is not None:
         try:
@@ -83,14 +88,36 @@ def import_(
                 raise ValueError
         except ValueError:
             raise fail(f"--size: expected HxW with each side in 1..4096, e.g. 32x32, got {size!r}") from None
-    options = ImportOptions(fmt, hw, resize.value, channels if channels in (1, 3) else 3, sample_rate, duration, label_column, text_column,
-                            feature_columns or None, shard_mb, skip_bad, test_fraction, validation_fraction, seed)
+    options = ImportOptions(
+        fmt,
+        hw,
+        resize.value,
+        channels if channels in (1, 3) else 3,
+        sample_rate,
+        duration,
+        label_column,
+        text_column,
+        feature_columns or None,
+        shard_mb,
+        skip_bad,
+        test_fraction,
+        validation_fraction,
+        seed,
+    )
     if channels not in (1, 3):
         raise fail("--channels: 1 or 3")
     cat = _catalog(catalog)
     started = time.time()
-    bars = Progress(SpinnerColumn(), TextColumn("importing {task.fields[name]}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[unit]}"),
-                    TimeElapsedColumn(), console=err, disable=not err.is_terminal)
+    bars = Progress(
+        SpinnerColumn(),
+        TextColumn("importing {task.fields[name]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    )
     task = bars.add_task("import", total=None, name=name, unit="")
     last = {"at": 0.0}
 
@@ -100,8 +127,6 @@ def import_(
         if not err.is_terminal and now - last["at"] >= 5:
             last["at"] = now
             err.print(f"· {p.done:,}{f' of {p.total:,}' if p.total else ''} {p.unit}", highlight=False)
-
-    from xsharp.data.importer import infer_format, needs_ray
 
     with user_errors():
         if options.format is None and not Path(source).exists() and source not in datasets.NAMED:
@@ -123,19 +148,21 @@ def import_(
 
 def _print_summary(m, cat) -> None:
     rows = {s: m.rows(s) for s in ("train", "val", "test")}
-    out.print(f"[bold]{m.ref}[/] ({m.kind}): {rows['train']:,} train, {rows['val']:,} val, {rows['test']:,} test rows of shape {tuple(m.shape)} {m.dtype}; "
-              f"{len(m.shards)} shards, {m.bytes / 2**20:.1f} MiB; {m.n_classes} classes")
+    out.print(
+        f"[bold]{m.ref}[/] ({m.kind}): {rows['train']:,} train, {rows['val']:,} val, {rows['test']:,} test rows of shape {tuple(m.shape)} {m.dtype}; "
+        f"{len(m.shards)} shards, {m.bytes / 2**20:.1f} MiB; {m.n_classes} classes"
+    )
     if m.skipped:
         out.print(f"[yellow]{m.skipped} bad file(s) skipped[/], e.g. {', '.join(m.skipped_files[:3])}")
-    out.print(f"source {m.source.get('path')} (sha256 {m.source.get('sha256', '')[:16]}…), created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(m.created))}")
+    out.print(
+        f"source {m.source.get('path')} (sha256 {m.source.get('sha256', '')[:16]}…), created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(m.created))}"
+    )
     out.print(f"folder {cat.path_of(m)}", markup=False)
 
 
 @app.command("list")
-def list_(catalog: Optional[Path] = CatalogOption, output: Output = typer.Option(Output.text, "--output", "-o", help="text or json.")) -> None:
+def list_(catalog: Path | None = CatalogOption, output: Output = typer.Option(Output.text, "--output", "-o", help="text or json.")) -> None:
     """The datasets in the catalog, every version, with their rows and classes."""
-    from xsharp.data.catalog import local_owner
-
     cat = _catalog(catalog)
     manifests = cat.manifests(local_owner())
     if output is Output.json:
@@ -146,23 +173,31 @@ def list_(catalog: Optional[Path] = CatalogOption, output: Output = typer.Option
         return
     table = Table("dataset", "kind", "train", "val", "test", "shape", "classes", "size", "created", title_justify="left")
     for m in manifests:
-        table.add_row(f"{m.name}@{m.version}", m.kind, f"{m.rows('train'):,}", f"{m.rows('val'):,}", f"{m.rows('test'):,}", "x".join(map(str, m.shape)) or "text",
-                      str(m.n_classes), f"{m.bytes / 2**20:.1f} MiB", time.strftime("%Y-%m-%d", time.localtime(m.created)))
+        table.add_row(
+            f"{m.name}@{m.version}",
+            m.kind,
+            f"{m.rows('train'):,}",
+            f"{m.rows('val'):,}",
+            f"{m.rows('test'):,}",
+            "x".join(map(str, m.shape)) or "text",
+            str(m.n_classes),
+            f"{m.bytes / 2**20:.1f} MiB",
+            time.strftime("%Y-%m-%d", time.localtime(m.created)),
+        )
     out.print(unclipped(table, keep=24))
 
 
 @app.command("show")
 def show(
     name: str = typer.Argument(..., metavar="NAME[@VERSION]", help="The dataset (default: its newest version)."),
-    samples_out: Optional[Path] = typer.Option(None, "--samples", help="Write the sample thumbnails here (a PNG; default NAME-vN-samples.png in the current folder, images only)."),
+    samples_out: Path | None = typer.Option(
+        None, "--samples", help="Write the sample thumbnails here (a PNG; default NAME-vN-samples.png in the current folder, images only)."
+    ),
     per_class: int = typer.Option(4, "--per-class", min=1, max=16, help="Samples of each class."),
-    catalog: Optional[Path] = CatalogOption,
+    catalog: Path | None = CatalogOption,
     output: Output = typer.Option(Output.text, "--output", "-o", help="text, or json (the manifest's summary)."),
 ) -> None:
     """Counts per class and split, the source and its hash, and a few samples: a PNG of thumbnails for images, the first values of other rows."""
-    from xsharp.data import samples
-    from xsharp.data.catalog import local_owner
-
     cat = _catalog(catalog)
     with user_errors():
         m = cat.find(name, local_owner())
@@ -189,11 +224,9 @@ def show(
 @app.command("delete")
 def delete(
     name: str = typer.Argument(..., metavar="NAME[@VERSION]", help="The dataset; without @VERSION every version goes."),
-    catalog: Optional[Path] = CatalogOption,
+    catalog: Path | None = CatalogOption,
 ) -> None:
     """Remove a dataset (one version, or all). Jobs that trained on it keep their models."""
-    from xsharp.data.catalog import DatasetRef, local_owner
-
     cat = _catalog(catalog)
     with user_errors():
         ref = DatasetRef.parse(name, "NAME")

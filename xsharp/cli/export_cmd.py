@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 
-from .common import err, fail, load_run_model, model_file, out, user_errors
+from xsharp.export.graph import ExportError
+from xsharp.export.onnx import export_model, raw_rows
+from xsharp.export.onnx import verify as verify_file
+from xsharp.files import write_atomic
+
+from .common import err, fail, out
+from .run_folder import load_run_model, model_file
+from .user_errors import user_errors
 
 
 class Format(str, Enum):
@@ -30,11 +37,6 @@ def export(
 
     Example: xsharp export runs/dbn --format onnx --out dbn.onnx
     """
-    import onnx
-
-    from xsharp.export.graph import ExportError
-    from xsharp.export.onnx import export_model, raw_rows, verify as verify_file
-
     path, model = model_file(run_dir), load_run_model(run_dir)
     with user_errors():
         try:
@@ -42,9 +44,7 @@ def export(
         except ExportError as e:
             raise fail(f"cannot export {path} as ONNX: {e}") from None
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_file.with_name(out_file.name + ".tmp")
-        onnx.save(proto, str(tmp))
-        tmp.replace(out_file)
+        write_atomic(out_file, proto.SerializeToString())
         err.print(f"wrote {out_file} (ONNX opset {proto.opset_import[0].version}, {out_file.stat().st_size:,} bytes)", markup=False)
         if not verify:
             return

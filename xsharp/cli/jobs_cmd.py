@@ -1,20 +1,18 @@
-"""`xsharp submit`, `xsharp jobs ...` and `xsharp cluster status`: clients of the REST endpoint."""
+"""`xsharp jobs ...` and `xsharp cluster status`: clients of the REST endpoint (`xsharp cluster up`: :mod:`.cluster_up_cmd`)."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from .client import Client, TokenOption, UrlOption
-from .common import SET_HELP, apply_sets, out, unclipped, user_errors
-from .run import Output
+from .cluster_up_cmd import cluster_up
+from .common import Output, out, unclipped
 
 jobs_app = typer.Typer(help="Your jobs on the xsharp server: list, show, logs, pause, resume, stop, delete.", no_args_is_help=True)
 cluster_app = typer.Typer(help="The cluster behind the xsharp server.", no_args_is_help=True)
@@ -51,40 +49,11 @@ def _table(jobs: list[dict], title: str) -> Table:
     return unclipped(t)
 
 
-def submit(
-    spec_file: Path = typer.Argument(..., metavar="SPEC.yaml", help="The job spec."),
-    priority: Optional[int] = typer.Option(None, "--priority", "-p", min=-100, max=100, help="Overrides the spec's priority; higher runs first."),
-    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
-    url: Optional[str] = UrlOption,
-    token: Optional[str] = TokenOption,
-    output: Output = typer.Option(Output.text, "--output", "-o"),
-) -> None:
-    """Submit SPEC.yaml to the xsharp server's queue and print the job id.
-
-    The spec is checked here first; a bad field exits 2 without contacting the server. The server then checks what only it can: that data.path exists and may be read there, and that the workers fit its cluster. A spec with ranges, grids or `auto` is submitted as one search job: its trials run in parallel inside the job's reservation, and pausing it keeps every finished trial.
-    """
-    from xsharp.cluster.search import is_search, trial_specs
-    from xsharp.spec import parse_spec, read_spec_file
-
-    with user_errors():
-        raw = apply_sets(read_spec_file(spec_file, {"priority": priority} if priority is not None else None), sets, str(spec_file))
-        if is_search(raw):
-            trial_specs(raw)  # every trial is checked here first, as a job spec is
-            path, body = "/v1/searches", raw
-        else:
-            path, body = "/v1/jobs", parse_spec(raw, str(spec_file)).to_dict()
-    job = Client.from_options(url, token).request("POST", path, json=body)
-    if output is Output.json:
-        out.print_json(json.dumps(job))
-    else:
-        out.print(f"submitted job {job['id']} ({escape(job['name'])}), {job['state']}, priority {job['priority']}")
-
-
 @jobs_app.command("list")
 def jobs_list(
-    state: Optional[list[str]] = typer.Option(None, "--state", "-s", help="Only these states (repeatable)."),
-    url: Optional[str] = UrlOption,
-    token: Optional[str] = TokenOption,
+    state: list[str] | None = typer.Option(None, "--state", "-s", help="Only these states (repeatable)."),
+    url: str | None = UrlOption,
+    token: str | None = TokenOption,
     output: Output = typer.Option(Output.text, "--output", "-o"),
 ) -> None:
     """List your jobs (an admin sees everyone's)."""
@@ -97,7 +66,7 @@ def jobs_list(
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: int, url: Optional[str] = UrlOption, token: Optional[str] = TokenOption, output: Output = typer.Option(Output.text, "--output", "-o")) -> None:
+def jobs_show(job_id: int, url: str | None = UrlOption, token: str | None = TokenOption, output: Output = typer.Option(Output.text, "--output", "-o")) -> None:
     """A job's state, progress, result and events."""
     job = Client.from_options(url, token).request("GET", f"/v1/jobs/{job_id}")
     if output is Output.json:
@@ -111,7 +80,12 @@ def jobs_show(job_id: int, url: Optional[str] = UrlOption, token: Optional[str] 
 
 
 @jobs_app.command("logs")
-def jobs_logs(job_id: int, follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job finishes."), url: Optional[str] = UrlOption, token: Optional[str] = TokenOption) -> None:
+def jobs_logs(
+    job_id: int,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job finishes."),
+    url: str | None = UrlOption,
+    token: str | None = TokenOption,
+) -> None:
     """Print a job's log."""
     for chunk in Client.from_options(url, token).stream(f"/v1/jobs/{job_id}/logs", follow=str(follow).lower()):
         sys.stdout.write(chunk)
@@ -119,7 +93,9 @@ def jobs_logs(job_id: int, follow: bool = typer.Option(False, "--follow", "-f", 
 
 
 def _action(name: str, help_text: str):
-    def command(job_id: int, url: Optional[str] = UrlOption, token: Optional[str] = TokenOption, output: Output = typer.Option(Output.text, "--output", "-o")) -> None:
+    def command(
+        job_id: int, url: str | None = UrlOption, token: str | None = TokenOption, output: Output = typer.Option(Output.text, "--output", "-o")
+    ) -> None:
         job = Client.from_options(url, token).request("POST", f"/v1/jobs/{job_id}/{name}")
         if output is Output.json:
             out.print_json(json.dumps(job))
@@ -137,14 +113,14 @@ _action("stop", "Stop a job for good (a running one checkpoints first).")
 
 
 @jobs_app.command("delete")
-def jobs_delete(job_id: int, url: Optional[str] = UrlOption, token: Optional[str] = TokenOption) -> None:
+def jobs_delete(job_id: int, url: str | None = UrlOption, token: str | None = TokenOption) -> None:
     """Delete a finished job with its logs, checkpoints and artifacts."""
     Client.from_options(url, token).request("DELETE", f"/v1/jobs/{job_id}")
     out.print(f"job {job_id} deleted")
 
 
 @cluster_app.command("status")
-def cluster_status(url: Optional[str] = UrlOption, token: Optional[str] = TokenOption, output: Output = typer.Option(Output.text, "--output", "-o")) -> None:
+def cluster_status(url: str | None = UrlOption, token: str | None = TokenOption, output: Output = typer.Option(Output.text, "--output", "-o")) -> None:
     """Nodes, free and total resources, jobs by state, the queue, and each user's recent usage (fair share)."""
     c = Client.from_options(url, token).request("GET", "/v1/cluster")
     if output is Output.json:
@@ -162,9 +138,14 @@ def cluster_status(url: Optional[str] = UrlOption, token: Optional[str] = TokenO
     if c["queue"]:
         out.print(_table(c["queue"], "queue (next first)"))
     if c.get("usage"):
-        u = Table(title=f"recent usage, least first: the order users are served within a priority (half-life {c['usage_half_life_hours']:g} h)", title_justify="left")
+        u = Table(
+            title=f"recent usage, least first: the order users are served within a priority (half-life {c['usage_half_life_hours']:g} h)", title_justify="left"
+        )
         for col in ("user", "CPU-hours", "GPU-hours", "cluster share (hours)"):
             u.add_column(col, justify="left" if col == "user" else "right")
         for row in c["usage"]:
             u.add_row(escape(row["user"]), f"{row['cpu_hours']:.3g}", f"{row['gpu_hours']:.3g}", f"{row['share']:.3g}")
         out.print(unclipped(u))
+
+
+cluster_app.command("up")(cluster_up)

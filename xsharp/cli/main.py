@@ -1,4 +1,5 @@
-"""The `xsharp` command: one Typer app, one module per command group."""
+"""The `xsharp` command: one Typer app, one module per command group, each imported only when its
+command runs (:mod:`xsharp.cli.lazy_group`), so that start-up stays light."""
 
 from __future__ import annotations
 
@@ -6,35 +7,45 @@ import typer
 
 from xsharp import __version__
 
-from . import algos_cmd, appliance_cmd, cluster_up_cmd, data_cmd, export_cmd, jobs_cmd, models_cmd, search_cmd, serve_cmd, server_cmd, spec_cmd
-from .predict import predict
-from .run import run
+from .lazy_group import LazyCommand, LazyGroup
+
+COMMANDS = (  # in the order `xsharp --help` lists them
+    LazyCommand("run", "xsharp.cli.run:run", "Train a model from SPEC.yaml and report test accuracy and throughput."),
+    LazyCommand("predict", "xsharp.cli.predict:predict", "Predict class labels with a trained model; print accuracy when labels are known."),
+    LazyCommand("export", "xsharp.cli.export_cmd:export", "Export a trained model as ONNX (opset 17), feature steps included."),
+    LazyCommand(
+        "exporter", "xsharp.cli.appliance_cmd:exporter", "Serve this node's GPU, host, health and job metrics for Prometheus at http://HOST:PORT/metrics."
+    ),
+    LazyCommand("server", "xsharp.cli.server_cmd:server", "Serve the REST API (docs at /docs) and schedule jobs on Ray until Ctrl-C."),
+    LazyCommand("serve", "xsharp.cli.serve_cmd:serve", "Serve a registered model on the Ray cluster with Ray Serve until Ctrl-C."),
+    LazyCommand("submit", "xsharp.cli.submit_cmd:submit", "Submit SPEC.yaml to the xsharp server's queue and print the job id."),
+    LazyCommand("spec", "xsharp.cli.spec_cmd:app", "Job specs: print the schema, check a file."),
+    LazyCommand("appliance", "xsharp.cli.appliance_cmd:app", "Monitoring for the appliance: Prometheus config, alert rules, Grafana dashboards, node health."),
+    LazyCommand("algos", "xsharp.cli.algos_cmd:app", "The algorithm toolkit: list the modules a job spec can stack and the recipes built from them, show one."),
+    LazyCommand("users", "xsharp.cli.users_cmd:app", "Users and API tokens (run on the server host; writes the job store directly)."),
+    LazyCommand("jobs", "xsharp.cli.jobs_cmd:jobs_app", "Your jobs on the xsharp server: list, show, logs, pause, resume, stop, delete."),
+    LazyCommand("cluster", "xsharp.cli.jobs_cmd:cluster_app", "The cluster behind the xsharp server."),
+    LazyCommand("search", "xsharp.cli.search_cmd:app", "Hyper-parameter searches: show the trials of one."),
+    LazyCommand(
+        "data", "xsharp.cli.data_cmd:app", "Import your own data once (image or audio folders, tables, text), then name it in a spec: data: {dataset: NAME}."
+    ),
+    LazyCommand("models", "xsharp.cli.models_cmd:app", "Models registered by your finished jobs: list, show, export, delete."),
+)
+
+
+class XsharpCommands(LazyGroup):
+    lazy = COMMANDS
+
 
 app = typer.Typer(
     name="xsharp",
     help="xsharp: train deep models on an on-prem GPU cluster (or this machine) with Ray.",
+    cls=XsharpCommands,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command()(run)
-app.command()(predict)
-app.command()(export_cmd.export)
-app.add_typer(spec_cmd.app, name="spec")
-app.command()(appliance_cmd.exporter)
-app.add_typer(appliance_cmd.app, name="appliance")
-app.add_typer(algos_cmd.app, name="algos")
-app.command()(server_cmd.server)
-app.command()(serve_cmd.serve)
-app.add_typer(server_cmd.users_app, name="users")
-app.command()(jobs_cmd.submit)
-app.add_typer(jobs_cmd.jobs_app, name="jobs")
-app.add_typer(jobs_cmd.cluster_app, name="cluster")
-jobs_cmd.cluster_app.command("up")(cluster_up_cmd.cluster_up)
-app.add_typer(search_cmd.app, name="search")
-app.add_typer(data_cmd.app, name="data")
-app.add_typer(models_cmd.app, name="models")
 
 
 def _version(value: bool) -> None:

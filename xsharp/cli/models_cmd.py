@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from xsharp.files import write_atomic
+
 from .client import Client, TokenOption, UrlOption
-from .common import EXIT_FAILED, fail, out, unclipped
-from .run import Output
+from .common import EXIT_FAILED, Output, fail, out, unclipped
 
 app = typer.Typer(help="Models registered by your finished jobs: list, show, export, delete.", no_args_is_help=True)
 
@@ -34,16 +34,24 @@ def _table(models: list[dict], title: str) -> Table:
     for col in ("id", "name", "version", "user", "job", "data", "test acc", "created"):
         t.add_column(col)
     for m in models:
-        t.add_row(str(m["id"]), escape(m["name"]), str(m["version"]), escape(m["user"]), str(m["job_id"]), escape(_data(m)), _accuracy(m),
-                  time.strftime("%Y-%m-%d %H:%M", time.localtime(m["created"])))
+        t.add_row(
+            str(m["id"]),
+            escape(m["name"]),
+            str(m["version"]),
+            escape(m["user"]),
+            str(m["job_id"]),
+            escape(_data(m)),
+            _accuracy(m),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(m["created"])),
+        )
     return unclipped(t)
 
 
 @app.command("list")
 def models_list(
-    name: Optional[str] = typer.Option(None, "--name", help="Only this name's versions."),
-    url: Optional[str] = UrlOption,
-    token: Optional[str] = TokenOption,
+    name: str | None = typer.Option(None, "--name", help="Only this name's versions."),
+    url: str | None = UrlOption,
+    token: str | None = TokenOption,
     output: Output = typer.Option(Output.text, "--output", "-o"),
 ) -> None:
     """List your registered models (an admin sees everyone's)."""
@@ -55,7 +63,9 @@ def models_list(
 
 
 @app.command("show")
-def models_show(model_id: int, url: Optional[str] = UrlOption, token: Optional[str] = TokenOption, output: Output = typer.Option(Output.text, "--output", "-o")) -> None:
+def models_show(
+    model_id: int, url: str | None = UrlOption, token: str | None = TokenOption, output: Output = typer.Option(Output.text, "--output", "-o")
+) -> None:
     """A model's lineage: its job, user, time, dataset, metrics and spec."""
     m = Client.from_options(url, token).request("GET", f"/v1/models/{model_id}")
     if output is Output.json:
@@ -70,8 +80,8 @@ def models_show(model_id: int, url: Optional[str] = UrlOption, token: Optional[s
 def models_export(
     model_id: int,
     out_file: Path = typer.Option(..., "--out", help="Where to write the ONNX file, e.g. model.onnx."),
-    url: Optional[str] = UrlOption,
-    token: Optional[str] = TokenOption,
+    url: str | None = UrlOption,
+    token: str | None = TokenOption,
 ) -> None:
     """Download a model as an ONNX file (exported on the server)."""
     import httpx
@@ -84,14 +94,12 @@ def models_export(
         raise fail(f"cannot reach the xsharp server at {client.url}: {e}", EXIT_FAILED) from None
     if r.status_code >= 400:
         client._check(r)
-    tmp = out_file.with_name(out_file.name + ".tmp")
-    tmp.write_bytes(r.content)
-    tmp.replace(out_file)
+    write_atomic(out_file, r.content)
     out.print(f"model {model_id} written to {escape(str(out_file))} ({len(r.content)} bytes)")
 
 
 @app.command("delete")
-def models_delete(model_id: int, url: Optional[str] = UrlOption, token: Optional[str] = TokenOption) -> None:
+def models_delete(model_id: int, url: str | None = UrlOption, token: str | None = TokenOption) -> None:
     """Take a model out of the registry (its job's artifacts stay)."""
     Client.from_options(url, token).request("DELETE", f"/v1/models/{model_id}")
     out.print(f"model {model_id} deleted")

@@ -6,17 +6,19 @@ import csv
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from xsharp.algos.datasets import DataError
 from xsharp.data.rows import load_rows
+from xsharp.serving.inputs import input_of
 
-from .common import err, fail, load_run_model, out, user_errors
-from .run import Output
+from .common import Output, err, fail, out
+from .run_folder import load_run_model
+from .user_errors import user_errors
 
 
 class Split(str, Enum):
@@ -27,8 +29,6 @@ class Split(str, Enum):
 
 def _label_indices(y: np.ndarray, classes: list[str], source: str) -> np.ndarray:
     """Labels as class indices: integers are taken as indices, anything else by class name."""
-    from xsharp.algos.datasets import DataError
-
     y = np.asarray(y)
     if y.dtype.kind in "iu":
         bad = (y < 0) | (y >= len(classes))
@@ -56,7 +56,7 @@ def predict(
         ),
     ),
     split: Split = typer.Option(Split.test, "--split", help="Which split of a named dataset."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="Write all predictions to this CSV file."),
+    out_file: Path | None = typer.Option(None, "--out", help="Write all predictions to this CSV file."),
     show: int = typer.Option(10, "--show", min=0, help="How many predictions to print."),
     output: Output = typer.Option(Output.text, "--output", "-o", help="text or json."),
 ) -> None:
@@ -68,8 +68,6 @@ def predict(
     """
     model = load_run_model(model_dir)
     with user_errors():
-        from xsharp.serving.inputs import input_of
-
         rows = load_rows(data, split.value, model.spec, input_of(model), model.classes)
         x, y, source, files = rows.x, rows.y, rows.source, rows.names
         if y is not None:
@@ -95,8 +93,10 @@ def predict(
             err.print(f"wrote {len(labels)} predictions to {out_file}", markup=False)
     accuracy = float((labels == y).mean()) if y is not None and len(y) == len(labels) else None
     if output is Output.json:
-        preds = [{"index": i, "label": int(labels[i]), "class": names[labels[i]], "confidence": float(confidence[i])} | ({"file": files[i]} if files else {})
-                 for i in range(len(labels))]
+        preds = [
+            {"index": i, "label": int(labels[i]), "class": names[labels[i]], "confidence": float(confidence[i])} | ({"file": files[i]} if files else {})
+            for i in range(len(labels))
+        ]
         out.print_json(json.dumps({"source": source, "n": len(labels), "accuracy": accuracy, "predictions": preds}))
         return
     table = Table(title=escape(f"{len(labels)} predictions on {source}"), title_justify="left")
@@ -105,8 +105,13 @@ def predict(
     if files:
         table.add_column("file", justify="left")
     for i in range(min(show, len(labels))):
-        table.add_row(str(i), escape(names[labels[i]]), f"{confidence[i]:.3f}", *((escape(names[int(y[i])]),) if y is not None else ()),
-                      *((escape(files[i]),) if files else ()))
+        table.add_row(
+            str(i),
+            escape(names[labels[i]]),
+            f"{confidence[i]:.3f}",
+            *((escape(names[int(y[i])]),) if y is not None else ()),
+            *((escape(files[i]),) if files else ()),
+        )
     out.print(table)
     if accuracy is not None:
         out.print(f"accuracy: {100 * accuracy:.2f} % ({int((labels == y).sum())}/{len(labels)})")

@@ -8,12 +8,23 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 
-from .common import EXIT_BAD_INPUT, EXIT_FAILED, SET_HELP, apply_sets, err, fail, out, unclipped, user_errors
+from xsharp import backend
+from xsharp.cluster.runner import run_job
+from xsharp.cluster.runtime import RuntimeConnectError
+from xsharp.parallel.collective import CollectiveError
+from xsharp.parallel.execution import ModeUnavailable
+from xsharp.searchspec import is_search
+from xsharp.spec import parse_spec, read_spec_file
+
+from .common import EXIT_BAD_INPUT, EXIT_FAILED, Output, err, fail, out, unclipped
+from .progress import TrainingProgress
+from .run_search import run_search_cli
+from .spec_overrides import SET_HELP, apply_sets
+from .user_errors import user_errors
 
 RUNS = Path("runs")  # where runs are saved when --out is not given, as searches are
 ARTIFACTS = "model.npz, spec.yaml, metrics.json"
@@ -33,32 +44,30 @@ class DeviceChoice(str, Enum):
     gpu = "gpu"
 
 
-class Output(str, Enum):
-    text = "text"
-    json = "json"
-
-
 def run(
     spec_file: Path = typer.Argument(..., metavar="SPEC.yaml", help="The job spec (see `xsharp spec schema`)."),
-    mode: Optional[Mode] = typer.Option(None, "--mode", "-m", help="Execution mode; overrides the spec's `mode`."),
-    workers: Optional[int] = typer.Option(
+    mode: Mode | None = typer.Option(None, "--mode", "-m", help="Execution mode; overrides the spec's `mode`."),
+    workers: int | None = typer.Option(
         None, "--workers", "-w", min=1, help="Worker actors (replicas, parameter-server workers, or pipeline stages x groups); overrides `resources.workers`."
     ),
-    device: Optional[DeviceChoice] = typer.Option(None, "--device", "-d", help="auto (GPU if CuPy sees one), cpu or gpu; overrides `resources.device`."),
-    out_dir: Optional[Path] = typer.Option(
+    device: DeviceChoice | None = typer.Option(None, "--device", "-d", help="auto (GPU if CuPy sees one), cpu or gpu; overrides `resources.device`."),
+    out_dir: Path | None = typer.Option(
         None,
         "--out",
         help="Save model.npz, spec.yaml and metrics.json here (replacing a run already there). "
         "Default: runs/NAME (NAME: the spec's name), or runs/NAME-2, -3, ... when runs/NAME already holds a run: a rerun never overwrites an earlier one.",
     ),
     no_save: bool = typer.Option(False, "--no-save", help="Save nothing: print the metrics only."),
-    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
-    address: Optional[str] = typer.Option(
+    sets: list[str] | None = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
+    address: str | None = typer.Option(
         None, "--address", envvar="XSHARP_RAY_ADDRESS", help="Ray cluster to join (host:port); default: start an embedded local Ray."
     ),
     output: Output = typer.Option(Output.text, "--output", "-o", help="text: progress and a summary; json: the metrics as JSON on stdout."),
-    max_restarts: Optional[int] = typer.Option(
-        None, "--max-restarts", min=0, help="Restart the worker group from its last checkpoint this many times when a worker dies; overrides `parallel.max_restarts`."
+    max_restarts: int | None = typer.Option(
+        None,
+        "--max-restarts",
+        min=0,
+        help="Restart the worker group from its last checkpoint this many times when a worker dies; overrides `parallel.max_restarts`.",
     ),
 ) -> None:
     """Train a model from SPEC.yaml and report test accuracy and throughput.
@@ -72,11 +81,6 @@ def run(
     Example: xsharp run examples/digits-dbn.yaml --mode data_parallel --workers 2 --set train.epochs=5
     """
     started = time.time()
-    from xsharp.cluster.runner import run_job
-    from xsharp.spec import parse_spec
-
-    from .progress import TrainingProgress
-
     overrides: dict = {}
     if mode is not None:
         overrides["mode"] = mode.value
@@ -89,14 +93,9 @@ def run(
     if max_restarts is not None:
         overrides["parallel.max_restarts"] = max_restarts
 
-    from xsharp.cluster.search import is_search
-    from xsharp.spec import read_spec_file
-
     with user_errors():
         raw = apply_sets(read_spec_file(spec_file, overrides), sets, str(spec_file))
         if is_search(raw):
-            from .search_cmd import run_search_cli
-
             if no_save:
                 raise fail("--no-save: a search keeps its trials in a folder so that a rerun resumes it; give --out DIR or leave the default runs/NAME")
             return run_search_cli(raw, out_dir, address, output, started)
@@ -112,8 +111,6 @@ def run(
             if any((out_dir / name).resolve() == spec_file.resolve() for name in ("spec.yaml", "metrics.json", "model.npz")):
                 raise fail(f"--out {out_dir}: saving there would overwrite {spec_file} itself; choose another folder")
             replacing = (out_dir / "model.npz").is_file() or (out_dir / "metrics.json").is_file()
-        from xsharp import backend
-
         try:
             backend.resolve(spec.resources.device)
         except backend.DeviceError as e:
@@ -189,16 +186,13 @@ def _size(nbytes: int) -> str:
 
 def _exit_for(error: Exception) -> None:
     """Known runtime failures become a message and an exit code; anything else propagates."""
-    from xsharp.cluster.runtime import RuntimeConnectError
-    from xsharp.parallel.execution import ModeUnavailable
-
     if isinstance(error, RuntimeConnectError):
         raise fail(str(error), EXIT_FAILED) from None
     if isinstance(error, ModeUnavailable):
         raise fail(str(error), EXIT_BAD_INPUT) from None
     if "ray" not in sys.modules:  # the errors below come from Ray modes only
         return
-    from xsharp.parallel.collective import CollectiveError
+    # these modules import ray: imported here, once a Ray mode has, so that local mode never does
     from xsharp.parallel.data_parallel import WorkerFailed
     from xsharp.parallel.group import PlacementError
 

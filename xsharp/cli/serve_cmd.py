@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import signal
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
+
+from xsharp.cluster import runtime
+from xsharp.cluster.store import Store
+from xsharp.serving.deploy import deploy, undeploy
 
 from .common import EXIT_FAILED, err, fail, out
 
 
-def _resolve(store, model: str, user: Optional[str]):
+def _resolve(store, model: str, user: str | None):
     """The registered model ``model`` names: an id, or NAME / NAME@vN (of ``user``, or of the one
     user who has such a name)."""
     if model.isdigit():
@@ -39,9 +43,13 @@ def serve(
     cpus_per_replica: float = typer.Option(0.5, "--cpus-per-replica", min=0.0, max=256.0, help="CPUs Ray reserves for each replica."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address Ray Serve's HTTP proxy listens on; 0.0.0.0 serves the whole network."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port of Ray Serve's HTTP proxy (one for every served model)."),
-    user: Optional[str] = typer.Option(None, "--user", help="Whose model NAME is, where several users have one of that name."),
-    address: Optional[str] = typer.Option(None, "--address", envvar="XSHARP_RAY_ADDRESS", help="Ray cluster to deploy on; default: an embedded local Ray, which lives as long as this command."),
-    home_dir: Optional[Path] = typer.Option(None, "--home", envvar="XSHARP_HOME", help="The job store holding the model registry and the users' tokens (default ~/.xsharp)."),
+    user: str | None = typer.Option(None, "--user", help="Whose model NAME is, where several users have one of that name."),
+    address: str | None = typer.Option(
+        None, "--address", envvar="XSHARP_RAY_ADDRESS", help="Ray cluster to deploy on; default: an embedded local Ray, which lives as long as this command."
+    ),
+    home_dir: Path | None = typer.Option(
+        None, "--home", envvar="XSHARP_HOME", help="The job store holding the model registry and the users' tokens (default ~/.xsharp)."
+    ),
     detach: bool = typer.Option(False, "--detach", help="Deploy, print the address and exit, leaving the model served on the cluster (needs --address)."),
     stop: bool = typer.Option(False, "--stop", help="Remove MODEL's deployment from the cluster and exit."),
 ) -> None:
@@ -56,11 +64,6 @@ def serve(
     Example: xsharp serve 3 --replicas 2 --address auto; then
     curl -H "Authorization: Bearer $TOKEN" -F file=@seven.png http://127.0.0.1:8000/v1/models/3/predict
     """
-    from xsharp.cluster import runtime
-    from xsharp.cluster.store import Store
-
-    import importlib
-
     try:
         importlib.import_module("ray.serve")  # importable only with the serve extra's dependencies
     except ImportError:
@@ -73,15 +76,16 @@ def serve(
     registered = _resolve(store, model, user)
     if not (store.job_dir(registered.job_id) / registered.path).is_file():
         raise fail(f"model {registered.id}: its file is gone (job {registered.job_id} was deleted)")
-    from xsharp.serving.deploy import deploy, undeploy
-
     try:
         with runtime.connect(address) as info:
             if stop:
                 gone = undeploy(registered.id)
                 out.print(f"model {registered.id}: " + ("deployment removed" if gone else "was not deployed"), markup=False)
                 return
-            err.print(f"deploying model {registered.id} ({registered.name} v{registered.version}, {registered.user}'s) with {replicas} replica(s) on Ray at {info.address} ...", markup=False)
+            err.print(
+                f"deploying model {registered.id} ({registered.name} v{registered.version}, {registered.user}'s) with {replicas} replica(s) on Ray at {info.address} ...",
+                markup=False,
+            )
             started = time.monotonic()
             d = deploy(store.root, registered.id, replicas, host, port, cpus_per_replica)
             out.print(f"serving model {d.model_id} at {d.url}/predict ({d.replicas} replica(s), ready in {time.monotonic() - started:.1f} s)", markup=False)
