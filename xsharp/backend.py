@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -142,7 +143,7 @@ class RowRNG:
         self.offset = offset
         self.total = total
 
-    def _rows(self, draw, shape: tuple[int, ...], dtype: Any) -> Any:
+    def _rows(self, draw: Callable[..., Any], shape: tuple[int, ...], dtype: Any) -> Any:
         total = self.total if self.total is not None else shape[0]
         full = draw((total, *shape[1:]), dtype=dtype)
         return full[self.offset : self.offset + shape[0]]

@@ -98,7 +98,9 @@ class FileGuard:
             if ".." in p.parts:  # a symlink met before a '..' would tell what lies outside
                 raise Forbidden(field_path, "a path of a service job cannot hold '..'; name the file under a data root")
             if not self.roots:
-                raise Forbidden(field_path, "this server has no data roots: jobs read named datasets only (an admin adds roots with `xsharp server --data-root DIR`)")
+                raise Forbidden(
+                    field_path, "this server has no data roots: jobs read named datasets only (an admin adds roots with `xsharp server --data-root DIR`)"
+                )
             if not p.is_absolute():
                 p = self.roots[0] / p
         real = Path(os.path.realpath(p))

@@ -33,12 +33,20 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+import yaml
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from xsharp import backend
+from xsharp.appliance.exporter import NodeCollector, registry_for
+from xsharp.cluster.runner import run_job
+from xsharp.device_check import check_modules
+from xsharp.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 GRADIENT_TOLERANCE = 1e-3  # float32 on two devices: sums in another order, a few ulps per product
@@ -107,8 +115,6 @@ def environment() -> dict:
 
 
 def gradients() -> dict:
-    from xsharp.device_check import check_modules
-
     cases = {c.name: {"largest": c.largest, "worst": max(c.differences, key=c.differences.get)} for c in check_modules("gpu")}
     worst = max(v["largest"] for v in cases.values())
     return {"status": "ok" if worst <= GRADIENT_TOLERANCE else "failed", "tolerance": GRADIENT_TOLERANCE, "largest": worst, "cases": cases}
@@ -138,11 +144,6 @@ def shortened(raw: dict, epochs: int | None, limit: int | None) -> tuple[dict, l
 
 def recipes(check: Check, epochs: dict[str, int | None], limit: int | None, only: list[str] | None) -> dict:
     """``epochs``: the cap per data set (the recipe file's first word), None for none."""
-    import yaml
-
-    from xsharp.cluster.runner import run_job
-    from xsharp.spec import parse_spec
-
     rows: dict[str, Any] = {}
     worst = 0.0
     for path in recipe_paths():
@@ -169,8 +170,14 @@ def recipes(check: Check, epochs: dict[str, int | None], limit: int | None, only
         check.write()
     statuses = {r["status"] for r in rows.values()}
     status = "failed" if statuses & {"failed", "error"} else ("partial" if "skipped" in statuses else "ok")
-    return {"status": status, "epochs_cap": _caps(epochs), "points_allowed": ACCURACY_POINTS, "largest_points_apart": round(worst, 2),
-            "not_run": NOT_RECIPES, "recipes": rows}
+    return {
+        "status": status,
+        "epochs_cap": _caps(epochs),
+        "points_allowed": ACCURACY_POINTS,
+        "largest_points_apart": round(worst, 2),
+        "not_run": NOT_RECIPES,
+        "recipes": rows,
+    }
 
 
 def _caps(epochs: dict[str, int | None]) -> str:
@@ -190,8 +197,13 @@ def nccl() -> dict:
     comm.allReduce(buf.data.ptr, out.data.ptr, buf.size, lib.NCCL_FLOAT32, lib.NCCL_SUM, stream.ptr)
     stream.synchronize()
     same = bool(xp.array_equal(out, buf))
-    return {"status": "ok" if same else "failed", "nccl_version": lib.get_version(), "ranks": 1, "allreduce_equal": same,
-            "note": "one GPU: a one-rank communicator; traffic between ranks needs two GPUs"}
+    return {
+        "status": "ok" if same else "failed",
+        "nccl_version": lib.get_version(),
+        "ranks": 1,
+        "allreduce_equal": same,
+        "note": "one GPU: a one-rank communicator; traffic between ranks needs two GPUs",
+    }
 
 
 SMI_FIELDS = {  # nvidia-smi --query-gpu field -> the exporter's metric
@@ -209,11 +221,6 @@ def exporter() -> dict:
         import pynvml
     except ImportError:
         raise Unavailable("nvidia-ml-py (pynvml) is not installed") from None
-    from prometheus_client import generate_latest
-    from prometheus_client.parser import text_string_to_metric_families
-
-    from xsharp.appliance.exporter import NodeCollector, registry_for
-
     xp = backend.xp("gpu")
     busy = threading.Event()
 
@@ -245,10 +252,14 @@ def exporter() -> dict:
         collector.close()
     agree = all(
         s[f]["exporter"] is not None and s[f]["nvidia_smi"] is not None and abs(s[f]["exporter"] - s[f]["nvidia_smi"]) <= _allowed(f, s[f]["nvidia_smi"])
-        for s in samples for f in SMI_FIELDS
+        for s in samples
+        for f in SMI_FIELDS
     )
-    return {"status": "ok" if agree else "failed", "samples": samples,
-            "allowed": "utilisation 15 points, memory 64 MiB, temperature 2 C, power 10 % (the two read a moment apart)"}
+    return {
+        "status": "ok" if agree else "failed",
+        "samples": samples,
+        "allowed": "utilisation 15 points, memory 64 MiB, temperature 2 C, power 10 % (the two read a moment apart)",
+    }
 
 
 def _number(text: str | None) -> float | None:
@@ -281,8 +292,10 @@ def render(summary: dict) -> str:
             lines.append("|---|---|---|---|---|---|---|")
             for recipe, r in result["recipes"].items():
                 if "gpu" in r:
-                    lines.append(f"| {recipe} | {r['cpu']['test_accuracy']:.4f} | {r['gpu']['test_accuracy']:.4f} | {r['points_apart']} | "
-                                 f"{r['cpu']['seconds']} | {r['gpu']['seconds']} | {'; '.join(r['shortened']) or '-'} |")
+                    lines.append(
+                        f"| {recipe} | {r['cpu']['test_accuracy']:.4f} | {r['gpu']['test_accuracy']:.4f} | {r['points_apart']} | "
+                        f"{r['cpu']['seconds']} | {r['gpu']['seconds']} | {'; '.join(r['shortened']) or '-'} |"
+                    )
                 else:
                     lines.append(f"| {recipe} | {r['status']}: {r.get('why') or r.get('error')} | | | | | |")
         elif name == "exporter" and "samples" in result:
@@ -296,7 +309,9 @@ def render(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "gpu-check"), help="where summary.json and report.md go ($OUT, else ./gpu-check)")
+    parser.add_argument(
+        "--out", type=Path, default=Path(os.environ.get("OUT") or "gpu-check"), help="where summary.json and report.md go ($OUT, else ./gpu-check)"
+    )
     parser.add_argument("--budget", type=float, default=330.0, help="seconds for these sections (the speed bench runs after, in the shell script)")
     parser.add_argument("--epochs", type=int, default=2, help="cap on the Fashion-MNIST recipes' pretraining and training epochs")
     parser.add_argument("--digits-epochs", type=int, help="cap on the digits recipes' epochs (default: as written; they take seconds)")
@@ -306,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backend.resolve("gpu")
     except backend.DeviceError as e:
-        raise SystemExit(f"gpu-check: {e}")
+        raise SystemExit(f"gpu-check: {e}") from None
     check = Check(opts.out, opts.budget)
     check.section("environment", environment)
     check.section("gradients", gradients)

@@ -14,7 +14,7 @@ what would cost a GPU dearly:
   float64 and no ``dtype`` asked for it (``xp.zeros(n)``, ``f32 * np.float64(2)``, ``int / int``).
 
 It is what ``backend`` uses as "the GPU" when ``XSHARP_GPU_STANDIN=strict`` is set and CuPy is
-absent, or when a test installs it with :func:`install`. Results are NumPy's, bit for bit, so a
+absent, or when a test sets it as ``backend._cupy``. Results are NumPy's, bit for bit, so a
 run on the stand-in must equal the same run on the CPU. ``transfers`` counts the explicit
 device-to-host reads (each a synchronisation on a real GPU), for tests that bound them.
 """
@@ -150,7 +150,7 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801 -- named as cupy.ndarray, wh
         return self._a.strides
 
     @property
-    def T(self) -> "ndarray":  # noqa: N802
+    def T(self) -> ndarray:  # noqa: N802
         return ndarray(self._a.T)
 
     def __len__(self) -> int:
@@ -184,10 +184,10 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801 -- named as cupy.ndarray, wh
     def __reduce__(self):
         return (ndarray, (self._a,))
 
-    def __copy__(self) -> "ndarray":
+    def __copy__(self) -> ndarray:
         return ndarray(self._a.copy())
 
-    def __deepcopy__(self, memo) -> "ndarray":
+    def __deepcopy__(self, memo) -> ndarray:
         return ndarray(self._a.copy())
 
 
@@ -339,11 +339,3 @@ def asnumpy(a: Any) -> np.ndarray:
 
 namespace.asnumpy = asnumpy
 namespace.__name__ = "xsharp.strict_xp"
-
-
-def install() -> Any:
-    """Make ``backend`` treat the stand-in as its GPU in this process; returns what it replaced."""
-    from xsharp import backend
-
-    previous, backend._cupy = backend._cupy, namespace
-    return previous

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xsharp.fileguard import DataError, FileGuard, Forbidden
+from xsharp.spec import SpecError
 
 GiB = 1024**3
 
@@ -64,7 +65,7 @@ class Policy:
     datasets_root: Path | None = None  # the service's dataset catalog (<store>/datasets): jobs read it through the catalog only, never by data.path
 
     @classmethod
-    def guarding(cls, store_root: Path) -> "Policy":
+    def guarding(cls, store_root: Path) -> Policy:
         """The defaults, with the job store denied: an app or scheduler made without a server's settings."""
         return cls(denied=(store_root,), datasets_root=Path(store_root) / "datasets")
 
@@ -73,7 +74,9 @@ class Policy:
 
     def check_priority(self, priority: int, admin: bool) -> None:
         if not admin and priority > self.max_user_priority:
-            raise Forbidden("priority", f"users who are not admins submit at priority {self.max_user_priority} or lower (xsharp server --max-user-priority), got {priority}")
+            raise Forbidden(
+                "priority", f"users who are not admins submit at priority {self.max_user_priority} or lower (xsharp server --max-user-priority), got {priority}"
+            )
 
 
 @functools.lru_cache(maxsize=8)
@@ -86,8 +89,6 @@ def public_reason(error: BaseException) -> str:
     """Why a service job (or trial) failed, as its user may read it. Our own errors name the field
     and the problem and are shown whole; any other exception's text could quote the data a job
     read (a converter's 'could not convert string to float: ...'), so only its type is."""
-    from xsharp.spec import SpecError
-
     if isinstance(error, (SpecError, DataError)):
         return str(error)
     if isinstance(error, MemoryError):
@@ -107,4 +108,3 @@ def confine_data(data: dict, guard: FileGuard) -> dict:
     for field_path, path in data_fields(data):
         out[field_path.split(".", 1)[1]] = str(guard.check(path, field_path))
     return out
-

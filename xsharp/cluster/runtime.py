@@ -20,8 +20,8 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 ADDRESS_ENV = "XSHARP_RAY_ADDRESS"
 DEFAULT_OBJECT_STORE = 256 * 1024**2
@@ -37,11 +37,15 @@ _AUTH_WORDS = ("InvalidAuthToken", "Unauthenticated", "auth token", "authenticat
 def _auth_refused(address: str, log: str | None) -> str:
     mode = os.environ.get("RAY_AUTH_MODE")
     if mode == "token":
-        why = ("the token sent (RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH names, else ~/.ray/auth_token) "
-               "is missing or not the cluster's: give the cluster's token in one of them")
+        why = (
+            "the token sent (RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH names, else ~/.ray/auth_token) "
+            "is missing or not the cluster's: give the cluster's token in one of them"
+        )
     else:
-        why = (f"RAY_AUTH_MODE is {'not set' if mode is None else repr(mode)} here, so no token was sent: set RAY_AUTH_MODE=token "
-               "and give the cluster's token in RAY_AUTH_TOKEN, or in ~/.ray/auth_token (or the file RAY_AUTH_TOKEN_PATH names)")
+        why = (
+            f"RAY_AUTH_MODE is {'not set' if mode is None else repr(mode)} here, so no token was sent: set RAY_AUTH_MODE=token "
+            "and give the cluster's token in RAY_AUTH_TOKEN, or in ~/.ray/auth_token (or the file RAY_AUTH_TOKEN_PATH names)"
+        )
     return f"Ray at {address} refused this client's auth token: {why}" + (f" (Ray's log: {log})" if log else "")
 
 

@@ -40,12 +40,12 @@ class Usage:
     gpu_seconds: float = 0.0
     as_of: float = 0.0
 
-    def at(self, t: float, half_life: float) -> "Usage":
+    def at(self, t: float, half_life: float) -> Usage:
         """The same usage seen from ``t`` (later: decayed)."""
         f = decay(t - self.as_of, half_life)
         return Usage(self.cpu_seconds * f, self.gpu_seconds * f, max(t, self.as_of))
 
-    def plus_hold(self, cpus: float, gpus: float, start: float, end: float, half_life: float) -> "Usage":
+    def plus_hold(self, cpus: float, gpus: float, start: float, end: float, half_life: float) -> Usage:
         """With ``cpus`` and ``gpus`` held from ``start`` to ``end`` added, as of ``end``."""
         now = self.at(end, half_life)
         s = held(end - start, half_life)

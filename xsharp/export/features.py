@@ -27,9 +27,11 @@ waveforms of another length must be exported again.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
+
+from xsharp.algos import audio
 
 from .graph import ExportError, Graph
 
@@ -131,8 +133,9 @@ def _impute(g: Graph, step, where: str, x: str, shape: Shape):
 def _onehot(g: Graph, step, where: str, x: str, shape: Shape):
     columns = np.asarray(step.state.get("columns", []))
     if len(columns):
-        raise refuse(where, f"columns {', '.join(map(str, columns.tolist()))} hold text; matching categories needs string "
-                     "inputs, and the graph takes float32 numbers")
+        raise refuse(
+            where, f"columns {', '.join(map(str, columns.tolist()))} hold text; matching categories needs string inputs, and the graph takes float32 numbers"
+        )
     width = int(step.state["width"])
     if shape != (width,):
         raise refuse(where, f"fitted on tables of {width} columns, exported for rows of shape {shape}")
@@ -140,8 +143,11 @@ def _onehot(g: Graph, step, where: str, x: str, shape: Shape):
 
 
 def _refuse_text(g: Graph, step, where: str, x: str, shape: Shape):
-    raise refuse(where, "it takes strings: xsharp's tokenizer, n-grams and vocabulary lookup have no exact form in the "
-                 "standard opset (StringNormalizer only changes case; tokenizing needs contrib ops)")
+    raise refuse(
+        where,
+        "it takes strings: xsharp's tokenizer, n-grams and vocabulary lookup have no exact form in the "
+        "standard opset (StringNormalizer only changes case; tokenizing needs contrib ops)",
+    )
 
 
 for _kind in ("bow", "tfidf", "word2vec"):
@@ -151,8 +157,7 @@ for _kind in ("bow", "tfidf", "word2vec"):
 # --------------------------------------------------------------------------- frames
 def _frames_axis(where: str, shape: Shape, what: str) -> int:
     if len(shape) < 2:
-        raise refuse(where, f"{what} works over the frames of rows (T, F); rows here have shape {shape}, so it would "
-                     "reach across the batch of rows")
+        raise refuse(where, f"{what} works over the frames of rows (T, F); rows here have shape {shape}, so it would reach across the batch of rows")
     return len(shape) - 1  # axis of T in [N, *shape]
 
 
@@ -183,13 +188,10 @@ def _stack_frames(g: Graph, step, where: str, x: str, shape: Shape):
 
 # --------------------------------------------------------------------------- audio
 def _slice(g: Graph, x: str, lo: int, hi: int, axis: int, hint: str) -> str:
-    return g.node("Slice", [x, g.const([lo], f"{hint}.lo", np.int64), g.const([hi], f"{hint}.hi", np.int64),
-                            g.const([axis], f"{hint}.axis", np.int64)], hint)
+    return g.node("Slice", [x, g.const([lo], f"{hint}.lo", np.int64), g.const([hi], f"{hint}.hi", np.int64), g.const([axis], f"{hint}.axis", np.int64)], hint)
 
 
 def _log_mel(g: Graph, step, where: str, x: str, shape: Shape):
-    from xsharp.algos import audio
-
     if len(shape) != 1:
         raise refuse(where, f"exported for waveforms (samples,); rows here have shape {shape}")
     o = step._mel_options()
@@ -223,8 +225,9 @@ def _log_mel(g: Graph, step, where: str, x: str, shape: Shape):
     re = g.node("MatMul", [w64, g.const(cos, f"{where}.dft_cos", np.float64)], f"{where}.re")
     im = g.node("MatMul", [w64, g.const(sin, f"{where}.dft_sin", np.float64)], f"{where}.im")
     energy = g.node("Add", [g.node("Mul", [re, re], f"{where}.re2"), g.node("Mul", [im, im], f"{where}.im2")], f"{where}.energy")
-    power = g.node("Cast", [g.node("Div", [energy, g.const(np.float64(n_fft), f"{where}.n_fft", np.float64)], f"{where}.power64")],
-                   f"{where}.power", to=1)  # FLOAT
+    power = g.node(
+        "Cast", [g.node("Div", [energy, g.const(np.float64(n_fft), f"{where}.n_fft", np.float64)], f"{where}.power64")], f"{where}.power", to=1
+    )  # FLOAT
     bank = audio.mel_filterbank(n_mels, n_fft, rate, o["fmin"], o["fmax"])
     mel = g.node("MatMul", [power, g.const(bank.T, f"{where}.mel_bank")], f"{where}.mel")
     out = g.node("Log", [g.node("Add", [mel, g.const(np.float32(1e-10), f"{where}.floor")], f"{where}.mel_floor")], f"{where}.log_mel")
@@ -239,8 +242,6 @@ def _logmel(g: Graph, step, where: str, x: str, shape: Shape):
 
 @exporter("mfcc")
 def _mfcc(g: Graph, step, where: str, x: str, shape: Shape):
-    from xsharp.algos import audio
-
     o = step._mel_options()
     if o["n_mfcc"] > o["n_mels"]:
         raise refuse(where, f"n_mfcc ({o['n_mfcc']}) exceeds n_mels ({o['n_mels']})")

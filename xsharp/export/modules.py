@@ -13,9 +13,13 @@ log-probabilities: that is what an ONNX classifier hands out.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+
+from xsharp import backend
+from xsharp.algos.modules.sparse_coding import normalise_rows
 
 from .graph import ExportError, Graph
 
@@ -41,8 +45,6 @@ def export_module(graph: Graph, module: Any, params: dict, input_name: str, in_s
 
 
 def _to_host(a: Any) -> np.ndarray:
-    from xsharp import backend
-
     return backend.to_host(a)
 
 
@@ -118,7 +120,10 @@ def _dropout(graph, module, params, x, in_shape):
 def _batchnorm(graph, module, params, x, in_shape):
     c = params["gamma"].shape[0]
     inv_std = (1 / np.sqrt(params["running_var"] + np.float32(module.options.eps))).astype(np.float32)
-    col = lambda a, hint: graph.const(np.asarray(a, np.float32)[:, None], hint)  # (C, 1) broadcasts over (N, C, pixels)
+
+    def col(a, hint):  # (C, 1) broadcasts over (N, C, pixels)
+        return graph.const(np.asarray(a, np.float32)[:, None], hint)
+
     xr = graph.node("Reshape", [x, graph.const([0, c, -1], "bn.shape", dtype=np.int64)])
     xhat = graph.node("Mul", [graph.node("Sub", [xr, col(params["running_mean"], "bn.mean")]), col(inv_std, "bn.inv_std")])
     y = graph.node("Add", [graph.node("Mul", [col(params["gamma"], "bn.gamma"), xhat]), col(params["beta"], "bn.beta")])
@@ -182,8 +187,6 @@ def _sparse_coding(graph, module, params, x, in_shape):
     The dictionary's normalised rows Dn, its Gram matrix G, the step 1/L and the threshold are
     constants of the trained model, computed here as xsharp computes them per batch (float32).
     FISTA's momentum weights (t - 1) / t_next depend on the iteration number only."""
-    from xsharp.algos.modules.sparse_coding import normalise_rows
-
     o = module.options
     if o.iterations > 1000:
         raise ExportError(f"module sparse_coding: {o.iterations} solver iterations are too many to unroll into an ONNX graph (at most 1000)")

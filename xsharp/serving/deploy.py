@@ -20,7 +20,14 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
 from xsharp import __version__
+from xsharp.api.app import install_error_handlers
+from xsharp.api.auth import current_user, get_store
+from xsharp.api.body_gate import RequestBodyGate
+from xsharp.api.models import MAX_UPLOAD, PREDICT_BODY, answer, input_out, loaded_predictor, predictor_for
+from xsharp.api.schemas import ModelInputOut, PredictOut
 from xsharp.cluster.store import Store, User
+
+from .predictor import PredictorCache
 
 APP_PREFIX = "xsharp-model-"  # a deployment's Serve application: this and the model id
 
@@ -32,13 +39,6 @@ def route_of(model_id: int) -> str:
 
 def model_app(store_root: str, model_id: int) -> FastAPI:
     """The ASGI app of one replica serving ``model_id``; its routes sit under :func:`route_of`."""
-    from xsharp.api.app import RequestBodyGate, install_error_handlers
-    from xsharp.api.auth import current_user, get_store
-    from xsharp.api.models import MAX_UPLOAD, PREDICT_BODY, answer, input_out, loaded_predictor, predictor_for
-    from xsharp.api.schemas import ModelInputOut, PredictOut
-
-    from .predictor import PredictorCache
-
     app = FastAPI(title=f"xsharp model {model_id}", version=__version__, root_path_in_servers=False)
     app.state.store = Store(store_root)
     app.state.predictors = PredictorCache(capacity=1)
@@ -78,7 +78,7 @@ def deploy(store_root: Path, model_id: int, replicas: int, host: str, port: int,
     """Deploy (or redeploy, with the new replica count) ``model_id`` on the connected Ray cluster
     and wait until every replica answers. Serve's HTTP proxy listens on ``host:port``; where Serve
     already runs on the cluster, its proxy's address stays as it was."""
-    from ray import serve
+    from ray import serve  # the serve extra: imported once deploying, so that `xsharp serve` without it can say so
 
     @serve.ingress()
     class ModelServer:
@@ -91,7 +91,11 @@ def deploy(store_root: Path, model_id: int, replicas: int, host: str, port: int,
     name = f"{APP_PREFIX}{model_id}"
     serve.start(http_options={"host": host, "port": port})
     server = serve.deployment(
-        ModelServer, name=name, num_replicas=replicas, ray_actor_options={"num_cpus": cpus_per_replica}, max_ongoing_requests=64,
+        ModelServer,
+        name=name,
+        num_replicas=replicas,
+        ray_actor_options={"num_cpus": cpus_per_replica},
+        max_ongoing_requests=64,
     )
     serve.run(server.bind(str(store_root), int(model_id)), name=name, route_prefix=route_of(model_id))
     return Deployment(model_id, name, f"http://{host}:{port}{route_of(model_id)}", replicas)
@@ -99,7 +103,7 @@ def deploy(store_root: Path, model_id: int, replicas: int, host: str, port: int,
 
 def undeploy(model_id: int) -> bool:
     """Remove ``model_id``'s deployment; Serve itself stops once it serves nothing. False: none was there."""
-    from ray import serve
+    from ray import serve  # the serve extra: as in deploy()
 
     name = f"{APP_PREFIX}{model_id}"
     if name not in serve.status().applications:

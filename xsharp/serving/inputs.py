@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from xsharp.data.audio_folder import decode_audio_bytes
+from xsharp.data.images import ImageOptions, decode_image_bytes
 from xsharp.fileguard import DataError
 
 MAX_ROWS = 1024  # rows in one request
@@ -229,7 +231,7 @@ def rows_from_file(data: bytes, spec: ModelInput, field: str = "file") -> np.nda
     """One uploaded file as a batch of one raw row. Decoders' own words never reach the caller:
     they may quote the file's bytes."""
     if spec.uploads is None:
-        raise InputError(field, f"this model takes rows of {spec.kind} as JSON ({{\"rows\": [...]}}), not a file")
+        raise InputError(field, f'this model takes rows of {spec.kind} as JSON ({{"rows": [...]}}), not a file')
     if not data:
         raise InputError(field, "empty")
     try:
@@ -253,8 +255,6 @@ DECODES = threading.BoundedSemaphore(2)  # uploads decoded at once in this proce
 
 
 def _image(data: bytes, spec: ModelInput, field: str) -> np.ndarray:
-    from xsharp.data.images import ImageOptions, decode_image_bytes
-
     channels = 3 if len(spec.raw_shape) == 3 and spec.raw_shape[0] == 3 else 1
     options = ImageOptions(size=spec.raw_shape[-2:], resize=spec.resize, channels=channels)
     with DECODES:
@@ -263,8 +263,6 @@ def _image(data: bytes, spec: ModelInput, field: str) -> np.ndarray:
 
 
 def _audio(data: bytes, spec: ModelInput, field: str) -> np.ndarray:
-    from xsharp.data.audio_folder import decode_audio_bytes
-
     (samples,) = spec.raw_shape
     wave = decode_audio_bytes(io.BytesIO(data), len(data), spec.sample_rate, samples / spec.sample_rate, field)
     return wave[:samples].reshape(1, samples)

@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from xsharp.algos import Model
+from xsharp.export.onnx import ExportError, export_model
+
 from .batcher import MicroBatcher
 from .inputs import InputError, ModelInput, input_of
 
@@ -37,8 +40,6 @@ def onnx_session(model: Any, raw_shape: tuple[int, ...]) -> Any | None:
     """An onnxruntime session on ``model``'s ONNX export (its feature steps included), or None
     where the export is refused (a text or table step, say)."""
     import onnxruntime as ort
-
-    from xsharp.export.onnx import ExportError, export_model
 
     try:
         proto = export_model(model, raw_shape=raw_shape if model.pipeline else None)
@@ -73,9 +74,7 @@ class Predictor:
         self.batcher = MicroBatcher(self.probabilities, self.max_batch_rows)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Predictor":
-        from xsharp.algos import Model
-
+    def load(cls, path: str | Path) -> Predictor:
         return cls(Model.load(path))
 
     def probabilities(self, raw: np.ndarray) -> np.ndarray:
