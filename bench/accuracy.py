@@ -90,8 +90,16 @@ def tfidf_logistic_regression(overrides: dict) -> dict:
     spec = load_spec(ROOT / "examples" / "rotten-tomatoes.yaml", overrides)
     d = spec.data
     t0 = time.perf_counter()
-    data = datasets.load(d.dataset, d.path, d.format, test_fraction=d.test_fraction, validation_fraction=d.validation_fraction,
-                         seed=spec.seed, label_column=d.label_column, text_column=d.text_column)
+    data = datasets.load(
+        d.dataset,
+        d.path,
+        d.format,
+        test_fraction=d.test_fraction,
+        validation_fraction=d.validation_fraction,
+        seed=spec.seed,
+        label_column=d.label_column,
+        text_column=d.text_column,
+    )
     texts = list(data.x_train) + list(data.x_val)
     labels = list(data.y_train) + list(data.y_val)
     vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
@@ -142,7 +150,10 @@ def _print(row: dict) -> None:
         verdict = "quick"  # a shortened run: the floor is for the recipe as written
     floor_s = f"{100 * floor:.0f} %" if floor is not None else "-"
     extra = f" {row['overrides']}" if row["overrides"] else ""
-    print(f"{row['recipe']:<26} {floor_s:>6} {100 * row['test_accuracy']:>7.2f} % {verdict:<5} {row['epochs']:>7} {row['wall_s']:>7.1f}  {row['dataset']}{extra}", flush=True)
+    print(
+        f"{row['recipe']:<26} {floor_s:>6} {100 * row['test_accuracy']:>7.2f} % {verdict:<5} {row['epochs']:>7} {row['wall_s']:>7.1f}  {row['dataset']}{extra}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -98,8 +98,10 @@ def main() -> None:
         p = plan(waiting, [], total, total, time.time(), 600)
         plan_times.append(time.perf_counter() - t2)
         tick_times.append(time.perf_counter() - t)
-    print(f"scheduling with {len(waiting):,} queued jobs: read + decide {1000 * statistics.median(tick_times):.0f} ms, "
-          f"decide alone {1000 * statistics.median(plan_times):.1f} ms (median of 5; {len(p.start)} started)")
+    print(
+        f"scheduling with {len(waiting):,} queued jobs: read + decide {1000 * statistics.median(tick_times):.0f} ms, "
+        f"decide alone {1000 * statistics.median(plan_times):.1f} ms (median of 5; {len(p.start)} started)"
+    )
 
 
 def _up(url: str) -> bool:

@@ -243,8 +243,16 @@ def proto_pool(src: Path, size: tuple[int, int], channels: int, shard_mb: float,
         for i, chosen in enumerate(np.array_split(rows, k) if balanced else [rows[j * per : (j + 1) * per] for j in range(k)]):
             jobs.append({"split": split, "index": i, "files": [files[r] for r in chosen], "labels": labels[chosen].tolist()})
     with tempfile.TemporaryDirectory(dir=work) as staging:
-        fn = partial(importer.write_folder_shard, kind="images", options=options, staging=staging, guard=ANYWHERE, root=str(src), shape=shape,
-                     n_classes=len(listing.classes))
+        fn = partial(
+            importer.write_folder_shard,
+            kind="images",
+            options=options,
+            staging=staging,
+            guard=ANYWHERE,
+            root=str(src),
+            shape=shape,
+            n_classes=len(listing.classes),
+        )
         with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
             results = list(pool.map(fn, jobs))
     errors = [r["error"] for r in results if "error" in r]
@@ -302,48 +310,92 @@ def part_import(args) -> None:
     header("import: image folders, xsharp (Ray tasks) vs PyTorch DataLoader")
     work = Path(args.work)
     per = args.images // 2
-    trees = {"PNG": ensure_tree(work / f"fm-png-{args.images}", per, False), "JPEG": ensure_tree(work / f"fm-jpg-{args.images}", per, True),
-             "JPEG 256x256 RGB": ensure_tree(work / f"fm-jpg256-{args.images}", per, True, side=256)}  # photo-sized: the decode shrinks them
+    trees = {
+        "PNG": ensure_tree(work / f"fm-png-{args.images}", per, False),
+        "JPEG": ensure_tree(work / f"fm-jpg-{args.images}", per, True),
+        "JPEG 256x256 RGB": ensure_tree(work / f"fm-jpg256-{args.images}", per, True, side=256),
+    }  # photo-sized: the decode shrinks them
     have_torch = subprocess.run([args.torch_python, "-c", "import torch, torchvision"], capture_output=True).returncode == 0
     if not have_torch:
-        print(f"  PyTorch peer missing: {args.torch_python} cannot import torch and torchvision. Get it with\n"
-              "    sudo apt-get install -y python3-torchvision     (Debian), or\n"
-              "    python3 -m venv /tmp/torch && /tmp/torch/bin/pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu\n"
-              "  and pass --torch-python /tmp/torch/bin/python")
+        print(
+            f"  PyTorch peer missing: {args.torch_python} cannot import torch and torchvision. Get it with\n"
+            "    sudo apt-get install -y python3-torchvision     (Debian), or\n"
+            "    python3 -m venv /tmp/torch && /tmp/torch/bin/pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu\n"
+            "  and pass --torch-python /tmp/torch/bin/python"
+        )
     configs = [("PNG", (32, 32), 3), ("PNG", (64, 64), 1), ("JPEG", (32, 32), 3), ("JPEG", (64, 64), 1), ("JPEG 256x256 RGB", (64, 64), 3)]
     rows = []
     for fmt, size, ch in configs:
         root = trees[fmt]
         tp = torch_pass(args.torch_python, root, size, ch) if have_torch else None
         sweep = args.sweep if (fmt, size, ch) == configs[0] else []
-        xr, r = run_child(["_import", "--work", str(work), "--src", str(root), "--size", str(size[0]), str(size[1]), "--channels", str(ch),
-                           "--shard-mb", str(args.shard_mb), "--sweep", *map(str, sweep)])
+        xr, r = run_child(
+            [
+                "_import",
+                "--work",
+                str(work),
+                "--src",
+                str(root),
+                "--size",
+                str(size[0]),
+                str(size[1]),
+                "--channels",
+                str(ch),
+                "--shard-mb",
+                str(args.shard_mb),
+                "--sweep",
+                *map(str, sweep),
+            ]
+        )
         if xr is None:
             print(f"  xsharp import failed on {root}:\n{r.stderr[-3000:]}")
             continue
         n = xr["cold"]["files"]
-        row = {"format": fmt, "size": f"{size[0]}x{size[1]}", "channels": ch, "images": n, "ray_start_s": xr["ray_start"],
-               "xsharp_with_ray_start": n / (xr["ray_start"] + xr["cold"]["seconds"]), "xsharp_cold": n / xr["cold"]["seconds"],
-               "xsharp_warm": n / xr["warm"]["seconds"], "shards": xr["cold"]["shards"], "ray_data_warm": n / xr["warm, Ray Data map"]["seconds"],
-               "sweep": {k: n / v["seconds"] for k, v in xr.items() if k.startswith("warm, shard")},
-               "sweep_shards": {k: v["shards"] for k, v in xr.items() if k.startswith("warm, shard")}}
+        row = {
+            "format": fmt,
+            "size": f"{size[0]}x{size[1]}",
+            "channels": ch,
+            "images": n,
+            "ray_start_s": xr["ray_start"],
+            "xsharp_with_ray_start": n / (xr["ray_start"] + xr["cold"]["seconds"]),
+            "xsharp_cold": n / xr["cold"]["seconds"],
+            "xsharp_warm": n / xr["warm"]["seconds"],
+            "shards": xr["cold"]["shards"],
+            "ray_data_warm": n / xr["warm, Ray Data map"]["seconds"],
+            "sweep": {k: n / v["seconds"] for k, v in xr.items() if k.startswith("warm, shard")},
+            "sweep_shards": {k: v["shards"] for k, v in xr.items() if k.startswith("warm, shard")},
+        }
         if tp:
             row["torch"] = tp["images"] / tp["seconds"]
             row["torch_version"] = tp["version"]
         rows.append(row)
         t = row.get("torch")
-        print(f"  {fmt} -> {row['size']} x{ch}: {n:,} images, {row['shards']} shards ({args.shard_mb:g} MiB)  "
-              f"xsharp {row['xsharp_with_ray_start']:,.0f}/s with Ray start-up ({xr['ray_start']:.1f} s), {row['xsharp_cold']:,.0f}/s without, "
-              f"{row['xsharp_warm']:,.0f}/s warm"
-              + (f" | PyTorch {t:,.0f}/s | ratio xsharp/PyTorch {row['xsharp_with_ray_start'] / t:.2f}x / {row['xsharp_cold'] / t:.2f}x / {row['xsharp_warm'] / t:.2f}x" if t else ""), flush=True)
-        print(f"      the same shard jobs as a Ray Data map, warm: {row['ray_data_warm']:,.0f}/s" + (f" = {row['ray_data_warm'] / t:.2f}x PyTorch" if t else "")
-              + f"; Ray tasks / Ray Data = {row['xsharp_warm'] / row['ray_data_warm']:.2f}x", flush=True)
+        print(
+            f"  {fmt} -> {row['size']} x{ch}: {n:,} images, {row['shards']} shards ({args.shard_mb:g} MiB)  "
+            f"xsharp {row['xsharp_with_ray_start']:,.0f}/s with Ray start-up ({xr['ray_start']:.1f} s), {row['xsharp_cold']:,.0f}/s without, "
+            f"{row['xsharp_warm']:,.0f}/s warm"
+            + (
+                f" | PyTorch {t:,.0f}/s | ratio xsharp/PyTorch {row['xsharp_with_ray_start'] / t:.2f}x / {row['xsharp_cold'] / t:.2f}x / {row['xsharp_warm'] / t:.2f}x"
+                if t
+                else ""
+            ),
+            flush=True,
+        )
+        print(
+            f"      the same shard jobs as a Ray Data map, warm: {row['ray_data_warm']:,.0f}/s"
+            + (f" = {row['ray_data_warm'] / t:.2f}x PyTorch" if t else "")
+            + f"; Ray tasks / Ray Data = {row['xsharp_warm'] / row['ray_data_warm']:.2f}x",
+            flush=True,
+        )
         for balanced in (False, True):
             pr = proto_pool(root, size, ch, args.shard_mb, work, balanced)
             key = "proto_pool_balanced" if balanced else "proto_pool"
             row[key] = pr["files"] / pr["seconds"]
-            print(f"      prototype without Ray: the same shard function on a process pool{', shards balanced over the cores' if balanced else ''} "
-                  f"({pr['shards']} shards): {row[key]:,.0f}/s" + (f" = {row[key] / t:.2f}x PyTorch" if t else ""), flush=True)
+            print(
+                f"      prototype without Ray: the same shard function on a process pool{', shards balanced over the cores' if balanced else ''} "
+                f"({pr['shards']} shards): {row[key]:,.0f}/s" + (f" = {row[key] / t:.2f}x PyTorch" if t else ""),
+                flush=True,
+            )
         for k, v in row["sweep"].items():
             print(f"      {k} ({row['sweep_shards'][k]} shards): {v:,.0f}/s" + (f" = {v / t:.2f}x PyTorch" if t else ""))
     if rows and rows[0].get("torch_version"):
@@ -358,8 +410,15 @@ def part_import(args) -> None:
 
 # =========================================================================== training helpers
 def spec_of(model: list, data: dict, epochs: int = 1, batch: int = 128, lr: float = 0.01, **extra) -> dict:
-    return {"name": "bench", "data": data, "model": model, "pretrain": {"epochs": 0},
-            "train": {"epochs": epochs, "batch_size": batch, "learning_rate": lr, "momentum": 0.9, **extra}, "seed": 0, "mode": "local"}
+    return {
+        "name": "bench",
+        "data": data,
+        "model": model,
+        "pretrain": {"epochs": 0},
+        "train": {"epochs": epochs, "batch_size": batch, "learning_rate": lr, "momentum": 0.9, **extra},
+        "seed": 0,
+        "mode": "local",
+    }
 
 
 def train(spec_dict: dict, cat, steps: int | None = None, test: bool = False) -> dict:
@@ -385,8 +444,14 @@ def train(spec_dict: dict, cat, steps: int | None = None, test: bool = False) ->
     except Stopped as e:
         model, history = None, e.state.history
     wall = time.perf_counter() - t
-    out = {"load_s": loaded, "samples": history.samples, "fit_s": history.seconds, "samples_per_s": history.samples_per_second, "wall_s": wall,
-           "streamed": type(data).__name__ == "StreamedData"}
+    out = {
+        "load_s": loaded,
+        "samples": history.samples,
+        "fit_s": history.seconds,
+        "samples_per_s": history.samples_per_second,
+        "wall_s": wall,
+        "streamed": type(data).__name__ == "StreamedData",
+    }
     if test and model is not None:
         t = time.perf_counter()
         out["test_accuracy"] = model.accuracy(data.x_test, data.y_test)
@@ -413,13 +478,23 @@ def part_stream(args) -> None:
     fresh(cat, "fm")
     t = time.perf_counter()
     m = import_dataset("fashion-mnist", "fm", OWNER, cat, ImportOptions())
-    print(f"  imported fashion-mnist as {m.ref}: {m.rows('train'):,} train rows, {len(m.shards_of('train'))} train shards of "
-          f"{m.shard_bytes >> 20} MiB, in {time.perf_counter() - t:.1f} s")
+    print(
+        f"  imported fashion-mnist as {m.ref}: {m.rows('train'):,} train rows, {len(m.shards_of('train'))} train shards of "
+        f"{m.shard_bytes >> 20} MiB, in {time.perf_counter() - t:.1f} s"
+    )
     out = {}
     cnn = recipe("fashion-mnist-cnn")
     cases = [
-        (f"MLP 784-1024-1024-10, batch 128, {args.mlp_steps or 'an epoch of'} steps", lambda s: spec_of(MLP, {"dataset": "fm", "stream": s, "features": [{"standardize": {"per": "global"}}]}), args.mlp_steps),
-        (f"CNN recipe, {args.cnn_steps} steps of 64", lambda s: {**cnn, "data": {"dataset": "fm", "stream": s, "features": cnn["data"]["features"]}, "train": {**cnn["train"], "epochs": 1}}, args.cnn_steps),
+        (
+            f"MLP 784-1024-1024-10, batch 128, {args.mlp_steps or 'an epoch of'} steps",
+            lambda s: spec_of(MLP, {"dataset": "fm", "stream": s, "features": [{"standardize": {"per": "global"}}]}),
+            args.mlp_steps,
+        ),
+        (
+            f"CNN recipe, {args.cnn_steps} steps of 64",
+            lambda s: {**cnn, "data": {"dataset": "fm", "stream": s, "features": cnn["data"]["features"]}, "train": {**cnn["train"], "epochs": 1}},
+            args.cnn_steps,
+        ),
     ]
     for label, make, steps in cases:
         runs = {False: [], True: []}
@@ -429,9 +504,12 @@ def part_stream(args) -> None:
         got = {s: sorted(r, key=lambda g: g["samples_per_s"])[len(r) // 2] for s, r in runs.items()}  # the median run
         ratio = got[True]["samples_per_s"] / got[False]["samples_per_s"]
         spread = {s: ", ".join(f"{g['samples_per_s']:,.0f}" for g in r) for s, r in runs.items()}
-        print(f"  {label}: memory {got[False]['samples_per_s']:,.0f} samples/s (runs {spread[False]}; read whole in {got[False]['load_s']:.1f} s), "
-              f"stream {got[True]['samples_per_s']:,.0f} samples/s (runs {spread[True]}; opened in {got[True]['load_s']:.1f} s); "
-              f"stream/memory {ratio:.2f}x (medians of {args.repeats})", flush=True)
+        print(
+            f"  {label}: memory {got[False]['samples_per_s']:,.0f} samples/s (runs {spread[False]}; read whole in {got[False]['load_s']:.1f} s), "
+            f"stream {got[True]['samples_per_s']:,.0f} samples/s (runs {spread[True]}; opened in {got[True]['load_s']:.1f} s); "
+            f"stream/memory {ratio:.2f}x (medians of {args.repeats})",
+            flush=True,
+        )
         out[label] = {"memory": got[False], "stream": got[True], "ratio": ratio, "runs": {str(k): v for k, v in runs.items()}}
     # digits: 1,797 rows, the recipe without augment (a streamed dataset takes none)
     dm = recipe("digits-mlp")
@@ -448,8 +526,11 @@ def part_stream(args) -> None:
                 got[s] = r  # the better of two runs each (ABBA)
         ratio = got[True]["samples_per_s"] / got[False]["samples_per_s"]
         label = f"digits-mlp recipe ({dm['train']['epochs']} epochs, no augment), {len(dmf.shards_of('train'))} train shard(s)"
-        print(f"  {label}: memory {got[False]['samples_per_s']:,.0f} samples/s, {got[False]['total_s']:.1f} s in all, test {got[False]['test_accuracy']:.3f}; "
-              f"stream {got[True]['samples_per_s']:,.0f} samples/s, {got[True]['total_s']:.1f} s, test {got[True]['test_accuracy']:.3f}; stream/memory {ratio:.2f}x", flush=True)
+        print(
+            f"  {label}: memory {got[False]['samples_per_s']:,.0f} samples/s, {got[False]['total_s']:.1f} s in all, test {got[False]['test_accuracy']:.3f}; "
+            f"stream {got[True]['samples_per_s']:,.0f} samples/s, {got[True]['total_s']:.1f} s, test {got[True]['test_accuracy']:.3f}; stream/memory {ratio:.2f}x",
+            flush=True,
+        )
         out[label] = {"memory": got[False], "stream": got[True], "ratio": ratio}
     RESULTS["stream"] = out
 
@@ -477,8 +558,19 @@ def build_big(cat, name: str, rows: int, shard_mb: float) -> None:
     for split, lo, hi in (("val", 0, 2000), ("test", 2000, 10000)):
         infos.append(write_shard(staging, split, 0, tx[lo:hi], ty[lo:hi]))
         counts[split] = np.bincount(ty[lo:hi], minlength=10)
-    m = Manifest(name=name, owner=OWNER, version=0, kind="arrays", classes=list(d.classes), counts={k: v.tolist() for k, v in counts.items()},
-                 shape=[28, 28], dtype="uint8", shards=infos, source={"path": "synthetic: Fashion-MNIST train rows tiled"}, shard_bytes=int(shard_mb * (1 << 20)))
+    m = Manifest(
+        name=name,
+        owner=OWNER,
+        version=0,
+        kind="arrays",
+        classes=list(d.classes),
+        counts={k: v.tolist() for k, v in counts.items()},
+        shape=[28, 28],
+        dtype="uint8",
+        shards=infos,
+        source={"path": "synthetic: Fashion-MNIST train rows tiled"},
+        shard_bytes=int(shard_mb * (1 << 20)),
+    )
     cat.commit(staging, m)
 
 
@@ -589,22 +681,39 @@ def part_memory(args) -> None:
             res, r = run_child(["_train", "--work", args.work, "--dataset", name, "--stream", str(stream)], env=env, preexec=cap.preexec())
             wall = time.perf_counter() - t
             floats_mb = rows * row_floats / (1 << 20)
-            entry = {"dataset": name, "x_cap": f, "rows": rows, "float32_mb": floats_mb, "stream": bool(stream), "rc": r.returncode, "wall_s": wall,
-                     "cgroup_peak_mb": cap.peak_mb(), **(res or {})}
+            entry = {
+                "dataset": name,
+                "x_cap": f,
+                "rows": rows,
+                "float32_mb": floats_mb,
+                "stream": bool(stream),
+                "rc": r.returncode,
+                "wall_s": wall,
+                "cgroup_peak_mb": cap.peak_mb(),
+                **(res or {}),
+            }
             out.append(entry)
             if res and "error" not in res:
-                print(f"  {name} ({rows:,} rows, {floats_mb:,.0f} MiB as float32, {'streamed' if stream else 'read whole'}): completed, "
-                      f"{res['samples_per_s']:,.0f} samples/s, test {res.get('test_accuracy', float('nan')):.3f}; peak RSS {res['ru_maxrss_mb']:.0f} MiB "
-                      f"(imports alone {res['rss_imports_mb']:.0f} MiB, numpy alone {res['rss_numpy_mb']:.0f} MiB)"
-                      + (f", cgroup peak {entry['cgroup_peak_mb']:.0f} MiB (page cache included)" if entry["cgroup_peak_mb"] else ""), flush=True)
+                print(
+                    f"  {name} ({rows:,} rows, {floats_mb:,.0f} MiB as float32, {'streamed' if stream else 'read whole'}): completed, "
+                    f"{res['samples_per_s']:,.0f} samples/s, test {res.get('test_accuracy', float('nan')):.3f}; peak RSS {res['ru_maxrss_mb']:.0f} MiB "
+                    f"(imports alone {res['rss_imports_mb']:.0f} MiB, numpy alone {res['rss_numpy_mb']:.0f} MiB)"
+                    + (f", cgroup peak {entry['cgroup_peak_mb']:.0f} MiB (page cache included)" if entry["cgroup_peak_mb"] else ""),
+                    flush=True,
+                )
             else:
                 tail = (r.stderr.strip().splitlines() or [""])[-1][:200]
-                print(f"  {name} ({floats_mb:,.0f} MiB as float32, {'streamed' if stream else 'read whole'}): did not complete under the cap "
-                      f"(exit {r.returncode}{', ' + res['error'] if res and 'error' in res else ''}; {tail}) {cap.oom_kills()}", flush=True)
+                print(
+                    f"  {name} ({floats_mb:,.0f} MiB as float32, {'streamed' if stream else 'read whole'}): did not complete under the cap "
+                    f"(exit {r.returncode}{', ' + res['error'] if res and 'error' in res else ''}; {tail}) {cap.oom_kills()}",
+                    flush=True,
+                )
         done = [e for e in out if e.get("stream") and "ru_maxrss_mb" in e and "error" not in e]
         if len(done) >= 2:
-            print(f"  peak RSS, largest / smallest dataset: {done[-1]['ru_maxrss_mb'] / done[0]['ru_maxrss_mb']:.2f}x for "
-                  f"{done[-1]['rows'] / done[0]['rows']:.0f}x the rows")
+            print(
+                f"  peak RSS, largest / smallest dataset: {done[-1]['ru_maxrss_mb'] / done[0]['ru_maxrss_mb']:.2f}x for "
+                f"{done[-1]['rows'] / done[0]['rows']:.0f}x the rows"
+            )
     finally:
         cap.close()
     RESULTS["memory"] = {"cap_mb": args.cap_mb, "cap_kind": cap.kind, "runs": out}
@@ -627,21 +736,32 @@ def part_pngs(args) -> None:
         m = import_dataset(str(tree), "fm-png", OWNER, cat, ImportOptions(channels=1, validation_fraction=cnn["data"]["validation_fraction"]))
     t2 = time.perf_counter()
     n = m.source["files"]
-    print(f"  imported {n:,} PNGs in {t2 - t1:.1f} s ({n / (t2 - t1):,.0f}/s; {t2 - t:.1f} s with Ray's start-up): "
-          f"{m.rows('train'):,} train / {m.rows('val'):,} val / {m.rows('test'):,} test, shape {m.shape}", flush=True)
+    print(
+        f"  imported {n:,} PNGs in {t2 - t1:.1f} s ({n / (t2 - t1):,.0f}/s; {t2 - t:.1f} s with Ray's start-up): "
+        f"{m.rows('train'):,} train / {m.rows('val'):,} val / {m.rows('test'):,} test, shape {m.shape}",
+        flush=True,
+    )
     out = {"import_s": t2 - t1, "images": n}
     epochs = args.epochs or cnn["train"]["epochs"]
-    for label, data in (("IDX (dataset: fashion-mnist)", cnn["data"]), ("PNG tree (dataset: fm-png)", {"dataset": "fm-png", "features": cnn["data"]["features"]})):
+    for label, data in (
+        ("IDX (dataset: fashion-mnist)", cnn["data"]),
+        ("PNG tree (dataset: fm-png)", {"dataset": "fm-png", "features": cnn["data"]["features"]}),
+    ):
         spec = {**cnn, "data": data, "train": {**cnn["train"], "epochs": epochs}}
         t = time.perf_counter()
         r = train(spec, cat, test=True)
         r["total_s"] = time.perf_counter() - t
         out[label] = r
-        print(f"  {label}: test accuracy {r['test_accuracy']:.4f} (val {r.get('val_accuracy') or float('nan'):.4f}), "
-              f"{r['samples_per_s']:,.0f} samples/s, {r['total_s']:.0f} s", flush=True)
+        print(
+            f"  {label}: test accuracy {r['test_accuracy']:.4f} (val {r.get('val_accuracy') or float('nan'):.4f}), "
+            f"{r['samples_per_s']:,.0f} samples/s, {r['total_s']:.0f} s",
+            flush=True,
+        )
     a, b = out["IDX (dataset: fashion-mnist)"]["test_accuracy"], out["PNG tree (dataset: fm-png)"]["test_accuracy"]
-    print(f"  difference PNG - IDX: {100 * (b - a):+.2f} points ({epochs} epoch(s); the PNG import holds out its own 5 % for validation, "
-          "so the training rows and their order differ)")
+    print(
+        f"  difference PNG - IDX: {100 * (b - a):+.2f} points ({epochs} epoch(s); the PNG import holds out its own 5 % for validation, "
+        "so the training rows and their order differ)"
+    )
     out["difference_points"] = 100 * (b - a)
     out["epochs"] = epochs
     RESULTS["pngs"] = out
@@ -650,9 +770,8 @@ def part_pngs(args) -> None:
 # =========================================================================== table
 def part_table(args) -> None:
     header("table: Fashion-MNIST pixels as Parquet, xsharp vs scikit-learn LogisticRegression")
-    from fashion_mnist_parquet import build_table
-
     import pyarrow.parquet as pq
+    from fashion_mnist_parquet import build_table
 
     from xsharp.data.imported import read_whole
     from xsharp.data.importer import ImportOptions, import_dataset
@@ -666,12 +785,19 @@ def part_table(args) -> None:
     t = time.perf_counter()
     m = import_dataset(str(path), "fm-table", OWNER, cat, ImportOptions(format="table", label_column="label"))
     t_imp = time.perf_counter() - t
-    print(f"  imported {path.name} ({path.stat().st_size >> 20} MiB) in {t_imp:.1f} s ({sum(m.rows(s) for s in ('train', 'val', 'test')) / t_imp:,.0f} rows/s): "
-          f"{m.rows('train'):,} train / {m.rows('val'):,} val / {m.rows('test'):,} test rows of {m.shape} {m.dtype}, {len(m.shards)} shards", flush=True)
+    print(
+        f"  imported {path.name} ({path.stat().st_size >> 20} MiB) in {t_imp:.1f} s ({sum(m.rows(s) for s in ('train', 'val', 'test')) / t_imp:,.0f} rows/s): "
+        f"{m.rows('train'):,} train / {m.rows('val'):,} val / {m.rows('test'):,} test rows of {m.shape} {m.dtype}, {len(m.shards)} shards",
+        flush=True,
+    )
     out = {"import_s": t_imp}
     specs = {
-        "softmax (features: standardize), 10 epochs": spec_of([{"softmax": {}}], {"dataset": "fm-table", "features": ["standardize"]}, epochs=10, batch=128, lr=0.01),
-        "MLP 256 + softmax (standardize), 10 epochs": spec_of([{"dense": {"units": 256}}, {"softmax": {}}], {"dataset": "fm-table", "features": ["standardize"]}, epochs=10, batch=128, lr=0.01),
+        "softmax (features: standardize), 10 epochs": spec_of(
+            [{"softmax": {}}], {"dataset": "fm-table", "features": ["standardize"]}, epochs=10, batch=128, lr=0.01
+        ),
+        "MLP 256 + softmax (standardize), 10 epochs": spec_of(
+            [{"dense": {"units": 256}}, {"softmax": {}}], {"dataset": "fm-table", "features": ["standardize"]}, epochs=10, batch=128, lr=0.01
+        ),
     }
     for label, spec in specs.items():
         t = time.perf_counter()
@@ -730,8 +856,8 @@ def main() -> None:
         return child_import(args)
     if args.part == "_train":
         return child_train(args)
-    import ray  # noqa: F401  (the version line)
     import numpy
+    import ray  # noqa: F401  (the version line)
 
     print(f"xsharp data bench: {os.cpu_count()} cores, numpy {numpy.__version__}, ray {ray.__version__}, work {args.work}; {load()}")
     for name in PARTS if args.part == "all" else [args.part]:

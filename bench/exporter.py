@@ -39,8 +39,19 @@ class Jobs:
         self.uuids = uuids
 
     def running_jobs(self):
-        return [{"job_id": j, "user": f"user{j % 2}", "pids": [100000 + j], "gpus": self.uuids[2 * j : 2 * j + 2],
-                 "samples_per_second": 1000.0 + j, "loss": 0.5, "step": 10, "failures": 0} for j in range(4)]
+        return [
+            {
+                "job_id": j,
+                "user": f"user{j % 2}",
+                "pids": [100000 + j],
+                "gpus": self.uuids[2 * j : 2 * j + 2],
+                "samples_per_second": 1000.0 + j,
+                "loss": 0.5,
+                "step": 10,
+                "failures": 0,
+            }
+            for j in range(4)
+        ]
 
     def jobs_by_state(self):
         return {"QUEUED": 5, "RUNNING": 4, "SUCCEEDED": 120, "FAILED": 3}
@@ -98,8 +109,11 @@ def peer_prometheus(n: int) -> list[float] | None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "p.yml"
         cfg.write_text("global: {scrape_interval: 1h}\nscrape_configs: []\n")
-        proc = subprocess.Popen([binary, f"--config.file={cfg}", f"--storage.tsdb.path={tmp}/data", f"--web.listen-address=127.0.0.1:{port}", "--log.level=error"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [binary, f"--config.file={cfg}", f"--storage.tsdb.path={tmp}/data", f"--web.listen-address=127.0.0.1:{port}", "--log.level=error"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             url = f"http://127.0.0.1:{port}/metrics"
             deadline = time.monotonic() + 30

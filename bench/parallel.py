@@ -211,7 +211,10 @@ ACCURACY_CASES = [
     ("local", {"mode": "local", "resources.workers": 1}),
     ("data_parallel x2", {"mode": "data_parallel", "resources.workers": 2, "resources.cpus_per_worker": 1}),
     ("param_server x2, 2 servers, async", {"mode": "param_server", "resources.workers": 2, "resources.cpus_per_worker": 1, "parallel.servers": 2}),
-    ("param_server x2, staleness 4", {"mode": "param_server", "resources.workers": 2, "resources.cpus_per_worker": 1, "parallel.servers": 2, "parallel.staleness": 4}),
+    (
+        "param_server x2, staleness 4",
+        {"mode": "param_server", "resources.workers": 2, "resources.cpus_per_worker": 1, "parallel.servers": 2, "parallel.staleness": 4},
+    ),
     ("pipeline 2 stages x 4 micro", {"mode": "pipeline", "resources.workers": 2, "resources.cpus_per_worker": 1}),
     ("hybrid 2 groups x 2 stages", {"mode": "hybrid", "resources.workers": 4, "resources.cpus_per_worker": 0.5, "parallel.micro_batches": 2}),
 ]

@@ -64,13 +64,14 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
 
 def clock() -> float:  # bench/perf.py --clock cpu swaps in time.process_time
     return time.perf_counter()
@@ -150,6 +151,7 @@ def gpu_main(opts) -> None:
         sys.exit(f"--device gpu: {e}")
     try:
         from threadpoolctl import threadpool_info
+
         blas = ", ".join(f"{i['internal_api']} {i.get('num_threads')} threads" for i in threadpool_info() if i["user_api"] == "blas")
     except ImportError:
         blas = "threadpoolctl missing: BLAS threads unknown"
@@ -323,10 +325,7 @@ def measure(runs: dict[str, Callable[[int], float]], epochs: int, repeats: int) 
 
 
 def summarise(rates: dict[str, list[float]]) -> dict[str, dict]:
-    return {
-        name: {"median": statistics.median(r), "min": min(r), "max": max(r), "runs": r}
-        for name, r in rates.items()
-    }
+    return {name: {"median": statistics.median(r), "min": min(r), "max": max(r), "runs": r} for name, r in rates.items()}
 
 
 def show(title: str, stats: dict[str, dict], ratios: dict[str, tuple[str, str, float | None]]) -> dict[str, float]:
@@ -337,7 +336,7 @@ def show(title: str, stats: dict[str, dict], ratios: dict[str, tuple[str, str, f
     out = {}
     for label, (a, b, goal) in ratios.items():
         value = stats[a]["median"] / stats[b]["median"]
-        verdict = "" if goal is None else ("  goal >= %.1fx: %s" % (goal, "met" if value >= goal else "NOT met"))
+        verdict = "" if goal is None else (f"  goal >= {goal:.1f}x: {'met' if value >= goal else 'NOT met'}")
         print(f"    {label:<34} {value:>9.2f}x{verdict}")
         out[label] = value
     return out
@@ -388,13 +387,17 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every case's row count (0.25 for a quick look)")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="gpu: also xsharp on CuPy, and its speed-up over the CPU")
     parser.add_argument(
-        "--clock", choices=["wall", "cpu"], default="wall",
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
         help="cpu: time the process's CPU seconds instead, which leaves out the time it waited for a core "
         "on a busy machine (meaningful with --threads 1 only: more threads add up their seconds)",
     )
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--prefetch", action="store_true", help="only the MLP with data.prefetch off and on (no peers needed)")
-    parser.add_argument("--no-peers", action="store_true", help="with --device gpu: xsharp on the GPU against xsharp on this machine's CPU cores only (no PyTorch needed)")
+    parser.add_argument(
+        "--no-peers", action="store_true", help="with --device gpu: xsharp on the GPU against xsharp on this machine's CPU cores only (no PyTorch needed)"
+    )
     opts = parser.parse_args()
     if opts.clock == "cpu":
         global clock
@@ -420,7 +423,15 @@ def main() -> None:
     x_all, y_all, source = load_data(int(max(r for r, _, _ in CASES.values()) * opts.scale))
     blas = ", ".join(f"{i['internal_api']} {i.get('version')} {i.get('architecture')}" for i in threadpool_info() if i["user_api"] == "blas")
     coretype = os.environ.get("OPENBLAS_CORETYPE", "unset")
-    report: dict = {"cpus": os.cpu_count(), "data": source, "blas": blas, "openblas_coretype": coretype, "repeats": opts.repeats, "clock": opts.clock, "cases": {}}
+    report: dict = {
+        "cpus": os.cpu_count(),
+        "data": source,
+        "blas": blas,
+        "openblas_coretype": coretype,
+        "repeats": opts.repeats,
+        "clock": opts.clock,
+        "cases": {},
+    }
     print(f"data: {source}; {os.cpu_count()} CPUs; BLAS loaded: {blas} (OPENBLAS_CORETYPE={coretype}); PyTorch {torch.__version__}")
     print(f"median of {opts.repeats} runs per figure; {opts.clock} clock\n")
     for case in opts.only:

@@ -94,7 +94,9 @@ def main() -> None:
     parser.add_argument("--bandwidth-gbps", type=float, help="link bandwidth in GB/s (default: measured ring bus bandwidth)")
     parser.add_argument("--latency-us", type=float, help="latency of one message (default: measured)")
     parser.add_argument("--model-mb", type=float, help="gradient bytes per step (default: the MLP's)")
-    parser.add_argument("--gpu-compute-ms", type=float, default=2.0, help="GPU table: step compute time (assumed: the MLP's step on one H100 is well under this)")
+    parser.add_argument(
+        "--gpu-compute-ms", type=float, default=2.0, help="GPU table: step compute time (assumed: the MLP's step on one H100 is well under this)"
+    )
     parser.add_argument("--gpu-bandwidth-gbps", type=float, default=12.5, help="GPU table: link bandwidth (assumed: 100 Gb/s InfiniBand per node)")
     parser.add_argument("--gpu-latency-us", type=float, default=10.0, help="GPU table: message latency (assumed: NCCL over InfiniBand)")
     opts = parser.parse_args()

@@ -73,6 +73,7 @@ def main() -> None:
     RAW["train"]["epochs"] = ap.parse_args().epochs
 
     from xsharp.cluster import runtime
+    from xsharp.cluster.jobrunner import JobRunner
     from xsharp.cluster.runner import load_data
     from xsharp.cluster.search import run_search, trial_specs
     from xsharp.parallel.execution import train_worker
@@ -93,19 +94,19 @@ def main() -> None:
         one_raw["search"]["max_parallel"] = 1
         idle()
         t = time.perf_counter()
-        run_search(one_raw, Path(tempfile.mkdtemp()))
+        run_search(one_raw, Path(tempfile.mkdtemp()), runner=JobRunner)
         one_slot = time.perf_counter() - t
 
         idle()
         t = time.perf_counter()
-        grid = run_search(RAW, Path(tempfile.mkdtemp()))
+        grid = run_search(RAW, Path(tempfile.mkdtemp()), runner=JobRunner)
         parallel = time.perf_counter() - t
 
         asha_raw = copy.deepcopy(RAW)
         asha_raw["search"] = {"strategy": "asha", "reduction_factor": 4, "min_epochs": 4}
         idle()
         t = time.perf_counter()
-        asha = run_search(asha_raw, Path(tempfile.mkdtemp()))
+        asha = run_search(asha_raw, Path(tempfile.mkdtemp()), runner=JobRunner)
         asha_seconds = time.perf_counter() - t
 
         tune_seconds = None
@@ -137,12 +138,16 @@ def main() -> None:
         print(f"{'Ray Tune 2.60 grid, 2 x 1 CPU':<34} {tune_seconds:>8.2f} {100 * tune_best:>12.2f}% {full_epochs:>13}")
     print(f"{'xsharp ASHA over the grid':<34} {asha_seconds:>8.2f} {100 * asha.best.metric:>12.2f}% {asha.trial_epochs:>13}")
     print()
-    print(f"parallel speed-up over sequential: {one_slot / parallel:.2f}x at 1 CPU a trial (goal >= 1.8x); "
-          f"{sequential / parallel:.2f}x over in-process trials on every core")
+    print(
+        f"parallel speed-up over sequential: {one_slot / parallel:.2f}x at 1 CPU a trial (goal >= 1.8x); "
+        f"{sequential / parallel:.2f}x over in-process trials on every core"
+    )
     if tune_seconds is not None:
         print(f"xsharp / Ray Tune wall time:       {parallel / tune_seconds:.2f} (goal <= 0.8)")
-    print(f"ASHA vs grid: best {100 * (asha.best.metric - grid.best.metric):+.2f} points (goal within 1), "
-          f"{100 * asha.trial_epochs / full_epochs:.0f} % of the trial-epochs (goal <= 50 %)")
+    print(
+        f"ASHA vs grid: best {100 * (asha.best.metric - grid.best.metric):+.2f} points (goal within 1), "
+        f"{100 * asha.trial_epochs / full_epochs:.0f} % of the trial-epochs (goal <= 50 %)"
+    )
 
 
 if __name__ == "__main__":

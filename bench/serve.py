@@ -87,6 +87,7 @@ def load() -> str:
 
 def busiest(n: int = 5, seconds: float = 1.0) -> str:
     """The other processes taking the most CPU over the next ``seconds`` (from /proc)."""
+
     def ticks() -> dict[int, tuple[str, int]]:
         out = {}
         for d in Path("/proc").iterdir():
@@ -234,8 +235,9 @@ def bench_model(name: str, model_file: Path, model_id: int, url: str, token: str
     raw = np.asarray(raw_rows(model, "test"), dtype=np.float32)
     row = raw[:1]
     batch = raw[:16]
-    print(f"\n== {name}: {' -> '.join(m.kind for m in model.modules)}; raw row {list(raw.shape[1:])}, "
-          f"{int(model.flat.size):,} parameters  ({load()})", flush=True)
+    print(
+        f"\n== {name}: {' -> '.join(m.kind for m in model.modules)}; raw row {list(raw.shape[1:])}, {int(model.flat.size):,} parameters  ({load()})", flush=True
+    )
 
     # the peer's session, and agreement of the three paths on the row
     session = ort.InferenceSession(export_model(model).SerializeToString(), providers=["CPUExecutionProvider"])
@@ -258,9 +260,12 @@ def bench_model(name: str, model_file: Path, model_id: int, url: str, token: str
     if r.status_code != 200:
         sys.exit(f"{name}: the server answered {r.status_code}: {r.text[:500]}")
     top = r.json()["predictions"][0]["top"][0]
-    print(f"agreement on the row: HTTP top-1 {top['label']} ({top['probability']:.4f}), onnxruntime {model.classes[int(p_ort.argmax())]}, "
-          f"Predictor {model.classes[int(p_xs.argmax())]}; max |p_ort - p_xsharp| {float(np.abs(p_ort - p_xs).max()):.1e}; "
-          f"body {len(body):,} bytes", flush=True)
+    print(
+        f"agreement on the row: HTTP top-1 {top['label']} ({top['probability']:.4f}), onnxruntime {model.classes[int(p_ort.argmax())]}, "
+        f"Predictor {model.classes[int(p_xs.argmax())]}; max |p_ort - p_xsharp| {float(np.abs(p_ort - p_xs).max()):.1e}; "
+        f"body {len(body):,} bytes",
+        flush=True,
+    )
 
     # the peer and xsharp in-process, while the server idles
     s = opts.duration
@@ -271,10 +276,15 @@ def bench_model(name: str, model_file: Path, model_id: int, url: str, token: str
     xs_b16 = 16 * threaded(lambda: predictor.probabilities(batch), 1, s)
     np_lat = sequential(lambda: numpy_predictor.probabilities(row), s)
     np_b16 = 16 * threaded(lambda: numpy_predictor.probabilities(batch), 1, s)
-    print(f"onnxruntime in-process, 1 row a call: p50 {pct(ort_lat, .5):.3f} ms, p99 {pct(ort_lat, .99):.3f} ms ({len(ort_lat):,} calls)")
+    print(f"onnxruntime in-process, 1 row a call: p50 {pct(ort_lat, 0.5):.3f} ms, p99 {pct(ort_lat, 0.99):.3f} ms ({len(ort_lat):,} calls)")
     print(f"onnxruntime in-process, 16 threads x 1 row: {ort_rps:,.0f} rows/s; 1 thread x 16 rows a call: {ort_b16:,.0f} rows/s")
-    print(f"the server's Predictor ({predictor.engine}) in-process, 1 row: p50 {pct(xs_lat, .5):.3f} ms, p99 {pct(xs_lat, .99):.3f} ms ({len(xs_lat):,} calls); 16 rows a call: {xs_b16:,.0f} rows/s")
-    print(f"xsharp's NumPy forward pass in-process, 1 row: p50 {pct(np_lat, .5):.3f} ms, p99 {pct(np_lat, .99):.3f} ms; 16 rows a call: {np_b16:,.0f} rows/s", flush=True)
+    print(
+        f"the server's Predictor ({predictor.engine}) in-process, 1 row: p50 {pct(xs_lat, 0.5):.3f} ms, p99 {pct(xs_lat, 0.99):.3f} ms ({len(xs_lat):,} calls); 16 rows a call: {xs_b16:,.0f} rows/s"
+    )
+    print(
+        f"xsharp's NumPy forward pass in-process, 1 row: p50 {pct(np_lat, 0.5):.3f} ms, p99 {pct(np_lat, 0.99):.3f} ms; 16 rows a call: {np_b16:,.0f} rows/s",
+        flush=True,
+    )
 
     # HTTP: warm up, then 1 client and 16 clients
     warm = wrk(endpoint, lua, 2, 16, 2)
@@ -284,14 +294,29 @@ def bench_model(name: str, model_file: Path, model_id: int, url: str, token: str
     print(f"HTTP warm-up: {warm['requests']:,} requests at 16 clients")
     print(f"HTTP, 1 client: p50 {one['p50']:.2f} ms, p99 {one['p99']:.2f} ms ({one['rps']:,.0f} req/s, {one['requests']:,} requests)")
     print(f"HTTP, 16 clients: {many['rps']:,.0f} req/s (= rows/s), p50 {many['p50']:.2f} ms, p99 {many['p99']:.2f} ms ({many['requests']:,} requests)")
-    print(f"HTTP, 16 clients, 16 rows a request: {16 * rows16['rps']:,.0f} rows/s ({rows16['rps']:,.0f} req/s, p99 {rows16['p99']:.2f} ms): "
-          f"{16 * rows16['rps'] / ort_rps:.2f}x onnxruntime's 16 threads x 1 row")
-    print(f"HTTP / onnxruntime: latency p50 {one['p50'] / pct(ort_lat, .5):.1f}x, p99 {one['p99'] / pct(ort_lat, .99):.1f}x; "
-          f"throughput {many['rps'] / ort_rps:.2f}x  ({load()})", flush=True)
+    print(
+        f"HTTP, 16 clients, 16 rows a request: {16 * rows16['rps']:,.0f} rows/s ({rows16['rps']:,.0f} req/s, p99 {rows16['p99']:.2f} ms): "
+        f"{16 * rows16['rps'] / ort_rps:.2f}x onnxruntime's 16 threads x 1 row"
+    )
+    print(
+        f"HTTP / onnxruntime: latency p50 {one['p50'] / pct(ort_lat, 0.5):.1f}x, p99 {one['p99'] / pct(ort_lat, 0.99):.1f}x; "
+        f"throughput {many['rps'] / ort_rps:.2f}x  ({load()})",
+        flush=True,
+    )
     return {
-        "model": name, "http_p50": one["p50"], "http_p99": one["p99"], "ort_p50": pct(ort_lat, .5), "ort_p99": pct(ort_lat, .99),
-        "xs_p50": pct(xs_lat, .5), "xs_p99": pct(xs_lat, .99), "http_rps": many["rps"], "ort_rps": ort_rps, "ort_b16": ort_b16, "xs_b16": xs_b16,
-        "http_rows16": 16 * rows16["rps"], "lua": lua,
+        "model": name,
+        "http_p50": one["p50"],
+        "http_p99": one["p99"],
+        "ort_p50": pct(ort_lat, 0.5),
+        "ort_p99": pct(ort_lat, 0.99),
+        "xs_p50": pct(xs_lat, 0.5),
+        "xs_p99": pct(xs_lat, 0.99),
+        "http_rps": many["rps"],
+        "ort_rps": ort_rps,
+        "ort_b16": ort_b16,
+        "xs_b16": xs_b16,
+        "http_rows16": 16 * rows16["rps"],
+        "lua": lua,
     }
 
 
@@ -302,8 +327,24 @@ def bench_ray_serve(model_id: int, home: Path, lua: Path, replicas: int, duratio
     url = f"http://127.0.0.1:{port}/v1/models/{model_id}"
     out = work / "serve.log"
     with open(out, "w") as log:
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("xsharp")), "serve", str(model_id), "--home", str(home), "--port", str(port),
-                                 "--replicas", str(replicas), "--cpus-per-replica", "0"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("xsharp")),
+                "serve",
+                str(model_id),
+                "--home",
+                str(home),
+                "--port",
+                str(port),
+                "--replicas",
+                str(replicas),
+                "--cpus-per-replica",
+                "0",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     try:
         deadline = time.time() + 180
         while "serving model" not in out.read_text():
@@ -312,8 +353,11 @@ def bench_ray_serve(model_id: int, home: Path, lua: Path, replicas: int, duratio
             time.sleep(0.5)
         wrk(f"{url}/predict", lua, 2, 16, 2)
         one, many = wrk(f"{url}/predict", lua, 1, 1, duration), wrk(f"{url}/predict", lua, 2, 16, duration)
-        print(f"Ray Serve, {replicas} replica(s): 1 client p50 {one['p50']:.2f} ms, p99 {one['p99']:.2f} ms; 16 clients {many['rps']:,.0f} req/s, "
-              f"p99 {many['p99']:.2f} ms  ({load()})", flush=True)
+        print(
+            f"Ray Serve, {replicas} replica(s): 1 client p50 {one['p50']:.2f} ms, p99 {one['p99']:.2f} ms; 16 clients {many['rps']:,.0f} req/s, "
+            f"p99 {many['p99']:.2f} ms  ({load()})",
+            flush=True,
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
@@ -399,14 +443,18 @@ def main() -> None:
 
     print(f"\n{os.cpu_count()} cores, {load()} after; busiest processes: {busiest()}")
     print("uvicorn with " + ", ".join(f"{m} {'yes' if importlib.util.find_spec(m) else 'no'}" for m in ("uvloop", "httptools")) + " (used when present)")
-    print("\n| model | HTTP p50 / p99 ms (1 client) | ORT p50 / p99 ms | xsharp in-process p50 / p99 ms | HTTP req/s (16 clients) "
-          "| ORT rows/s (16 threads x 1 row) | HTTP / ORT | ORT rows/s (batch 16) | xsharp in-process rows/s (batch 16) | goal p99 <= 20 ms | goal >= 0.50x ORT |")
+    print(
+        "\n| model | HTTP p50 / p99 ms (1 client) | ORT p50 / p99 ms | xsharp in-process p50 / p99 ms | HTTP req/s (16 clients) "
+        "| ORT rows/s (16 threads x 1 row) | HTTP / ORT | ORT rows/s (batch 16) | xsharp in-process rows/s (batch 16) | goal p99 <= 20 ms | goal >= 0.50x ORT |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")  # rows/s with 16 rows a request: printed per model above
     for r in results:
         ratio = r["http_rps"] / r["ort_rps"]
-        print(f"| {r['model']} | {r['http_p50']:.2f} / {r['http_p99']:.2f} | {r['ort_p50']:.3f} / {r['ort_p99']:.3f} "
-              f"| {r['xs_p50']:.3f} / {r['xs_p99']:.3f} | {r['http_rps']:,.0f} | {r['ort_rps']:,.0f} | {ratio:.2f}x | {r['ort_b16']:,.0f} | {r['xs_b16']:,.0f} "
-              f"| {r['http_p99']:.1f} ms ({'met' if r['http_p99'] <= 20 else 'not met'}) | {ratio:.2f}x ({'met' if ratio >= 0.5 else 'not met'}) |")
+        print(
+            f"| {r['model']} | {r['http_p50']:.2f} / {r['http_p99']:.2f} | {r['ort_p50']:.3f} / {r['ort_p99']:.3f} "
+            f"| {r['xs_p50']:.3f} / {r['xs_p99']:.3f} | {r['http_rps']:,.0f} | {r['ort_rps']:,.0f} | {ratio:.2f}x | {r['ort_b16']:,.0f} | {r['xs_b16']:,.0f} "
+            f"| {r['http_p99']:.1f} ms ({'met' if r['http_p99'] <= 20 else 'not met'}) | {ratio:.2f}x ({'met' if ratio >= 0.5 else 'not met'}) |"
+        )
 
 
 if __name__ == "__main__":

@@ -79,7 +79,9 @@ def _write(job: tuple) -> int:
     return len(labels)
 
 
-def write_tree(out: Path, idx_dir: Path = IDX_DIR, limit: int | None = None, jpeg: bool = False, workers: int | None = None, side: int | None = None) -> dict[str, int]:
+def write_tree(
+    out: Path, idx_dir: Path = IDX_DIR, limit: int | None = None, jpeg: bool = False, workers: int | None = None, side: int | None = None
+) -> dict[str, int]:
     """Write the tree; the images written per split."""
     names = class_names()
     jobs, written = [], {}

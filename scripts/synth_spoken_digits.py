@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     seen: set[str] = set()
     speakers: dict[str, int] = {}
     duplicates = 0
-    for (accent, voice, label, word, take, speed, pitch, snr, noise_seed), (a, rate) in zip(plan, audio):
+    for (accent, voice, label, _word, take, _speed, _pitch, snr, noise_seed), (a, rate) in zip(plan, audio):
         digest = hashlib.sha256(a.tobytes()).hexdigest()
         if digest in seen:  # this accent/variant/speed/pitch sounds exactly like an earlier one
             duplicates += 1
@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
 
     held = sorted(s for s in speakers if s.rsplit(".", 1)[1] in TEST_VOICES)
     lines = [f"{s}\t{n}\t{'test' if s in held else 'train'}" for s, n in sorted(speakers.items())]
-    (args.out / "speakers.txt").write_text("# speaker\tfiles\tsplit in the recipes (whole voices held out: " + ", ".join(TEST_VOICES) + ")\n" + "\n".join(lines) + "\n")
+    (args.out / "speakers.txt").write_text(
+        "# speaker\tfiles\tsplit in the recipes (whole voices held out: " + ", ".join(TEST_VOICES) + ")\n" + "\n".join(lines) + "\n"
+    )
     print(f"wrote {sum(speakers.values())} files from {len(speakers)} speakers to {args.out} ({duplicates} duplicates dropped)")
     return 0
 

@@ -19,6 +19,23 @@ TINY = {
     "seed": 3,
 }
 
+# `python -c NO_RAY SCRIPT ARGS...` runs SCRIPT as __main__ after putting a finder first on the import path that refuses
+# `ray` and its submodules, as an interpreter without Ray installed would.
+NO_RAY = """
+import importlib.abc, runpy, sys
+
+class NoRay(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(f"No module named {name!r} (ray is absent here)")
+        return None
+
+sys.meta_path.insert(0, NoRay())
+sys.argv = [sys.argv[1], *sys.argv[2:]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+assert not [m for m in sys.modules if m == "ray" or m.startswith("ray.")], "ray was imported"
+"""
+
 
 def tiny_spec() -> dict:
     """A spec that trains in well under a second (a fresh copy each call)."""

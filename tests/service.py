@@ -9,14 +9,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import uvicorn
 
-from tests.conftest import ROOT, TINY
+from tests.helpers import ROOT, TINY
 
 XSHARP = str(Path(sys.executable).with_name("xsharp"))
 
@@ -64,7 +64,7 @@ class Server:
         self.log = home.parent / f"{home.name}-server.out"  # outside the store: it shows the first admin token
         self.client_config = home.parent / f"{home.name}-client-config"
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         self.home.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k not in ("XSHARP_RAY_ADDRESS", "RAY_ADDRESS")}
         env["XSHARP_CONFIG"] = str(self.client_config)  # the first start writes the admin's token here, not in ~

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from xsharp.algos.modules import MODULES
 
 PRETRAINABLE = {"rbm", "autoencoder", "sparse_coding", "crbm"}
@@ -71,7 +71,7 @@ def test_every_recipe_reads_data_that_comes_with_the_clone():
     """A new user has the clone and nothing beside it: no recipe may reach into ../shared."""
     import yaml
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     recipes = sorted((ROOT / "examples").glob("*.yaml"))
     paths = [(r.name, yaml.safe_load(r.read_text())["data"].get("path")) for r in recipes]

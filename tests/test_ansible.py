@@ -83,9 +83,7 @@ def _kill_under(prefix: str) -> None:
 
 
 def test_playbook_syntax():
-    proc = subprocess.run(
-        [_tool("ansible-playbook"), "--syntax-check", "-i", "inventory.example.ini", "site.yml"], cwd=ANSIBLE, capture_output=True, text=True
-    )
+    proc = subprocess.run([_tool("ansible-playbook"), "--syntax-check", "-i", "inventory.example.ini", "site.yml"], cwd=ANSIBLE, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -129,9 +127,16 @@ def test_cluster_up_without_ansible(tmp_path):
     py = tmp_path / "python3"
     py.symlink_to(sys._base_executable)
     proc = subprocess.run(
-        [str(py), "-c", "import sys; sys.path[:0] = sys.argv[1:]; from xsharp.cli.main import main; sys.argv = ['xsharp', 'cluster', 'up', '-i', 'x.ini']; main()",
-         str(REPO), sysconfig.get_paths()["purelib"]],
-        capture_output=True, text=True, env=env,
+        [
+            str(py),
+            "-c",
+            "import sys; sys.path[:0] = sys.argv[1:]; from xsharp.cli.main import main; sys.argv = ['xsharp', 'cluster', 'up', '-i', 'x.ini']; main()",
+            str(REPO),
+            sysconfig.get_paths()["purelib"],
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert proc.returncode == 2, proc.stderr
     assert "pip install ansible-core" in proc.stderr

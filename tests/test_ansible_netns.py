@@ -92,9 +92,22 @@ def cluster():
         if proc.returncode == 0:
             # An operator's first step on the server host: a user and its API token.
             added = subprocess.run(
-                ["ip", "netns", "exec", "xsharp-h1", str(root / "h1/opt/xsharp/venv/bin/xsharp"), "users", "add", "tester", "--admin",
-                 "--home", str(root / "h1/var/lib/xsharp")],
-                capture_output=True, text=True, timeout=60,
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    "xsharp-h1",
+                    str(root / "h1/opt/xsharp/venv/bin/xsharp"),
+                    "users",
+                    "add",
+                    "tester",
+                    "--admin",
+                    "--home",
+                    str(root / "h1/var/lib/xsharp"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             assert added.returncode == 0, added.stderr
             token = added.stdout.strip()

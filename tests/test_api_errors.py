@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import TINY
+from tests.helpers import TINY
 from tests.test_api_fuzz import api_server  # noqa: F401 - the same live server, a fresh one for this module
-from xsharp.api.app import MAX_BODY, MAX_DEPTH, BodyProblem, check_json
+from xsharp.api.body_gate import MAX_BODY, MAX_DEPTH, BodyProblem, check_json
 
 JSON = {"Content-Type": "application/json"}
 
@@ -157,7 +157,7 @@ def test_the_gate_takes_exactly_what_json_loads_takes(text):
 @settings(max_examples=400, deadline=None, database=None)
 @given(value=values)
 def test_the_depth_read_off_the_text_is_the_depth_of_the_value(value):
-    from xsharp.api.app import _depth, _text_depth
+    from xsharp.api.body_gate import _depth, _text_depth
 
     for body in (json.dumps(value).encode(), json.dumps(value, ensure_ascii=False).encode()):
         assert _text_depth(body) == _depth(value), body
@@ -233,10 +233,22 @@ def test_the_openapi_documents_every_4xx_with_the_error_body(api_server):
 
 
 def test_the_fast_json_check_agrees_with_the_close_one():
-    from xsharp.api.app import BodyProblem, _check_json_closely, check_json
+    from xsharp.api.body_gate import BodyProblem, _check_json_closely, check_json
 
-    bodies = [b'{"a": 1}', b'{"a": 1, "a": 2}', b'{"a": {"b": 1, "\\u0062": 2}}', b"[" * 64 + b"]" * 64, b"[" * 65 + b"]" * 65,
-              b"[" * 5000 + b"]" * 5000, b'{"a": NaN}', b'{"a": 1,}', b"\xff", b'{"a": "x"} x', b"1" * 5000, b'[1, 2, {"k": [true, null]}]']
+    bodies = [
+        b'{"a": 1}',
+        b'{"a": 1, "a": 2}',
+        b'{"a": {"b": 1, "\\u0062": 2}}',
+        b"[" * 64 + b"]" * 64,
+        b"[" * 65 + b"]" * 65,
+        b"[" * 5000 + b"]" * 5000,
+        b'{"a": NaN}',
+        b'{"a": 1,}',
+        b"\xff",
+        b'{"a": "x"} x',
+        b"1" * 5000,
+        b'[1, 2, {"k": [true, null]}]',
+    ]
 
     def verdict(check, body):
         try:
@@ -253,8 +265,11 @@ def test_a_body_from_someone_the_server_does_not_know_is_never_read(api_server):
     """An unauthenticated megabyte of nested JSON would cost the server most of a second to walk."""
     url, token = api_server
     hostile = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
-    for headers, why in (({}, "a bearer token is required"), ({"Authorization": "Bearer xs_not-a-token"}, "unknown token"),
-                         ({"Authorization": "Basic eDp5"}, "a bearer token is required")):
+    for headers, why in (
+        ({}, "a bearer token is required"),
+        ({"Authorization": "Bearer xs_not-a-token"}, "unknown token"),
+        ({"Authorization": "Basic eDp5"}, "a bearer token is required"),
+    ):
         r = httpx.post(f"{url}/v1/jobs", content=hostile, headers=JSON | headers, timeout=30)
         assert (r.status_code, r.json()["detail"]) == (401, [why])
         assert r.headers["WWW-Authenticate"] == "Bearer"

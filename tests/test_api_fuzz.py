@@ -207,8 +207,19 @@ def test_no_sequence_makes_a_server_error_or_an_undocumented_answer(api_server):
 
 def test_the_openapi_documents_every_endpoint(api_server):
     paths = httpx.get(f"{api_server[0]}/openapi.json").json()["paths"]
-    for path in ["/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/pause", "/v1/jobs/{job_id}/resume", "/v1/jobs/{job_id}/stop",
-                 "/v1/jobs/{job_id}/logs", "/v1/jobs/{job_id}/metrics", "/v1/jobs/{job_id}/artifacts/{path}", "/v1/cluster", "/healthz", "/metrics"]:
+    for path in [
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/pause",
+        "/v1/jobs/{job_id}/resume",
+        "/v1/jobs/{job_id}/stop",
+        "/v1/jobs/{job_id}/logs",
+        "/v1/jobs/{job_id}/metrics",
+        "/v1/jobs/{job_id}/artifacts/{path}",
+        "/v1/cluster",
+        "/healthz",
+        "/metrics",
+    ]:
         assert path in paths, path
     assert httpx.get(f"{api_server[0]}/docs").status_code == 200
 
@@ -217,7 +228,9 @@ if __name__ == "__main__":  # the longer pass: every check, schema-valid data re
     examples = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     with tempfile.TemporaryDirectory() as home, live_api(Path(home)) as (url, token):
         tally, started = Tally(), time.time()
-        fuzz_operations(url, token, tally, examples, negative_checks=[*CONFORMANCE, negative_data_rejection], positive_checks=[*CONFORMANCE, positive_data_acceptance])
+        fuzz_operations(
+            url, token, tally, examples, negative_checks=[*CONFORMANCE, negative_data_rejection], positive_checks=[*CONFORMANCE, positive_data_acceptance]
+        )
         fuzz_sequences(url, token, tally, examples, checks=SEQUENCES)
         print(tally.report())
         print(f"{time.time() - started:.0f} s")

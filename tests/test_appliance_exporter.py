@@ -20,8 +20,8 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, run_cli
 from tests.fake_nvml import FakeNVML, a100, h100
+from tests.helpers import ROOT, run_cli
 from xsharp.appliance import HealthConfig, JobView, NodeCollector, registry_for
 from xsharp.appliance.health import CHECKS, evaluate, pci_gpu_count
 from xsharp.appliance.host import DiskUsage, cpu_seconds, load_average, memory_bytes
@@ -29,14 +29,34 @@ from xsharp.appliance.jobs import load_job_view
 
 DCGM_LABELS = {"gpu", "UUID", "modelName", "Hostname", "pci_bus_id"}
 ISSUE_SERIES = [  # the series issue 7 names, under dcgm-exporter's names
-    "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_MEM_COPY_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE",
-    "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_MEMORY_TEMP", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-    "DCGM_FI_DEV_SM_CLOCK", "DCGM_FI_DEV_MEM_CLOCK", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL", "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
-    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_ROW_REMAP_PENDING", "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+    "DCGM_FI_DEV_GPU_UTIL",
+    "DCGM_FI_DEV_MEM_COPY_UTIL",
+    "DCGM_FI_DEV_FB_USED",
+    "DCGM_FI_DEV_FB_FREE",
+    "DCGM_FI_DEV_GPU_TEMP",
+    "DCGM_FI_DEV_MEMORY_TEMP",
+    "DCGM_FI_DEV_POWER_USAGE",
+    "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+    "DCGM_FI_DEV_SM_CLOCK",
+    "DCGM_FI_DEV_MEM_CLOCK",
+    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+    "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL",
+    "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
+    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_ROW_REMAP_PENDING",
+    "DCGM_FI_DEV_ROW_REMAP_FAILURE",
     "DCGM_FI_DEV_XID_ERRORS",
 ]
-GPM_SERIES = ["DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_SM_ACTIVE", "DCGM_FI_PROF_SM_OCCUPANCY", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "DCGM_FI_PROF_DRAM_ACTIVE"]
+GPM_SERIES = [
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+    "DCGM_FI_PROF_SM_ACTIVE",
+    "DCGM_FI_PROF_SM_OCCUPANCY",
+    "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+    "DCGM_FI_PROF_DRAM_ACTIVE",
+]
 
 
 def HC(**kw) -> HealthConfig:
@@ -110,12 +130,20 @@ def test_an_old_driver_without_memory_info_v2_counts_reserved_as_used():
 
 
 def test_one_gpu_erroring_never_breaks_the_scrape_and_errors_are_counted():
-    nvml = FakeNVML([
-        h100(),
-        a100(failing={"nvmlDeviceGetPowerUsage": pynvml.NVML_ERROR_UNKNOWN, "NVML_FI_DEV_MEMORY_TEMP": pynvml.NVML_ERROR_UNKNOWN,
-                      "NVML_FI_DEV_PCIE_REPLAY_COUNTER": pynvml.NVML_ERROR_NOT_SUPPORTED, "nvmlDeviceGetClockInfo(MEM)": pynvml.NVML_ERROR_NOT_SUPPORTED}),
-        h100(),
-    ])
+    nvml = FakeNVML(
+        [
+            h100(),
+            a100(
+                failing={
+                    "nvmlDeviceGetPowerUsage": pynvml.NVML_ERROR_UNKNOWN,
+                    "NVML_FI_DEV_MEMORY_TEMP": pynvml.NVML_ERROR_UNKNOWN,
+                    "NVML_FI_DEV_PCIE_REPLAY_COUNTER": pynvml.NVML_ERROR_NOT_SUPPORTED,
+                    "nvmlDeviceGetClockInfo(MEM)": pynvml.NVML_ERROR_NOT_SUPPORTED,
+                }
+            ),
+            h100(),
+        ]
+    )
     c = NodeCollector(nvml, hostname="n", health=HC(expected_gpus=3))
     nvml.gpus[2].lost = True  # falls off the bus after enumeration
     scrape(c)
@@ -190,9 +218,33 @@ def test_xid_events_are_counted_per_gpu_without_blocking(two_gpus):
         ("gpu_temperature", lambda: (FakeNVML([h100(), h100(temp=91)]), HC(expected_gpus=2))),
         ("gpu_count", lambda: (FakeNVML([h100(), h100()]), HC(expected_gpus=4))),
         ("disk_free", lambda: (FakeNVML([h100()]), HealthConfig(expected_gpus=1, min_free_disk_percent=100.0))),
-        ("gpus_responding", lambda: (FakeNVML([h100(), h100(failing={k: pynvml.NVML_ERROR_UNKNOWN for k in (
-            "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetMemoryInfo", "nvmlDeviceGetTemperature", "nvmlDeviceGetPowerUsage", "nvmlDeviceGetClockInfo(SM)",
-            "nvmlDeviceGetClockInfo(MEM)", "nvmlDeviceGetFieldValues", "nvmlDeviceGetComputeRunningProcesses", "nvmlGpmSampleGet")})]), HC(expected_gpus=2))),
+        (
+            "gpus_responding",
+            lambda: (
+                FakeNVML(
+                    [
+                        h100(),
+                        h100(
+                            failing={
+                                k: pynvml.NVML_ERROR_UNKNOWN
+                                for k in (
+                                    "nvmlDeviceGetUtilizationRates",
+                                    "nvmlDeviceGetMemoryInfo",
+                                    "nvmlDeviceGetTemperature",
+                                    "nvmlDeviceGetPowerUsage",
+                                    "nvmlDeviceGetClockInfo(SM)",
+                                    "nvmlDeviceGetClockInfo(MEM)",
+                                    "nvmlDeviceGetFieldValues",
+                                    "nvmlDeviceGetComputeRunningProcesses",
+                                    "nvmlGpmSampleGet",
+                                )
+                            }
+                        ),
+                    ]
+                ),
+                HC(expected_gpus=2),
+            ),
+        ),
     ],
 )
 def test_health_check_names_the_failing_check(failing, make, caplog):
@@ -205,11 +257,20 @@ def test_health_check_names_the_failing_check(failing, make, caplog):
 
 
 def test_health_details_say_what_failed():
-    results = {r.check: r for r in evaluate(
-        HealthConfig(max_gpu_temp_c=85, min_free_disk_percent=10),
-        expected_gpus=8, nvml_ok=True, nvml_error="", visible_gpus=7, silent_gpus=[3],
-        temperatures={0: 40.0, 5: 88.0}, disks=[DiskUsage("/data", 1000, 50)], disk_errors={"/scratch": "No such file or directory"},
-    )}
+    results = {
+        r.check: r
+        for r in evaluate(
+            HealthConfig(max_gpu_temp_c=85, min_free_disk_percent=10),
+            expected_gpus=8,
+            nvml_ok=True,
+            nvml_error="",
+            visible_gpus=7,
+            silent_gpus=[3],
+            temperatures={0: 40.0, 5: 88.0},
+            disks=[DiskUsage("/data", 1000, 50)],
+            disk_errors={"/scratch": "No such file or directory"},
+        )
+    }
     assert results["gpu_count"].detail == "7 GPU(s) visible, 8 expected"
     assert results["gpus_responding"].detail == "GPU(s) 3 did not answer NVML"
     assert results["gpu_temperature"].detail == "GPU 5 at 88 C (limit 85 C)"
@@ -218,8 +279,12 @@ def test_health_details_say_what_failed():
 
 
 def test_pci_gpu_count_counts_nvidia_gpus_but_not_nvswitches(tmp_path):
-    for name, vendor, cls in [("0000:18:00.0", "0x10de", "0x030200"), ("0000:2a:00.0", "0x10de", "0x030000"),
-                              ("0000:05:00.0", "0x10de", "0x068000"), ("0000:00:01.0", "0x8086", "0x030000")]:
+    for name, vendor, cls in [
+        ("0000:18:00.0", "0x10de", "0x030200"),
+        ("0000:2a:00.0", "0x10de", "0x030000"),
+        ("0000:05:00.0", "0x10de", "0x068000"),
+        ("0000:00:01.0", "0x8086", "0x030000"),
+    ]:
         (tmp_path / name).mkdir()
         (tmp_path / name / "vendor").write_text(vendor + "\n")
         (tmp_path / name / "class").write_text(cls + "\n")
@@ -234,7 +299,16 @@ def test_host_metrics_read_proc(tmp_path):
     (tmp_path / "meminfo").write_text("MemTotal:       16384 kB\nMemFree:  1 kB\nMemAvailable:    8192 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n")
     (tmp_path / "loadavg").write_text("0.50 1.25 2.00 1/123 4567\n")
     hz = os.sysconf("SC_CLK_TCK")
-    assert cpu_seconds(tmp_path) == {"user": 1000 / hz, "nice": 20 / hz, "system": 300 / hz, "idle": 5000 / hz, "iowait": 40 / hz, "irq": 0.0, "softirq": 6 / hz, "steal": 0.0}
+    assert cpu_seconds(tmp_path) == {
+        "user": 1000 / hz,
+        "nice": 20 / hz,
+        "system": 300 / hz,
+        "idle": 5000 / hz,
+        "iowait": 40 / hz,
+        "irq": 0.0,
+        "softirq": 6 / hz,
+        "steal": 0.0,
+    }
     assert memory_bytes(tmp_path) == {"MemTotal": 16384 * 1024, "MemAvailable": 8192 * 1024, "SwapTotal": 0, "SwapFree": 0}
     assert load_average(tmp_path) == (0.5, 1.25, 2.0)
     s = scrape(NodeCollector(FakeNVML([]), hostname="n", proc=str(tmp_path)))
@@ -256,10 +330,14 @@ class StaticJobs:
     """A tiny JobView: what the job store will answer."""
 
     def __init__(self, running=None):
-        self.running = running if running is not None else [
-            {"job_id": 7, "user": "alice", "pids": [], "gpus": [], "samples_per_second": 1500.0, "loss": 0.31, "step": 120, "failures": 1},
-            {"job_id": "8", "user": "bob", "pids": [], "gpus": [], "samples_per_second": None, "loss": None},
-        ]
+        self.running = (
+            running
+            if running is not None
+            else [
+                {"job_id": 7, "user": "alice", "pids": [], "gpus": [], "samples_per_second": 1500.0, "loss": 0.31, "step": 120, "failures": 1},
+                {"job_id": "8", "user": "bob", "pids": [], "gpus": [], "samples_per_second": None, "loss": None},
+            ]
+        )
 
     def running_jobs(self):
         return self.running
@@ -281,11 +359,13 @@ def test_gpus_are_attributed_by_process_ancestor_and_placement():
     try:
         nvml = FakeNVML([h100(pids=[worker.pid]), h100(pids=[1]), h100(), h100(pids=[worker.pid])])
         uuid2 = nvml.gpus[2].uuid
-        view = StaticJobs([
-            {"job_id": 11, "user": "alice", "pids": [os.getpid()], "gpus": [], "samples_per_second": 800.5, "loss": 1.5, "step": 3, "failures": 4},
-            {"job_id": 12, "user": "bob", "pids": [999_999_999], "gpus": [uuid2, "3"], "loss": float("nan")},
-            {"user": "nobody"},  # malformed: skipped and counted
-        ])
+        view = StaticJobs(
+            [
+                {"job_id": 11, "user": "alice", "pids": [os.getpid()], "gpus": [], "samples_per_second": 800.5, "loss": 1.5, "step": 3, "failures": 4},
+                {"job_id": 12, "user": "bob", "pids": [999_999_999], "gpus": [uuid2, "3"], "loss": float("nan")},
+                {"user": "nobody"},  # malformed: skipped and counted
+            ]
+        )
         s = scrape(NodeCollector(nvml, hostname="n", job_view=view))
     finally:
         worker.kill()
@@ -358,8 +438,14 @@ def test_exporter_command_serves_real_nvml_or_zero_gpus_and_stops_on_sigterm(tmp
     port = free_port()
     exe = Path(sys.executable).with_name("xsharp")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}  # --jobs imports this test module
-    proc = subprocess.Popen([str(exe), "exporter", "--host", "127.0.0.1", "--port", str(port), "--jobs", "tests.test_appliance_exporter:StaticJobs"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(exe), "exporter", "--host", "127.0.0.1", "--port", str(port), "--jobs", "tests.test_appliance_exporter:StaticJobs"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = fetch(f"http://127.0.0.1:{port}/metrics", timeout=30)
         text = fetch(f"http://127.0.0.1:{port}/metrics")

@@ -26,8 +26,8 @@ import pynvml
 import pytest
 import yaml
 
-from tests.conftest import run_cli
 from tests.fake_nvml import FakeNVML, a100, h100
+from tests.helpers import run_cli
 from tests.test_appliance_exporter import free_port
 from xsharp.appliance import ApplianceConfig, HealthConfig, NodeCollector, serve, write_config
 from xsharp.appliance.config import ConfigError, alert_rules, dashboards, expand_host_pattern, inventory_targets, package_file
@@ -39,8 +39,16 @@ pytestmark = pytest.mark.skipif(not (PROMETHEUS and PROMTOOL), reason="needs Deb
 HOST = "xs-node-1"
 GRAFANA_BUILTINS = {"__rate_interval": "10s", "__range": "5m", "__interval": "5s"}
 VARIABLES = {"Hostname": HOST, "gpu": "0|1|2|3", "job_id": "1|2", **GRAFANA_BUILTINS}
-PANELS_OF_12239 = {"GPU Temperature", "GPU Avg. Temp", "GPU Power Usage", "GPU Power Total", "GPU SM Clocks", "GPU Utilization",
-                   "Tensor Core Utilization", "GPU Framebuffer Mem Used"}
+PANELS_OF_12239 = {
+    "GPU Temperature",
+    "GPU Avg. Temp",
+    "GPU Power Usage",
+    "GPU Power Total",
+    "GPU SM Clocks",
+    "GPU Utilization",
+    "Tensor Core Utilization",
+    "GPU Framebuffer Mem Used",
+}
 
 
 # ---------------------------------------------------------------------- PromQL helpers
@@ -136,14 +144,30 @@ def all_rules() -> list[dict]:
 
 
 def gpu(i: int, **extra) -> str:
-    labels = {"gpu": str(i), "UUID": f"GPU-{i}", "modelName": "NVIDIA H100 80GB HBM3", "Hostname": "n1", "pci_bus_id": f"00000000:1{i}:00.0",
-              "instance": "n1:9400", "job": "xsharp-exporter", **extra}
+    labels = {
+        "gpu": str(i),
+        "UUID": f"GPU-{i}",
+        "modelName": "NVIDIA H100 80GB HBM3",
+        "Hostname": "n1",
+        "pci_bus_id": f"00000000:1{i}:00.0",
+        "instance": "n1:9400",
+        "job": "xsharp-exporter",
+        **extra,
+    }
     return "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 
 def gpu_labels(i: int, **extra) -> dict:
-    return {"gpu": str(i), "UUID": f"GPU-{i}", "modelName": "NVIDIA H100 80GB HBM3", "Hostname": "n1", "pci_bus_id": f"00000000:1{i}:00.0",
-            "instance": "n1:9400", "job": "xsharp-exporter", **extra}
+    return {
+        "gpu": str(i),
+        "UUID": f"GPU-{i}",
+        "modelName": "NVIDIA H100 80GB HBM3",
+        "Hostname": "n1",
+        "pci_bus_id": f"00000000:1{i}:00.0",
+        "instance": "n1:9400",
+        "job": "xsharp-exporter",
+        **extra,
+    }
 
 
 def render(template: str, labels: dict, value: str | None) -> str:
@@ -153,7 +177,7 @@ def render(template: str, labels: dict, value: str | None) -> str:
         if m.group(1) == "$value":
             assert value is not None, f"{template!r} shows $value: give the case a value"
             return value
-        return labels[m.group(1)[len("$labels."):]]
+        return labels[m.group(1)[len("$labels.") :]]
 
     return re.sub(r"\{\{ (\$value|\$labels\.\w+) \}\}", one, template)
 
@@ -176,67 +200,115 @@ def alert_unit_tests(rules_file: Path) -> dict:
         }
 
     tests = [
-        case({f"DCGM_FI_DEV_GPU_TEMP{gpu(0)}": "80 90x10", f"DCGM_FI_DEV_GPU_TEMP{gpu(1)}": "70x10"}, [
-            ("3m", "XsharpGPUTemperatureHigh", []),  # pending: for 5m
-            ("7m", "XsharpGPUTemperatureHigh", [{**gpu_labels(0), **warning, "$value": "90"}]),
-        ]),
-        case({f"DCGM_FI_DEV_MEMORY_TEMP{gpu(0)}": "90x10", f"DCGM_FI_DEV_MEMORY_TEMP{gpu(1)}": "99x10"}, [
-            ("2m", "XsharpGPUMemoryTemperatureHigh", []),
-            ("6m", "XsharpGPUMemoryTemperatureHigh", [{**gpu_labels(1), **warning, "$value": "99"}]),
-        ]),
-        case({f"xsharp_gpu_xid_errors_total{gpu(0)}": "0 0 1 1 1x20", f"xsharp_gpu_xid_errors_total{gpu(1)}": "0x24"}, [
-            ("1m", "XsharpGPUXidErrors", []),
-            ("3m", "XsharpGPUXidErrors", [{**gpu_labels(0), **critical}]),
-            ("20m", "XsharpGPUXidErrors", []),  # an old XID stops alerting
-        ]),
-        case({f"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{gpu(0)}": "0 0 2 2", f"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{gpu(1)}": "5 5 5 5"}, [
-            ("1m", "XsharpGPUEccUncorrectableErrors", []),
-            ("3m", "XsharpGPUEccUncorrectableErrors", [{**gpu_labels(0), **critical}]),
-        ]),
-        case({
-            f"DCGM_FI_DEV_ROW_REMAP_PENDING{gpu(0)}": "0 1x5", f"DCGM_FI_DEV_ROW_REMAP_FAILURE{gpu(0)}": "0 1x5",  # both: one alert
-            f"DCGM_FI_DEV_ROW_REMAP_PENDING{gpu(1)}": "0x6", f"DCGM_FI_DEV_ROW_REMAP_FAILURE{gpu(1)}": "0 0 1x4",
-            f"DCGM_FI_DEV_ROW_REMAP_PENDING{gpu(2)}": "0x6", f"DCGM_FI_DEV_ROW_REMAP_FAILURE{gpu(2)}": "0x6",
-        }, [
-            ("0m", "XsharpGPURowRemapping", []),
-            ("3m", "XsharpGPURowRemapping", [{**gpu_labels(0), **warning}, {**gpu_labels(1), **warning}]),
-        ]),
-        case({
-            'xsharp_node_health_check{Hostname="n1", check="disk_free", instance="n1:9400", job="xsharp-exporter"}': "1 0x5",
-            'xsharp_node_health_check{Hostname="n1", check="driver", instance="n1:9400", job="xsharp-exporter"}': "1x5",
-        }, [
-            ("2m", "XsharpNodeUnhealthy", []),  # pending: for 2m
-            ("4m", "XsharpNodeUnhealthy", [{"Hostname": "n1", "check": "disk_free", "instance": "n1:9400", "job": "xsharp-exporter", **critical}]),
-        ]),
-        case({'up{instance="n1:9400", job="xsharp-exporter"}': "1 0x5", 'up{instance="n2:9400", job="xsharp-exporter"}': "1x5",
-              'up{instance="head:8080", job="ray"}': "0x5"}, [
-            ("1m", "XsharpExporterDown", []),
-            ("4m", "XsharpExporterDown", [{"instance": "n1:9400", "job": "xsharp-exporter", **critical}]),  # not Ray's target
-        ]),
-        case({
-            'xsharp_exporter_errors_total{Hostname="n1", component="nvml", gpu="3", field="nvmlDeviceGetPowerUsage", instance="n1:9400", job="xsharp-exporter"}': "0+1x40",
-            'xsharp_exporter_errors_total{Hostname="n1", component="nvml", gpu="2", field="nvmlDeviceGetPowerUsage", instance="n1:9400", job="xsharp-exporter"}': "7x40",
-        }, [
-            ("10m", "XsharpExporterReadErrors", []),
-            ("30m", "XsharpExporterReadErrors", [{"Hostname": "n1", "component": "nvml", "gpu": "3", "field": "nvmlDeviceGetPowerUsage", "instance": "n1:9400", **warning}]),
-        ]),
-        case({'xsharp_job_failures{job_id="7", user="alice", instance="n1:9400", job="xsharp-exporter"}': "1 2 3x3",
-              'xsharp_job_failures{job_id="7", user="alice", instance="n2:9400", job="xsharp-exporter"}': "1 2 3x3",  # two nodes, one alert
-              'xsharp_job_failures{job_id="8", user="bob", instance="n1:9400", job="xsharp-exporter"}': "2x5"}, [
-            ("1m", "XsharpJobFailingRepeatedly", []),
-            ("3m", "XsharpJobFailingRepeatedly", [{"job_id": "7", "user": "alice", **warning, "$value": "3"}]),
-        ]),
-        case({'xsharp_jobs{state="QUEUED"}': "2x40", 'xsharp_jobs{state="RUNNING"}': "0x40", "xsharp_queue_oldest_wait_seconds": "60+60x40"}, [
-            ("10m", "XsharpQueueNotMoving", []),  # pending: for 15m
-            ("20m", "XsharpQueueNotMoving", [warning]),  # jobs wait, nothing runs
-        ]),
-        case({'xsharp_jobs{state="QUEUED"}': "2x40", 'xsharp_jobs{state="RUNNING"}': "3x40", "xsharp_queue_oldest_wait_seconds": "7000+60x40"}, [
-            ("10m", "XsharpQueueNotMoving", []),
-            ("25m", "XsharpQueueNotMoving", [warning]),  # a job has waited over 2 hours
-        ]),
-        case({'xsharp_jobs{state="QUEUED"}': "2x40", 'xsharp_jobs{state="RUNNING"}': "3x40", "xsharp_queue_oldest_wait_seconds": "100x40"}, [
-            ("30m", "XsharpQueueNotMoving", []),  # a busy cluster with a moving queue
-        ]),
+        case(
+            {f"DCGM_FI_DEV_GPU_TEMP{gpu(0)}": "80 90x10", f"DCGM_FI_DEV_GPU_TEMP{gpu(1)}": "70x10"},
+            [
+                ("3m", "XsharpGPUTemperatureHigh", []),  # pending: for 5m
+                ("7m", "XsharpGPUTemperatureHigh", [{**gpu_labels(0), **warning, "$value": "90"}]),
+            ],
+        ),
+        case(
+            {f"DCGM_FI_DEV_MEMORY_TEMP{gpu(0)}": "90x10", f"DCGM_FI_DEV_MEMORY_TEMP{gpu(1)}": "99x10"},
+            [
+                ("2m", "XsharpGPUMemoryTemperatureHigh", []),
+                ("6m", "XsharpGPUMemoryTemperatureHigh", [{**gpu_labels(1), **warning, "$value": "99"}]),
+            ],
+        ),
+        case(
+            {f"xsharp_gpu_xid_errors_total{gpu(0)}": "0 0 1 1 1x20", f"xsharp_gpu_xid_errors_total{gpu(1)}": "0x24"},
+            [
+                ("1m", "XsharpGPUXidErrors", []),
+                ("3m", "XsharpGPUXidErrors", [{**gpu_labels(0), **critical}]),
+                ("20m", "XsharpGPUXidErrors", []),  # an old XID stops alerting
+            ],
+        ),
+        case(
+            {f"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{gpu(0)}": "0 0 2 2", f"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{gpu(1)}": "5 5 5 5"},
+            [
+                ("1m", "XsharpGPUEccUncorrectableErrors", []),
+                ("3m", "XsharpGPUEccUncorrectableErrors", [{**gpu_labels(0), **critical}]),
+            ],
+        ),
+        case(
+            {
+                f"DCGM_FI_DEV_ROW_REMAP_PENDING{gpu(0)}": "0 1x5",
+                f"DCGM_FI_DEV_ROW_REMAP_FAILURE{gpu(0)}": "0 1x5",  # both: one alert
+                f"DCGM_FI_DEV_ROW_REMAP_PENDING{gpu(1)}": "0x6",
+                f"DCGM_FI_DEV_ROW_REMAP_FAILURE{gpu(1)}": "0 0 1x4",
+                f"DCGM_FI_DEV_ROW_REMAP_PENDING{gpu(2)}": "0x6",
+                f"DCGM_FI_DEV_ROW_REMAP_FAILURE{gpu(2)}": "0x6",
+            },
+            [
+                ("0m", "XsharpGPURowRemapping", []),
+                ("3m", "XsharpGPURowRemapping", [{**gpu_labels(0), **warning}, {**gpu_labels(1), **warning}]),
+            ],
+        ),
+        case(
+            {
+                'xsharp_node_health_check{Hostname="n1", check="disk_free", instance="n1:9400", job="xsharp-exporter"}': "1 0x5",
+                'xsharp_node_health_check{Hostname="n1", check="driver", instance="n1:9400", job="xsharp-exporter"}': "1x5",
+            },
+            [
+                ("2m", "XsharpNodeUnhealthy", []),  # pending: for 2m
+                ("4m", "XsharpNodeUnhealthy", [{"Hostname": "n1", "check": "disk_free", "instance": "n1:9400", "job": "xsharp-exporter", **critical}]),
+            ],
+        ),
+        case(
+            {
+                'up{instance="n1:9400", job="xsharp-exporter"}': "1 0x5",
+                'up{instance="n2:9400", job="xsharp-exporter"}': "1x5",
+                'up{instance="head:8080", job="ray"}': "0x5",
+            },
+            [
+                ("1m", "XsharpExporterDown", []),
+                ("4m", "XsharpExporterDown", [{"instance": "n1:9400", "job": "xsharp-exporter", **critical}]),  # not Ray's target
+            ],
+        ),
+        case(
+            {
+                'xsharp_exporter_errors_total{Hostname="n1", component="nvml", gpu="3", field="nvmlDeviceGetPowerUsage", instance="n1:9400", job="xsharp-exporter"}': "0+1x40",
+                'xsharp_exporter_errors_total{Hostname="n1", component="nvml", gpu="2", field="nvmlDeviceGetPowerUsage", instance="n1:9400", job="xsharp-exporter"}': "7x40",
+            },
+            [
+                ("10m", "XsharpExporterReadErrors", []),
+                (
+                    "30m",
+                    "XsharpExporterReadErrors",
+                    [{"Hostname": "n1", "component": "nvml", "gpu": "3", "field": "nvmlDeviceGetPowerUsage", "instance": "n1:9400", **warning}],
+                ),
+            ],
+        ),
+        case(
+            {
+                'xsharp_job_failures{job_id="7", user="alice", instance="n1:9400", job="xsharp-exporter"}': "1 2 3x3",
+                'xsharp_job_failures{job_id="7", user="alice", instance="n2:9400", job="xsharp-exporter"}': "1 2 3x3",  # two nodes, one alert
+                'xsharp_job_failures{job_id="8", user="bob", instance="n1:9400", job="xsharp-exporter"}': "2x5",
+            },
+            [
+                ("1m", "XsharpJobFailingRepeatedly", []),
+                ("3m", "XsharpJobFailingRepeatedly", [{"job_id": "7", "user": "alice", **warning, "$value": "3"}]),
+            ],
+        ),
+        case(
+            {'xsharp_jobs{state="QUEUED"}': "2x40", 'xsharp_jobs{state="RUNNING"}': "0x40", "xsharp_queue_oldest_wait_seconds": "60+60x40"},
+            [
+                ("10m", "XsharpQueueNotMoving", []),  # pending: for 15m
+                ("20m", "XsharpQueueNotMoving", [warning]),  # jobs wait, nothing runs
+            ],
+        ),
+        case(
+            {'xsharp_jobs{state="QUEUED"}': "2x40", 'xsharp_jobs{state="RUNNING"}': "3x40", "xsharp_queue_oldest_wait_seconds": "7000+60x40"},
+            [
+                ("10m", "XsharpQueueNotMoving", []),
+                ("25m", "XsharpQueueNotMoving", [warning]),  # a job has waited over 2 hours
+            ],
+        ),
+        case(
+            {'xsharp_jobs{state="QUEUED"}': "2x40", 'xsharp_jobs{state="RUNNING"}': "3x40", "xsharp_queue_oldest_wait_seconds": "100x40"},
+            [
+                ("30m", "XsharpQueueNotMoving", []),  # a busy cluster with a moving queue
+            ],
+        ),
     ]
     return {"rule_files": [str(rules_file)], "evaluation_interval": "1m", "tests": tests}
 
@@ -280,13 +352,34 @@ def test_config_command_output_passes_promtool(tmp_path):
         "[workers:vars]\nansible_user=ops\n[cluster:children]\nhead\nworkers\n"
     )
     out = tmp_path / "monitoring"
-    r = run_cli("appliance", "config", "--out", str(out), "--target", "10.0.0.7", "--inventory", str(inventory), "--server", "head:8000",
-                "--alertmanager", "head", "--scrape-interval", "10s", "-o", "json")
+    r = run_cli(
+        "appliance",
+        "config",
+        "--out",
+        str(out),
+        "--target",
+        "10.0.0.7",
+        "--inventory",
+        str(inventory),
+        "--server",
+        "head:8000",
+        "--alertmanager",
+        "head",
+        "--scrape-interval",
+        "10s",
+        "-o",
+        "json",
+    )
     assert r.returncode == 0, r.stderr
     written = json.loads(r.stdout)
     assert sorted(Path(f).relative_to(out).as_posix() for f in written["files"]) == [
-        "dashboards/xsharp-cluster-gpus.json", "dashboards/xsharp-jobs-queue.json", "dashboards/xsharp-training.json",
-        "prometheus.yml", "provisioning/dashboards/xsharp.yml", "provisioning/datasources/xsharp.yml", "rules/xsharp-alerts.yml",
+        "dashboards/xsharp-cluster-gpus.json",
+        "dashboards/xsharp-jobs-queue.json",
+        "dashboards/xsharp-training.json",
+        "prometheus.yml",
+        "provisioning/dashboards/xsharp.yml",
+        "provisioning/datasources/xsharp.yml",
+        "rules/xsharp-alerts.yml",
     ]
     check = subprocess.run([PROMTOOL, "check", "config", str(out / "prometheus.yml")], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -327,10 +420,19 @@ def test_config_command_bad_input_exits_2(tmp_path, args, message):
 
 def test_inventories_yaml_and_host_patterns(tmp_path):
     inv = tmp_path / "hosts.yml"
-    inv.write_text(yaml.safe_dump({"all": {"children": {
-        "head": {"hosts": {"head": {"ansible_host": "192.168.1.10"}}},
-        "workers": {"hosts": {"gpu[1:2]": None, "big": {"ansible_host": "fd00::5"}}, "vars": {"xsharp_exporter_port": 9410}},
-    }}}, sort_keys=False))
+    inv.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "children": {
+                        "head": {"hosts": {"head": {"ansible_host": "192.168.1.10"}}},
+                        "workers": {"hosts": {"gpu[1:2]": None, "big": {"ansible_host": "fd00::5"}}, "vars": {"xsharp_exporter_port": 9410}},
+                    }
+                }
+            },
+            sort_keys=False,
+        )
+    )
     assert inventory_targets(inv) == ["192.168.1.10:9400", "gpu1:9410", "gpu2:9410", "[fd00::5]:9410"]
     assert expand_host_pattern("n[08:10]") == ["n08", "n09", "n10"]
     assert expand_host_pattern("r[a:c]n[0:4:2]") == ["ran0", "ran2", "ran4", "rbn0", "rbn2", "rbn4", "rcn0", "rcn2", "rcn4"]
@@ -425,12 +527,14 @@ def api_server(home: Path) -> ApiServer:
 def live(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prometheus")
     helper = subprocess.Popen(["sleep", "300"])  # a child of the job's process, running on GPU 0
-    nvml = FakeNVML([
-        h100(pids=[helper.pid]),
-        a100(temp=90),  # above the health limit and the alert threshold
-        h100(),
-        a100(failing={"nvmlDeviceGetPowerUsage": pynvml.NVML_ERROR_UNKNOWN}),
-    ])
+    nvml = FakeNVML(
+        [
+            h100(pids=[helper.pid]),
+            a100(temp=90),  # above the health limit and the alert threshold
+            h100(),
+            a100(failing={"nvmlDeviceGetPowerUsage": pynvml.NVML_ERROR_UNKNOWN}),
+        ]
+    )
     collector = NodeCollector(nvml, hostname=HOST, job_view=LiveJobs(nvml.gpus[2].uuid), health=HealthConfig(expected_gpus=4, min_free_disk_percent=0.0))
     server, _ = serve(collector, "127.0.0.1", 0)
     api = api_server(tmp / "home")  # the real xsharp server: its /metrics serves the store's queue
@@ -441,9 +545,15 @@ def live(tmp_path_factory):
     log = tmp / "prometheus.log"
     with open(log, "w") as logf:
         proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={tmp / 'cfg' / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=logf, stderr=subprocess.STDOUT,
+            [
+                PROMETHEUS,
+                f"--config.file={tmp / 'cfg' / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
         )
     client = httpx.Client(timeout=10)
     try:
@@ -548,8 +658,10 @@ def test_rules_load_evaluate_cleanly_and_the_expected_alerts_fire(live):
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
 
     def active():
-        return {(a["labels"]["alertname"], a["labels"].get("gpu") or a["labels"].get("check") or a["labels"].get("job_id") or "", a["state"])
-                for a in live.get("/api/v1/alerts")["alerts"]}
+        return {
+            (a["labels"]["alertname"], a["labels"].get("gpu") or a["labels"].get("check") or a["labels"].get("job_id") or "", a["state"])
+            for a in live.get("/api/v1/alerts")["alerts"]
+        }
 
     want = {
         ("XsharpGPUTemperatureHigh", "1", "pending"),  # GPU 1 at 90 C, for 5m

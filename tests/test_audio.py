@@ -7,9 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+from tests.helpers import ROOT
 from xsharp.algos import audio
-
-from .conftest import ROOT
 
 RATE = 8000
 

@@ -64,8 +64,10 @@ def test_training_temporaries_reuse_the_heap_instead_of_faulting_in_each_step():
 
     if platform.libc_ver()[0] != "glibc":
         pytest.fail("this check is about glibc's allocator; run it where glibc is the C library")
-    faults = {mode: float(subprocess.run([sys.executable, "-c", HEAP_PROBE, mode], capture_output=True, text=True, check=True).stdout)
-              for mode in ("default", "steady")}
+    faults = {
+        mode: float(subprocess.run([sys.executable, "-c", HEAP_PROBE, mode], capture_output=True, text=True, check=True).stdout)
+        for mode in ("default", "steady")
+    }
     # a fresh process left to glibc's defaults gives the freed 24 MiB back and faults it in again
     # (about 3,000 page faults a step); with steady_heap the step runs on pages it already has
     assert faults["steady"] < 100, faults

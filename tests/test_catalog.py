@@ -24,8 +24,18 @@ def make(catalog: Catalog, owner: str = "bob", name: str = "x", rows: int = 4) -
     x = np.arange(rows * 3, dtype=np.uint8).reshape(rows, 3)
     y = np.arange(rows) % 2
     info = write_shard(staging, "train", 0, x, y)
-    m = Manifest(name=name, owner=owner, version=0, kind="arrays", classes=["a", "b"], counts={"train": np.bincount(y, minlength=2).tolist()},
-                 shape=[3], dtype="uint8", shards=[info], source={"path": "(test)"})
+    m = Manifest(
+        name=name,
+        owner=owner,
+        version=0,
+        kind="arrays",
+        classes=["a", "b"],
+        counts={"train": np.bincount(y, minlength=2).tolist()},
+        shape=[3],
+        dtype="uint8",
+        shards=[info],
+        source={"path": "(test)"},
+    )
     return catalog.commit(staging, m)
 
 
@@ -132,8 +142,18 @@ def test_the_heartbeat_does_not_land_in_the_version(tmp_path):
     staging = cat.staging("bob", "x")
     cat.touch(staging)
     x, y = np.zeros((2, 1), np.uint8), np.array([0, 0])
-    m = Manifest(name="x", owner="bob", version=0, kind="arrays", classes=["a"], counts={"train": [2]}, shape=[1], dtype="uint8",
-                 shards=[write_shard(staging, "train", 0, x, y)], source={})
+    m = Manifest(
+        name="x",
+        owner="bob",
+        version=0,
+        kind="arrays",
+        classes=["a"],
+        counts={"train": [2]},
+        shape=[1],
+        dtype="uint8",
+        shards=[write_shard(staging, "train", 0, x, y)],
+        source={},
+    )
     folder = cat.path_of(cat.commit(staging, m))
     assert sorted(p.name for p in folder.iterdir()) == [MANIFEST, "shards"]
 
@@ -173,11 +193,19 @@ def test_concurrent_manifest_writes_never_fail_or_tear(tmp_path):
 
 def _good() -> dict:
     return {
-        "name": "x", "owner": "bob", "version": 1, "kind": "images", "classes": ["a", "b", "c"],
-        "counts": {"train": [3, 2, 1], "val": [1, 0, 0], "test": [0, 1, 1]}, "shape": [3, 8, 8], "dtype": "uint8",
-        "shards": [{"split": "train", "file": "shards/train-00000.npz", "rows": 6, "bytes": 10, "sha256": "0" * 64},
-                   {"split": "val", "file": "shards/val-00000.npz", "rows": 1, "bytes": 10, "sha256": "0" * 64},
-                   {"split": "test", "file": "shards/test-00000.npz", "rows": 2, "bytes": 10, "sha256": "0" * 64}],
+        "name": "x",
+        "owner": "bob",
+        "version": 1,
+        "kind": "images",
+        "classes": ["a", "b", "c"],
+        "counts": {"train": [3, 2, 1], "val": [1, 0, 0], "test": [0, 1, 1]},
+        "shape": [3, 8, 8],
+        "dtype": "uint8",
+        "shards": [
+            {"split": "train", "file": "shards/train-00000.npz", "rows": 6, "bytes": 10, "sha256": "0" * 64},
+            {"split": "val", "file": "shards/val-00000.npz", "rows": 1, "bytes": 10, "sha256": "0" * 64},
+            {"split": "test", "file": "shards/test-00000.npz", "rows": 2, "bytes": 10, "sha256": "0" * 64},
+        ],
         "source": {"path": "p"},
     }
 
@@ -191,47 +219,53 @@ def test_a_well_formed_manifest_reads():
 def _shard(i, **kw):
     def change(raw):
         raw["shards"][i].update(kw)
+
     return change
 
 
 def _set(key, value):
     def change(raw):
         raw[key] = value
+
     return change
 
 
 def _count(split, value):
     def change(raw):
         raw["counts"][split] = value
+
     return change
 
 
-@pytest.mark.parametrize("change", [
-    _shard(0, file="../../../etc/passwd"),
-    _shard(0, file="/etc/passwd"),
-    _shard(0, file="shards/../../v2/shards/train-00000.npz"),
-    _shard(0, file="shards/train-0.npz"),
-    _shard(0, file="shards/val-00000.npz"),  # a val file listed as a train shard
-    _count("train", [6]),  # fewer entries than classes
-    _count("train", [3, 2, 1, 0]),  # more
-    _count("train", [4, -1, 3]),
-    _count("train", [3, 2, 1.0]),
-    _count("train", [3, 2, True]),
-    _count("train", [3, 2, "1"]),
-    _count("all", [0, 0, 0]),
-    _set("counts", [[3, 2, 1]]),
-    _set("shape", [-3, 8, 8]),
-    _set("shape", [1] * 9),
-    _set("shape", [3, 8.5, 8]),
-    _set("shape", "3x8x8"),
-    _set("version", 0),
-    _set("version", -1),
-    _set("version", "1"),
-    _set("version", True),
-    _set("classes", "abc"),
-    _set("owner", "../.."),
-    _set("name", "a/b"),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        _shard(0, file="../../../etc/passwd"),
+        _shard(0, file="/etc/passwd"),
+        _shard(0, file="shards/../../v2/shards/train-00000.npz"),
+        _shard(0, file="shards/train-0.npz"),
+        _shard(0, file="shards/val-00000.npz"),  # a val file listed as a train shard
+        _count("train", [6]),  # fewer entries than classes
+        _count("train", [3, 2, 1, 0]),  # more
+        _count("train", [4, -1, 3]),
+        _count("train", [3, 2, 1.0]),
+        _count("train", [3, 2, True]),
+        _count("train", [3, 2, "1"]),
+        _count("all", [0, 0, 0]),
+        _set("counts", [[3, 2, 1]]),
+        _set("shape", [-3, 8, 8]),
+        _set("shape", [1] * 9),
+        _set("shape", [3, 8.5, 8]),
+        _set("shape", "3x8x8"),
+        _set("version", 0),
+        _set("version", -1),
+        _set("version", "1"),
+        _set("version", True),
+        _set("classes", "abc"),
+        _set("owner", "../.."),
+        _set("name", "a/b"),
+    ],
+)
 def test_a_malformed_manifest_is_refused_naming_it(change):
     raw = _good()
     change(raw)

@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def write(tmp_path, spec: dict, name="job.yaml"):
@@ -41,7 +41,9 @@ def test_run_local_writes_artifacts_and_predict_reads_them(tmp_path, tiny):
 
 
 def test_run_data_parallel_on_an_existing_cluster(tmp_path, tiny, ray_address):
-    r = run_cli("run", str(write(tmp_path, tiny)), "--mode", "data_parallel", "--workers", "2", "-o", "json", "--no-save", env={"XSHARP_RAY_ADDRESS": ray_address})
+    r = run_cli(
+        "run", str(write(tmp_path, tiny)), "--mode", "data_parallel", "--workers", "2", "-o", "json", "--no-save", env={"XSHARP_RAY_ADDRESS": ray_address}
+    )
     assert r.returncode == 0, r.stderr
     metrics = json.loads(r.stdout)
     assert metrics["workers"] == 2 and metrics["test_accuracy"] > 0.85

@@ -1,4 +1,4 @@
-"""A new user's first hour (issue 17): the text recipes' data is a named dataset that works from
+"""Predicting data without labels, and a wrong Ray token: the text recipes' data is a named dataset that works from
 any directory, `xsharp predict` reads data without labels (a CSV of only the text or feature
 columns, a folder of loose files, lines on stdin), and joining a Ray cluster with a wrong token
 says so in one line.
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import ROOT, TINY, run_cli
+from tests.helpers import ROOT, TINY, run_cli
 from tests.test_predict import png_bytes, tone, train_models, wav_bytes, write_data
 
 XSHARP = Path(sys.executable).with_name("xsharp")
@@ -122,8 +122,16 @@ def test_an_empty_label_column_means_no_labels_and_a_partial_one_is_refused(trai
 
 
 def test_lines_of_text_on_stdin(trained):
-    r = run_in(ROOT, "predict", str(trained["runs"]["reviews"]), "--data", "-", "-o", "json",
-               stdin="great superb lovely film\n\nawful dull poor film\nlovely fine film\n")
+    r = run_in(
+        ROOT,
+        "predict",
+        str(trained["runs"]["reviews"]),
+        "--data",
+        "-",
+        "-o",
+        "json",
+        stdin="great superb lovely film\n\nawful dull poor film\nlovely fine film\n",
+    )
     pred = predictions(r)
     assert pred["accuracy"] is None and [p["class"] for p in pred["predictions"]] == ["pos", "neg", "pos"]
 
@@ -208,8 +216,17 @@ def second_ray(tmp_path_factory):
     port = _free_port()
     temp = Path("/tmp") / f"xr{port}"  # Ray's socket paths must stay short
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "b" * 32, "HOME": str(tmp_path_factory.mktemp("ray-home"))}
-    cmd = [str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-           f"--temp-dir={temp}", "--object-store-memory=100000000", "--disable-usage-stats"]
+    cmd = [
+        str(ray_bin),
+        "start",
+        "--head",
+        f"--port={port}",
+        "--num-cpus=1",
+        "--include-dashboard=false",
+        f"--temp-dir={temp}",
+        "--object-store-memory=100000000",
+        "--disable-usage-stats",
+    ]
     started = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert started.returncode == 0, started.stderr[-2000:]
     try:
@@ -248,8 +265,20 @@ def test_a_wrong_ray_token_is_one_clear_line(second_ray, tmp_path, mode):
     env = {"RAY_AUTH_TOKEN": "w" * 32, "HOME": str(tmp_path)}
     if mode:
         env["RAY_AUTH_MODE"] = mode
-    r = run_in(tmp_path, "run", "tiny.yaml", "--mode", "data_parallel", "--workers", "1", "--address", second_ray,
-               env=env, drop=() if mode else ("RAY_AUTH_MODE",), timeout=180)
+    r = run_in(
+        tmp_path,
+        "run",
+        "tiny.yaml",
+        "--mode",
+        "data_parallel",
+        "--workers",
+        "1",
+        "--address",
+        second_ray,
+        env=env,
+        drop=() if mode else ("RAY_AUTH_MODE",),
+        timeout=180,
+    )
     assert r.returncode == 1, (r.returncode, r.stderr[-3000:])
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     error = [line for line in lines if line.startswith("error:")]
@@ -272,8 +301,13 @@ def test_what_a_hostile_review_found_in_predict_without_labels(trained, tmp_path
 
     run = trained["runs"]["reviews"]
     many = "a great film\n" * 100_000  # 1.3 MB of short lines: refused before as one row over 1 MiB
-    r = subprocess.run([str(Path(sys.executable).with_name("xsharp")), "predict", str(run), "--data", "-", "--show", "0"],
-                       input=many, capture_output=True, text=True, timeout=240)
+    r = subprocess.run(
+        [str(Path(sys.executable).with_name("xsharp")), "predict", str(run), "--data", "-", "--show", "0"],
+        input=many,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert r.returncode == 0 and "100000 predictions on standard input" in r.stdout.replace(",", ""), r.stderr
     packed = gzip.compress(("text\n" + "a good film\n" * 20_000).encode())
     (tmp_path / "cut.csv.gz").write_bytes(packed[: len(packed) // 2])

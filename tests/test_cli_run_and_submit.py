@@ -1,4 +1,4 @@
-"""A new user's first hour (issue 17): where `xsharp run` saves, `--set`, what the server refuses
+"""The CLI in everyday use: where `xsharp run` saves, `--set`, what the server refuses
 at submit, tables in an 80-column terminal, and Ctrl-C on a search. Real CLI processes, a real
 server, the session's real Ray."""
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import TINY, run_cli
+from tests.helpers import TINY, run_cli
 from tests.service import Server, short_spec, wait_for, wait_state
 
 XSHARP = str(Path(sys.executable).with_name("xsharp"))
@@ -219,8 +219,14 @@ def test_two_runs_started_together_never_share_a_folder(tmp_path, tiny):
     """A hostile review found two runs of one name both saving to runs/NAME, the later one over the other."""
     tiny["name"] = "twin"
     spec = write(tmp_path, tiny)
-    slow = subprocess.Popen([XSHARP, "run", str(spec), "--mode", "local", "--set", "train.epochs=400", "--set", "pretrain.epochs=0"],
-                            cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    slow = subprocess.Popen(
+        [XSHARP, "run", str(spec), "--mode", "local", "--set", "train.epochs=400", "--set", "pretrain.epochs=0"],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: (tmp_path / "runs" / "twin" / ".running").exists() or slow.poll() is not None, 120, 0.1, "the first run to claim its folder")
         assert slow.poll() is None, "the first run ended before the second started: make it longer"

@@ -10,10 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from xsharp.data.catalog import Catalog
-from xsharp.data.importer import ImportOptions, import_dataset
 from xsharp.data.imported import read_whole
+from xsharp.data.importer import ImportOptions, import_dataset
 from xsharp.fileguard import DataError, FileGuard
 
 
@@ -33,7 +33,9 @@ def test_an_image_folder_imports_into_verified_shards(ray_address, tmp_path):
     src = _images(tmp_path / "pics")
     cat = Catalog(tmp_path / "catalog")
     seen = []
-    m = import_dataset(src, "pics", "me", cat, ImportOptions(size=(8, 8), channels=1, shard_mb=64 / 2**20, test_fraction=0.25, validation_fraction=0.25), progress=seen.append)
+    m = import_dataset(
+        src, "pics", "me", cat, ImportOptions(size=(8, 8), channels=1, shard_mb=64 / 2**20, test_fraction=0.25, validation_fraction=0.25), progress=seen.append
+    )
     assert m.ref == "me/pics@1" and m.kind == "images" and m.classes == ["ant", "bee", "cow"]
     assert m.shape == [8, 8] and m.dtype == "uint8"
     assert [sum(m.counts[s][i] for s in ("train", "val", "test")) for i in range(3)] == [7, 5, 6]

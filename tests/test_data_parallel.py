@@ -9,7 +9,7 @@ from xsharp.spec import parse_spec
 
 @pytest.fixture(scope="module")
 def local_result():
-    from tests.conftest import TINY
+    from tests.helpers import TINY
 
     return run_job(parse_spec(TINY))
 

@@ -18,13 +18,12 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import TINY
+from tests.helpers import TINY
 from tests.service import Server, free_port, wait_for
 from xsharp.cluster.store import Store
 from xsharp.data.catalog import Catalog
 from xsharp.data.manifest import Manifest
 from xsharp.data.shards import write_shard
-
 
 ROUTES = [
     ("GET", "/v1/datasets"),
@@ -57,8 +56,19 @@ def make_dataset(home: Path, owner: str, name: str, classes=("cat", "dog", "eel"
         for split in counts:
             counts[split].append(sum(1 for i in range(n) if ("train" if i < cut[0] else "val" if i < cut[1] else "test") == split))
     infos = [write_shard(staging, split, 0, np.stack(x), np.array(y)) for split, (x, y) in parts.items() if x]
-    manifest = Manifest(name=name, owner=owner, version=0, kind="images", classes=list(classes), counts=counts, shape=[3, side, side], dtype="uint8",
-                        shards=infos, source={"path": "(made by the test)", "files": sum(per_class)}, options={"size": [side, side]})
+    manifest = Manifest(
+        name=name,
+        owner=owner,
+        version=0,
+        kind="images",
+        classes=list(classes),
+        counts=counts,
+        shape=[3, side, side],
+        dtype="uint8",
+        shards=infos,
+        source={"path": "(made by the test)", "files": sum(per_class)},
+        options={"size": [side, side]},
+    )
     return catalog.commit(staging, manifest)
 
 
@@ -117,8 +127,12 @@ def test_an_unshared_dataset_is_its_owners_until_an_admin_shares_it(server):
         assert alice.get("/v1/datasets/alice/pics/samples?count=3").status_code == 200
         # bob: the same 404 as for a dataset that does not exist; never a 403 that tells it does
         assert bob.get("/v1/datasets").json() == []
-        for method, path in [("GET", "/v1/datasets/alice/pics"), ("GET", "/v1/datasets/alice/pics/samples"), ("DELETE", "/v1/datasets/alice/pics"),
-                             ("DELETE", "/v1/datasets/alice/pics?version=1")]:
+        for method, path in [
+            ("GET", "/v1/datasets/alice/pics"),
+            ("GET", "/v1/datasets/alice/pics/samples"),
+            ("DELETE", "/v1/datasets/alice/pics"),
+            ("DELETE", "/v1/datasets/alice/pics?version=1"),
+        ]:
             hidden, missing = bob.request(method, path), bob.request(method, path.replace("pics", "nothing"))
             assert hidden.status_code == missing.status_code == 404, (method, path, hidden.text)
             assert problems(hidden) == ["no dataset alice/pics"] and problems(missing) == ["no dataset alice/nothing"]
@@ -164,8 +178,12 @@ def test_samples_are_thumbnails_spread_over_the_classes_and_bounded(server):
         eels = alice.get("/v1/datasets/alice/pics/samples", params={"count": 4, "label": 2, "split": "train"}).json()["samples"]
         assert [s["class"] for s in eels] == ["eel"]  # the only training eel
         assert len(alice.get("/v1/datasets/alice/pics/samples", params={"split": "test", "count": 32}).json()["samples"]) == 4
-        for params, line in [({"count": 33}, "query.count: must be <= 32"), ({"count": 0}, "query.count: must be >= 1"),
-                             ({"label": 3}, "label: alice/pics@1 has 3 classes (0 to 2), got 3"), ({"split": "all"}, "query.split")]:
+        for params, line in [
+            ({"count": 33}, "query.count: must be <= 32"),
+            ({"count": 0}, "query.count: must be >= 1"),
+            ({"label": 3}, "label: alice/pics@1 has 3 classes (0 to 2), got 3"),
+            ({"split": "all"}, "query.split"),
+        ]:
             r = alice.get("/v1/datasets/alice/pics/samples", params=params)
             assert r.status_code == 422 and problems(r)[0].startswith(line), (params, r.text)
         r = alice.get("/v1/datasets/alice/pics/samples", params={"version": 7})
@@ -174,8 +192,13 @@ def test_samples_are_thumbnails_spread_over_the_classes_and_bounded(server):
 
 def test_names_are_checked_before_the_filesystem(server):
     with server.client(server.tokens["root"]) as root:
-        for path in ["/v1/datasets/a%20b/pics", "/v1/datasets/alice/.hidden", "/v1/datasets/alice/%2E%2E/samples",
-                     "/v1/datasets/alice/" + "x" * 65, "/v1/datasets/-alice/pics"]:
+        for path in [
+            "/v1/datasets/a%20b/pics",
+            "/v1/datasets/alice/.hidden",
+            "/v1/datasets/alice/%2E%2E/samples",
+            "/v1/datasets/alice/" + "x" * 65,
+            "/v1/datasets/-alice/pics",
+        ]:
             r = root.get(path)
             assert r.status_code in (404, 422), (path, r.status_code, r.text)
             problems(r)
@@ -225,23 +248,26 @@ def test_an_import_reads_only_under_a_data_root_and_never_the_store(server, env)
         assert bob.get("/v1/datasets/imports").json() == []  # nothing was queued
 
 
-@pytest.mark.parametrize("body, line", [
-    ({"name": "../x", "path": "data"}, "name: must match"),
-    ({"name": "x" * 65, "path": "data"}, "name: must match"),
-    ({"path": "data"}, "name: "),
-    ({"name": "x", "path": ""}, "path: "),
-    ({"name": "x", "path": "data", "size": [0, 8]}, "size[0]: must be >= 1"),
-    ({"name": "x", "path": "data", "size": [8, 8, 8]}, "size: "),
-    ({"name": "x", "path": "data", "size": [100000, 8]}, "size[0]: must be <= 2048"),
-    ({"name": "x", "path": "data", "channels": 2}, "channels: "),
-    ({"name": "x", "path": "data", "resize": "stretch"}, "resize: "),
-    ({"name": "x", "path": "data", "format": "exe"}, "format: unknown format"),
-    ({"name": "x", "path": "data", "shard_mb": 1e9}, "shard_mb: "),
-    ({"name": "x", "path": "data", "test_fraction": 1}, "test_fraction: "),
-    ({"name": "x", "path": "data", "skip_bad": "yes"}, "skip_bad: "),
-    ({"name": "x", "path": "data", "feature_columns": ["a"] * 5000}, "feature_columns: "),
-    ({"name": "x", "path": "data", "extra": 1}, "extra: "),
-])
+@pytest.mark.parametrize(
+    "body, line",
+    [
+        ({"name": "../x", "path": "data"}, "name: must match"),
+        ({"name": "x" * 65, "path": "data"}, "name: must match"),
+        ({"path": "data"}, "name: "),
+        ({"name": "x", "path": ""}, "path: "),
+        ({"name": "x", "path": "data", "size": [0, 8]}, "size[0]: must be >= 1"),
+        ({"name": "x", "path": "data", "size": [8, 8, 8]}, "size: "),
+        ({"name": "x", "path": "data", "size": [100000, 8]}, "size[0]: must be <= 2048"),
+        ({"name": "x", "path": "data", "channels": 2}, "channels: "),
+        ({"name": "x", "path": "data", "resize": "stretch"}, "resize: "),
+        ({"name": "x", "path": "data", "format": "exe"}, "format: unknown format"),
+        ({"name": "x", "path": "data", "shard_mb": 1e9}, "shard_mb: "),
+        ({"name": "x", "path": "data", "test_fraction": 1}, "test_fraction: "),
+        ({"name": "x", "path": "data", "skip_bad": "yes"}, "skip_bad: "),
+        ({"name": "x", "path": "data", "feature_columns": ["a"] * 5000}, "feature_columns: "),
+        ({"name": "x", "path": "data", "extra": 1}, "extra: "),
+    ],
+)
 def test_a_bad_import_body_is_422_naming_the_field(server, body, line):
     with server.client(server.tokens["bob"]) as bob:
         r = bob.post("/v1/datasets", json=body)
@@ -346,7 +372,10 @@ def test_imports_left_running_by_a_dead_server_are_failed_on_restart(tmp_path, r
 # --------------------------------------------------------------------------- imports end to end (the importer)
 def test_an_import_through_the_service_makes_a_version(server, env):
     with server.client(server.tokens["alice"]) as alice:
-        r = alice.post("/v1/datasets", json={"name": "pets", "path": str(env["base"] / "data" / "pets"), "size": [8, 8], "test_fraction": 0.25, "validation_fraction": 0.25})
+        r = alice.post(
+            "/v1/datasets",
+            json={"name": "pets", "path": str(env["base"] / "data" / "pets"), "size": [8, 8], "test_fraction": 0.25, "validation_fraction": 0.25},
+        )
         assert r.status_code == 202, r.text
         rec = r.json()
         assert rec["state"] in ("QUEUED", "RUNNING") and rec["user"] == "alice" and rec["name"] == "pets"
@@ -446,8 +475,12 @@ def _import(client: httpx.Client, root: Path, name: str, file: str = "tiny.jsonl
 def _start_slow(client: httpx.Client, root: Path, name: str = "slow") -> dict:
     """Start the slow import and wait until its record shows progress: the one worker is busy with it."""
     rec = _import(client, root, name, "slow.jsonl")
-    got = wait_for(lambda: (lambda g: g if g["done"] > 0 or g["state"] not in ("QUEUED", "RUNNING") else None)(
-        client.get(f"/v1/datasets/imports/{rec['id']}").json()), 60, 0.02, "the slow import to report progress")
+    got = wait_for(
+        lambda: (lambda g: g if g["done"] > 0 or g["state"] not in ("QUEUED", "RUNNING") else None)(client.get(f"/v1/datasets/imports/{rec['id']}").json()),
+        60,
+        0.02,
+        "the slow import to report progress",
+    )
     assert got["state"] == "RUNNING" and 0 < got["done"] < SLOW_ROWS, f"the slow import was {got['state']} at {got['done']} rows: make SLOW_ROWS bigger"
     return got
 
@@ -492,8 +525,12 @@ def test_parallel_imports_never_get_past_the_per_user_cap(tmp_path, queue_root):
 
 def test_a_queued_import_is_cancelled_at_once_by_its_owner_or_an_admin_only(tmp_path, queue_root):
     home = tmp_path / "home"
-    with live_app(home, queue_root) as (url, tokens, store), \
-            _client(url, tokens["alice"]) as alice, _client(url, tokens["bob"]) as bob, _client(url, tokens["root"]) as root:
+    with (
+        live_app(home, queue_root) as (url, tokens, store),
+        _client(url, tokens["alice"]) as alice,
+        _client(url, tokens["bob"]) as bob,
+        _client(url, tokens["root"]) as root,
+    ):
         busy = _start_slow(alice, queue_root)  # holds the one worker
         queued = [_import(bob, queue_root, f"b{i}") for i in range(2)]
         assert [q["state"] for q in queued] == ["QUEUED", "QUEUED"]
@@ -568,8 +605,7 @@ def test_the_store_hands_the_next_import_to_the_user_who_started_the_fewest(tmp_
 
 
 def test_one_users_long_queue_does_not_hold_up_anothers_import(tmp_path, queue_root):
-    with live_app(tmp_path / "home", queue_root) as (url, tokens, store), \
-            _client(url, tokens["alice"]) as alice, _client(url, tokens["bob"]) as bob:
+    with live_app(tmp_path / "home", queue_root) as (url, tokens, store), _client(url, tokens["alice"]) as alice, _client(url, tokens["bob"]) as bob:
         first = _start_slow(alice, queue_root)  # holds the one worker while the queue fills
         ids = [_import(alice, queue_root, f"a{i}")["id"] for i in range(4)] + [_import(bob, queue_root, "b0")["id"]]
         assert store.get_import(first["id"]).state == "RUNNING", "the slow import ended before the queue filled: make SLOW_ROWS bigger"

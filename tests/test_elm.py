@@ -59,8 +59,9 @@ def test_a_fixed_elm_trains_nothing_and_passes_no_gradient_down(kind, options):
 def test_fixed_entries_get_no_weight_decay_and_fine_tuning_leaves_them_as_solved():
     data = datasets.load("digits", limit=300, seed=1)
     layers = [{"elm": {"hidden": 32}}, {"softmax": {}}]
-    fixed, tuned = Model(layers, data.in_shape, data.n_classes, seed=1), Model(
-        [{"elm": {"hidden": 32, "finetune": True}}, {"softmax": {}}], data.in_shape, data.n_classes, seed=1
+    fixed, tuned = (
+        Model(layers, data.in_shape, data.n_classes, seed=1),
+        Model([{"elm": {"hidden": 32, "finetune": True}}, {"softmax": {}}], data.in_shape, data.n_classes, seed=1),
     )
     for model in (fixed, tuned):
         mask = model.layout.decay_mask(np, np.float32)
@@ -115,7 +116,9 @@ def test_the_solve_is_a_phase_of_fit_and_gives_the_ridge_readout_of_the_layers_i
     model = build_model(spec, data)
     phases = plan(model.modules, model.layout, spec.pretrain, spec.train, len(data.y_train))
     assert [(p.name, p.layer, p.kind, p.solve) for p in phases] == [
-        ("pretrain", 0, "elm_ae", True), ("pretrain", 1, "elm", True), ("finetune", None, None, False),
+        ("pretrain", 0, "elm_ae", True),
+        ("pretrain", 1, "elm", True),
+        ("finetune", None, None, False),
     ]  # pretraining is off, the solves still run
     assert [p.steps_per_epoch for p in phases[:2]] == [4, 3]  # 432 training rows in 120s, then in 150s
 
@@ -153,8 +156,8 @@ def test_a_run_stopped_inside_a_solve_resumes_bitwise(at):
         fit(build_model(spec, data), data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, hooks=TrainHooks(should_stop=should_stop))
     state = e.value.state
     layer, size, rows = (0, 24 * 24 + 24 * 64 + 2, min(120 * at, 432)) if at <= 4 else (1, 48 * 48 + 48 * 10 + 2, min(150 * (at - 4), 432))
-    assert (state.phase, state.velocity.shape) == (layer, (size,))  # the statistics so far are the phase's state
-    assert state.velocity[-1] == rows  # rows summed in
+    assert (state.phase, state.optimizer_state.shape) == (layer, (size,))  # the statistics so far are the phase's state
+    assert state.optimizer_state[-1] == rows  # rows summed in
     assert (state.epoch, state.step) == ((1, 0) if at in (4, 7) else (0, at if layer == 0 else at - 4))
     resumed = build_model(spec, data)
     fit(resumed, data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, hooks=TrainHooks(resume=state))
@@ -217,7 +220,7 @@ RECIPES = {
 
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_every_new_recipe_is_a_spec_that_fits_its_data(name):
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
     from xsharp.spec import load_spec
 
     spec = load_spec(ROOT / "examples" / f"{name}.yaml")
@@ -228,7 +231,7 @@ def test_every_new_recipe_is_a_spec_that_fits_its_data(name):
 def test_algos_list_and_show_give_the_elm_modules_and_the_recipes():
     import json
 
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     r = run_cli("algos", "list", "-o", "json")
     assert r.returncode == 0, r.stderr

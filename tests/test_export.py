@@ -11,17 +11,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 import yaml
 
-import onnx
-import onnxruntime as ort
-
+from tests.helpers import run_cli
 from xsharp.algos import Model, datasets
 from xsharp.export.graph import OPSET, ExportError
 from xsharp.export.onnx import export_model, load_model, raw_rows, verify
-
-from .conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,11 +2,9 @@
 under onnxruntime; the steps ONNX cannot express exactly are refused, named."""
 
 import numpy as np
-import pytest
-
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
-
+import pytest
 from onnx import TensorProto, helper  # noqa: E402
 
 from xsharp.algos.features import Pipeline  # noqa: E402
@@ -27,7 +25,8 @@ def run_onnx(pipeline, x):
     g = Graph()
     out = export_steps(g, pipeline, "x", x.shape[1:])
     graph = helper.make_graph(
-        g.nodes, "features",
+        g.nodes,
+        "features",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *x.shape[1:]])],
         [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", *output_shape(pipeline, x.shape[1:])])],
         g.initializers,
@@ -53,8 +52,12 @@ def waves(n=3, seconds=0.5, seed=0):
     """Sines with a little noise, plain noise, a pure high tone, at 16 kHz."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(RATE * seconds)) / RATE
-    rows = [np.sin(2 * np.pi * 440 * t) * 0.5 + 0.01 * rng.standard_normal(t.size), 0.3 * rng.standard_normal(t.size),
-            0.8 * np.sin(2 * np.pi * 3000 * t), np.sin(2 * np.pi * 200 * t) * np.linspace(0, 1, t.size)]
+    rows = [
+        np.sin(2 * np.pi * 440 * t) * 0.5 + 0.01 * rng.standard_normal(t.size),
+        0.3 * rng.standard_normal(t.size),
+        0.8 * np.sin(2 * np.pi * 3000 * t),
+        np.sin(2 * np.pi * 200 * t) * np.linspace(0, 1, t.size),
+    ]
     return np.stack(rows[:n] if n <= len(rows) else rows * (n // len(rows) + 1))[:n].astype(np.float32)
 
 
@@ -103,13 +106,16 @@ def test_onehot_on_a_number_table_passes_it_through():
 
 
 # --------------------------------------------------------------------------- audio
-@pytest.mark.parametrize("spec", [
-    [{"logmel": {}}],
-    [{"logmel": {"n_mels": 64, "n_fft": 256, "pre_emphasis": 0}}],  # n_fft shorter than the 400-sample frame: cropped
-    [{"logmel": {"n_fft": 1024, "fmin": 100, "fmax": 6000, "hop_ms": 12.5}}],
-    [{"mfcc": {}}],
-    [{"mfcc": {"n_mfcc": 20, "n_mels": 26}}],
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        [{"logmel": {}}],
+        [{"logmel": {"n_mels": 64, "n_fft": 256, "pre_emphasis": 0}}],  # n_fft shorter than the 400-sample frame: cropped
+        [{"logmel": {"n_fft": 1024, "fmin": 100, "fmax": 6000, "hop_ms": 12.5}}],
+        [{"mfcc": {}}],
+        [{"mfcc": {"n_mfcc": 20, "n_mels": 26}}],
+    ],
+)
 def test_log_mel_and_mfcc_match_numpy(spec):
     x = waves(4)
     got, want = check(spec, x, atol=1e-4, rtol=0)
@@ -135,12 +141,15 @@ def test_speech_front_end_chain():
 TEXTS = np.array(["the cat sat", "the dog sat down", "a cat and a dog", "the end"], dtype=object)
 
 
-@pytest.mark.parametrize("i,spec", [
-    (0, [{"bow": {"min_count": 1}}]),
-    (0, [{"tfidf": {"min_count": 1}}]),
-    (0, [{"word2vec": {"min_count": 1, "dim": 4, "epochs": 1}}]),
-    (1, [{"tfidf": {"min_count": 1}}]),
-])
+@pytest.mark.parametrize(
+    "i,spec",
+    [
+        (0, [{"bow": {"min_count": 1}}]),
+        (0, [{"tfidf": {"min_count": 1}}]),
+        (0, [{"word2vec": {"min_count": 1, "dim": 4, "epochs": 1}}]),
+        (1, [{"tfidf": {"min_count": 1}}]),
+    ],
+)
 def test_text_steps_are_refused_by_name(i, spec):
     pipeline = fitted(spec, TEXTS)
     if i == 1:  # after an exportable step: the refusal names the text step and its place

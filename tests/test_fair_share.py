@@ -10,7 +10,7 @@ import signal
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from tests.service import Server, first_start, long_spec, wait_state
 from tests.test_ui import browser, log_in  # noqa: F401 (browser: a fixture)
 
@@ -53,7 +53,7 @@ def test_the_cli_and_the_console_show_each_users_usage(server, browser, tmp_path
     env = {"XSHARP_URL": server.url, "XSHARP_TOKEN": server.tokens["admin"], "XSHARP_HOME": str(tmp_path), "COLUMNS": "100"}
     r = run_cli("cluster", "status", env=env)
     assert r.returncode == 0, r.stderr
-    table = r.stdout[r.stdout.index("recent usage"):]
+    table = r.stdout[r.stdout.index("recent usage") :]
     assert "half-life 24 h" in table.splitlines()[0]
     assert re.findall(r"(alice|bob)\s", table) == ["bob", "alice"]  # least first: the order the queue serves them
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import ray
 
-from tests.conftest import TINY
+from tests.helpers import TINY
 from xsharp.cluster import checkpoint
 from xsharp.cluster.runner import run_job
 from xsharp.parallel.group import WorkerFailed

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.helpers import ROOT, run_cli
 from xsharp import backend
 from xsharp.algos import Model, datasets, features, image
 from xsharp.cluster.runner import load_data, run_job
 from xsharp.spec import load_spec, parse_spec
-
-from .conftest import ROOT, run_cli
 
 
 def test_standardize_learns_from_training_rows_only():
@@ -86,13 +85,21 @@ def write_wavs(folder: Path):
 
 def test_audio_job_holds_out_speakers_and_saves_its_features(tmp_path):
     write_wavs(tmp_path / "wavs")
-    spec = parse_spec({
-        "data": {"path": str(tmp_path / "wavs"), "sample_rate": 8000, "duration": 0.5, "test_speakers": ["s4"], "validation_fraction": 0,
-                 "features": [{"logmel": {"n_mels": 16, "hop_ms": 20}}, {"standardize": {}}]},
-        "model": [{"dense": {"units": 16}}, "softmax"],
-        "pretrain": {"epochs": 0},
-        "train": {"epochs": 15, "batch_size": 8, "learning_rate": 0.05},
-    })
+    spec = parse_spec(
+        {
+            "data": {
+                "path": str(tmp_path / "wavs"),
+                "sample_rate": 8000,
+                "duration": 0.5,
+                "test_speakers": ["s4"],
+                "validation_fraction": 0,
+                "features": [{"logmel": {"n_mels": 16, "hop_ms": 20}}, {"standardize": {}}],
+            },
+            "model": [{"dense": {"units": 16}}, "softmax"],
+            "pretrain": {"epochs": 0},
+            "train": {"epochs": 15, "batch_size": 8, "learning_rate": 0.05},
+        }
+    )
     result = run_job(spec, out_dir=tmp_path / "out")
     assert result.metrics["test_accuracy"] == 1.0 and "12 test" in result.metrics["dataset"]
     loaded = Model.load(tmp_path / "out" / "model.npz")
@@ -130,8 +137,18 @@ def test_texts_without_features_are_refused_clearly(tmp_path):
         load_data(spec)
 
 
-RECIPES = ["digits-mlp", "digits-cnn", "digits-sae", "fashion-mnist-cnn", "fashion-mnist-dbn", "fashion-mnist-sae",
-           "spoken-digits-dnn", "spoken-digits-cnn", "rotten-tomatoes", "rotten-tomatoes-word2vec"]
+RECIPES = [
+    "digits-mlp",
+    "digits-cnn",
+    "digits-sae",
+    "fashion-mnist-cnn",
+    "fashion-mnist-dbn",
+    "fashion-mnist-sae",
+    "spoken-digits-dnn",
+    "spoken-digits-cnn",
+    "rotten-tomatoes",
+    "rotten-tomatoes-word2vec",
+]
 
 
 @pytest.mark.parametrize("name", RECIPES)

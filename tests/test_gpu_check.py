@@ -7,13 +7,19 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_the_gpu_check_runs_every_section_and_writes_its_report(tmp_path):
     env = os.environ | {
-        "OUT": str(tmp_path), "PYTHON": sys.executable, "XSHARP_GPU_STANDIN": "strict", "GPU_CHECK_SECONDS": "300",
-        "GPU_CHECK_ARGS": "--only digits-mlp digits-elm.", "PERF_SCALE": "0.05", "PERF_REPEATS": "1", "GPU_CHECK_DEPS": str(tmp_path / "deps"),
+        "OUT": str(tmp_path),
+        "PYTHON": sys.executable,
+        "XSHARP_GPU_STANDIN": "strict",
+        "GPU_CHECK_SECONDS": "300",
+        "GPU_CHECK_ARGS": "--only digits-mlp digits-elm.",
+        "PERF_SCALE": "0.05",
+        "PERF_REPEATS": "1",
+        "GPU_CHECK_DEPS": str(tmp_path / "deps"),
     }
     run = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check.sh")], capture_output=True, text=True, env=env, timeout=280)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]

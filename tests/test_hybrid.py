@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tests.conftest import TINY
+from tests.helpers import TINY
 from xsharp.cluster.runner import run_job
 from xsharp.spec import parse_spec
 

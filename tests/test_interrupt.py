@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def raylets() -> set[int]:
@@ -26,7 +26,11 @@ def test_a_signal_mid_training_exits_130_and_leaves_no_ray_behind(tmp_path, tiny
     env = {k: v for k, v in os.environ.items() if k not in ("XSHARP_RAY_ADDRESS", "RAY_ADDRESS")}
     proc = subprocess.Popen(
         [str(os.path.join(os.path.dirname(sys.executable), "xsharp")), "run", str(spec), "--mode", "data_parallel", "--workers", "1", "--no-save"],
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
     seen = []
     deadline = time.time() + 120

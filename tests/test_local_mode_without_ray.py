@@ -1,4 +1,4 @@
-"""Issue 18, part 1: local mode needs no Ray. `xsharp run --mode local`, `xsharp predict` and
+"""Local mode needs no Ray. `xsharp run --mode local`, `xsharp predict` and
 `xsharp export` run in a process where importing `ray` fails, as on a machine without it; a
 mode that needs Ray says so in one line."""
 
@@ -10,8 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT, TINY
-from tests.test_notebook import NO_RAY
+from tests.helpers import NO_RAY, ROOT, TINY
 
 XSHARP = str(Path(sys.executable).with_name("xsharp"))
 

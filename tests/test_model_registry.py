@@ -9,7 +9,7 @@ import signal
 import numpy as np
 import pytest
 
-from tests.conftest import TINY, run_cli
+from tests.helpers import TINY, run_cli
 from tests.service import Server, short_spec, wait_state
 
 

@@ -1,4 +1,4 @@
-"""What the new modules do besides their gradients: dropout and batch norm in training and
+"""What modules do besides their gradients: dropout and batch norm in training and
 evaluation, the persistent-CD chain, Gaussian visible units, sparse codes, shapes, and the
 spec errors their options give."""
 
@@ -168,7 +168,13 @@ def test_sparse_coding_pretraining_keeps_atoms_at_unit_norm():
 
 # --------------------------------------------------------------------------- shapes and spec errors
 def test_image_modules_accept_one_channel_images_and_report_shapes():
-    layers = [{"conv2d": {"filters": 4, "kernel": 3, "padding": 1}}, {"maxpool": {}}, {"crbm": {"filters": 2, "kernel": 2}}, {"avgpool": {"size": 3}}, {"softmax": {}}]
+    layers = [
+        {"conv2d": {"filters": 4, "kernel": 3, "padding": 1}},
+        {"maxpool": {}},
+        {"crbm": {"filters": 2, "kernel": 2}},
+        {"avgpool": {"size": 3}},
+        {"softmax": {}},
+    ]
     model = Model(layers, (8, 8), 3)
     assert model.shapes() == [(8, 8), (4, 8, 8), (4, 4, 4), (2, 3, 3), (2, 1, 1), (3,)]
     assert model.predict_proba(np.zeros((2, 8, 8), np.float32)).shape == (2, 3)

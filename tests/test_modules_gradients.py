@@ -1,5 +1,5 @@
-"""Finite-difference checks, in float64, for every module of the library added after the
-foundation: backward for the input and every parameter, and the pretraining objectives that
+"""Finite-difference checks, in float64, for every module beyond those of test_gradients.py
+(dense, softmax, RBM, auto-encoder): backward for the input and every parameter, and the pretraining objectives that
 are true gradients (sparse auto-encoder, sparse-coding dictionary with codes fixed)."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The new modules on real data (scikit-learn's digits): pretraining lowers every
+"""The modules on real data (scikit-learn's digits): pretraining lowers every
 unsupervised module's reconstruction error, and CNN, CRBM -> RBM and SC -> RBM stacks train
 through xsharp.algos.fit well above chance (10 %)."""
 

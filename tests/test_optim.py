@@ -67,10 +67,14 @@ def test_build_from_a_spec_phase():
     plain = optim.build(TrainSpec(learning_rate=0.1, momentum=0.9), steps_per_epoch=spe)
     assert isinstance(plain, optim.SGD) and plain.learning_rate == 0.1  # constant: SGD exactly as before
     assert plain.init(np.zeros(4, np.float32)).shape == (4,)
-    adam = optim.build(TrainSpec(optimizer="adam", learning_rate=0.01, beta2=0.98, weight_decay=0.0, epochs=5, schedule={"kind": "cosine"}), steps_per_epoch=spe)
+    adam = optim.build(
+        TrainSpec(optimizer="adam", learning_rate=0.01, beta2=0.98, weight_decay=0.0, epochs=5, schedule={"kind": "cosine"}), steps_per_epoch=spe
+    )
     assert isinstance(adam, optim.Adam) and adam.beta2 == 0.98
     np.testing.assert_allclose([adam.learning_rate(np.array(t)) for t in (0, 25, 50)], [0.01, 0.005, 0.0], atol=1e-9)
-    step = optim.build(TrainSpec(learning_rate=1.0, epochs=9, schedule={"kind": "step", "every_epochs": 3, "gamma": 0.1, "warmup_epochs": 1}), steps_per_epoch=spe)
+    step = optim.build(
+        TrainSpec(learning_rate=1.0, epochs=9, schedule={"kind": "step", "every_epochs": 3, "gamma": 0.1, "warmup_epochs": 1}), steps_per_epoch=spe
+    )
     lr = step.learning_rate
     assert math.isclose(float(lr(np.array(4.0))), 0.5) and math.isclose(float(lr(np.array(31.0))), 0.1, rel_tol=1e-6)
 
@@ -95,3 +99,19 @@ def test_training_a_softmax_with_either_optimiser(kind):
             upd, state = opt.update(grad, state, model.flat)
             optim.apply_updates(model.flat, upd)
     assert model.accuracy(data.x_test, data.y_test) > 0.9
+
+
+@pytest.mark.parametrize(
+    "opt, blocks",
+    [(optim.SGD(0.1, 0.9), (1, 0)), (optim.SGD(optim.constant(0.1), 0.9), (1, 1)), (optim.Adam(), (2, 1))],
+    ids=["sgd", "sgd-scheduled", "adam"],
+)
+def test_each_optimiser_declares_its_state_layout_and_the_parts_join_back(opt, blocks):
+    layout = opt.state_layout
+    assert (layout.per_parameter, layout.scalars) == blocks
+    assert opt.init(np.zeros(5, np.float32)).shape == (layout.size(5),)
+    state = np.arange(layout.size(5), dtype=np.float32)
+    parts = layout.split(state, [2, 3])  # two parameter shards, each with its own copy of the scalars
+    assert [p.shape[0] for p in parts] == [layout.size(2), layout.size(3)]
+    np.testing.assert_array_equal(parts[1][: 3 * blocks[0]], np.concatenate([state[b * 5 + 2 : b * 5 + 5] for b in range(blocks[0])]))
+    np.testing.assert_array_equal(layout.join(parts, [2, 3]), state)

@@ -5,7 +5,7 @@ import copy
 import numpy as np
 import pytest
 
-from tests.conftest import TINY
+from tests.helpers import TINY
 from xsharp.algos.training import Stopped
 from xsharp.cluster.runner import load_data, run_job
 from xsharp.parallel import RunContext
@@ -89,7 +89,7 @@ def test_a_stopped_run_resumes_at_its_step_boundary(ray_address, quick):
     state = e.value.state
     sl = local.model.layout.module_slices[1]
     assert (state.phase, state.epoch) == (1, 0) and 8 < state.step <= 8 + 4  # the 2 x 2 steps in flight finish first
-    assert state.velocity.shape == (2 * (sl.stop - sl.start) + 1,)  # Adam's [m, v, t] over the autoencoder's slice, joined over servers
+    assert state.optimizer_state.shape == (2 * (sl.stop - sl.start) + 1,)  # Adam's [m, v, t] over the autoencoder's slice, joined over servers
     result = ParamServerMode().run(spec, RunContext(data=data, resume=state))
     np.testing.assert_allclose(result.flat, local.model.get_flat(), rtol=1e-5, atol=1e-5)
     assert result.history.resumed_from[0]["step"] == state.step

@@ -5,7 +5,7 @@ import copy
 import numpy as np
 import pytest
 
-from tests.conftest import TINY
+from tests.helpers import TINY
 from xsharp.algos.training import Stopped
 from xsharp.cluster.runner import load_data, run_job
 from xsharp.parallel import RunContext
@@ -69,7 +69,7 @@ def test_a_stopped_pipeline_resumes_from_its_joined_state(ray_address):
         PipelineMode().run(spec, ctx)
     state = e.value.state
     n = local.model.layout.size
-    assert state.phase == 2 and state.flat.shape == (n,) and state.velocity.shape == (2 * n + 1,)  # Adam's [m, v, t], joined over stages
+    assert state.phase == 2 and state.flat.shape == (n,) and state.optimizer_state.shape == (2 * n + 1,)  # Adam's [m, v, t], joined over stages
     result = PipelineMode().run(spec, RunContext(data=data, resume=state))
     np.testing.assert_allclose(result.flat, local.model.get_flat(), rtol=1e-4, atol=1e-4)
 

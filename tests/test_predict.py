@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from tests.service import live_app
 from xsharp.algos import Model
 from xsharp.cluster.store import Store
@@ -77,16 +77,29 @@ def write_data(root: Path) -> dict[str, dict]:
     common = {"mode": "local", "pretrain": {"epochs": 0}, "train": train, "seed": 1}
     return {
         "digits": common | {"name": "digits", "data": {"dataset": "digits", "limit": 600}, "model": [{"dense": {"units": 32}}, {"softmax": {}}]},
-        "tones": common | {
+        "tones": common
+        | {
             "name": "tones",
-            "data": {"path": str(tones), "format": "wav", "sample_rate": RATE, "duration": 0.5, "test_speakers": ["s3"],
-                     "features": [{"logmel": {"n_mels": 16}}, {"standardize": {}}]},
+            "data": {
+                "path": str(tones),
+                "format": "wav",
+                "sample_rate": RATE,
+                "duration": 0.5,
+                "test_speakers": ["s3"],
+                "features": [{"logmel": {"n_mels": 16}}, {"standardize": {}}],
+            },
             "model": [{"dense": {"units": 16}}, {"softmax": {}}],
         },
-        "reviews": common | {
+        "reviews": common
+        | {
             "name": "reviews",
-            "data": {"path": str(root / "reviews.csv"), "format": "csv", "label_column": "label", "text_column": "text",
-                     "features": [{"tfidf": {"min_count": 1}}]},
+            "data": {
+                "path": str(root / "reviews.csv"),
+                "format": "csv",
+                "label_column": "label",
+                "text_column": "text",
+                "features": [{"tfidf": {"min_count": 1}}],
+            },
             "model": [{"softmax": {}}],
         },
         "table": common | {"name": "table", "data": {"path": str(root / "table.csv"), "format": "table", "label_column": "label"}, "model": [{"softmax": {}}]},
@@ -161,8 +174,14 @@ def test_digits_rows_as_json_answer_what_xsharp_predicts(served):
         flat = c.post(f"/v1/models/{served['ids']['digits']}/predict", json={"rows": x.reshape(20, -1).tolist()})
         check_answer(flat.json(), expected(model, x), model.classes, 5)  # flat rows are taken too; top 5 by default
         info = c.get(f"/v1/models/{served['ids']['digits']}/input").json()
-    assert info == {"kind": "image", "raw_shape": [8, 8], "sample_rate": None, "uploads": "a PNG, JPEG, BMP or WebP image", "classes": model.classes,
-                    "engine": "onnxruntime"}
+    assert info == {
+        "kind": "image",
+        "raw_shape": [8, 8],
+        "sample_rate": None,
+        "uploads": "a PNG, JPEG, BMP or WebP image",
+        "classes": model.classes,
+        "engine": "onnxruntime",
+    }
 
 
 def test_an_uploaded_png_is_read_as_the_training_images_were(served):
@@ -174,8 +193,9 @@ def test_an_uploaded_png_is_read_as_the_training_images_were(served):
     with client(served) as c:
         form = c.post(f"/v1/models/{served['ids']['digits']}/predict", files={"file": ("seven.png", png, "image/png")})
         raw = c.post(f"/v1/models/{served['ids']['digits']}/predict", content=png, headers={"Content-Type": "image/png"})
-        big = c.post(f"/v1/models/{served['ids']['digits']}/predict", content=png_bytes(np.kron(pixels, np.ones((8, 8)))),
-                     headers={"Content-Type": "image/png"})  # 64x64, squashed back to 8x8 by the server
+        big = c.post(
+            f"/v1/models/{served['ids']['digits']}/predict", content=png_bytes(np.kron(pixels, np.ones((8, 8)))), headers={"Content-Type": "image/png"}
+        )  # 64x64, squashed back to 8x8 by the server
     assert form.status_code == 200 and raw.status_code == 200, (form.text, raw.text)
     want = expected(model, (pixels / 255.0).astype(np.float32)[None])
     check_answer(form.json(), want, model.classes, 5)
@@ -205,7 +225,7 @@ def test_texts_as_json_or_as_a_text_file(served):
     texts = ["a great lovely film", "an awful dull film", "superb"]
     with client(served) as c:
         r = c.post(f"/v1/models/{served['ids']['reviews']}/predict", json={"rows": texts})
-        up = c.post(f"/v1/models/{served['ids']['reviews']}/predict", content="a great lovely film\n".encode(), headers={"Content-Type": "text/plain"})
+        up = c.post(f"/v1/models/{served['ids']['reviews']}/predict", content=b"a great lovely film\n", headers={"Content-Type": "text/plain"})
         assert c.get(f"/v1/models/{served['ids']['reviews']}/input").json()["engine"] == "xsharp"  # TF-IDF does not export
     assert r.status_code == 200, r.text
     check_answer(r.json(), expected(model, np.array(texts, dtype=object)), model.classes, 2)
@@ -259,7 +279,7 @@ BAD_JSON = [
     ({"rows": []}, "rows: 1 to 1024 rows, got 0"),
     ({"rows": [[0.0] * 64] * 1025}, "rows: 1 to 1024 rows, got 1025"),
     ({"rows": {"a": 1}}, "rows: a list of rows expected, got an object"),
-    ({"data": []}, 'body: an object {"rows": [...]} expected; unknown fields [\'data\']'),
+    ({"data": []}, "body: an object {\"rows\": [...]} expected; unknown fields ['data']"),
     ([1, 2], 'body: an object {"rows": [...]} expected'),
 ]
 
@@ -274,12 +294,21 @@ def test_bad_rows_are_a_422_naming_the_field(served, body, problem):
 def test_bad_files_and_requests(served):
     digits, tones, reviews = (served["ids"][n] for n in ("digits", "tones", "reviews"))
     with client(served) as c:
+
         def post(model_id, **kw):
             return c.post(f"/v1/models/{model_id}/predict", **kw)
 
         cases = [
-            (post(digits, files={"file": ("x.png", png_bytes(np.ones((30, 30)))[:-30], "image/png")}), 422, "file: not a readable image (truncated or malformed)"),
-            (post(digits, content=b"GIF89a" + b"\0" * 50, headers={"Content-Type": "image/gif"}), 422, "file: not a readable image (not a PNG, JPEG, BMP or WebP image)"),
+            (
+                post(digits, files={"file": ("x.png", png_bytes(np.ones((30, 30)))[:-30], "image/png")}),
+                422,
+                "file: not a readable image (truncated or malformed)",
+            ),
+            (
+                post(digits, content=b"GIF89a" + b"\0" * 50, headers={"Content-Type": "image/gif"}),
+                422,
+                "file: not a readable image (not a PNG, JPEG, BMP or WebP image)",
+            ),
             (post(digits, content=b"", headers={"Content-Type": "image/png"}), 422, "file: empty"),
             (post(digits, files={"other": ("x.png", b"abc", "image/png")}), 422, "file: a multipart form needs one file field named 'file'"),
             (post(digits, content=b"\0" * (8 << 20 | 1), headers={"Content-Type": "image/png"}), 413, f"body: over {8 << 20} bytes"),
@@ -383,11 +412,17 @@ def test_bodies_are_not_read_where_no_route_takes_one_and_big_bad_json_is_refuse
 
 def test_headers_that_must_come_once_are_refused_when_sent_twice(served):
     with client(served) as c:
-        r = c.post(f"/v1/models/{served['ids']['digits']}/predict", content=json.dumps({"rows": [[0.0] * 64]}),
-                   headers=[("Content-Type", "application/json"), ("Content-Type", "image/png")])
+        r = c.post(
+            f"/v1/models/{served['ids']['digits']}/predict",
+            content=json.dumps({"rows": [[0.0] * 64]}),
+            headers=[("Content-Type", "application/json"), ("Content-Type", "image/png")],
+        )
         assert r.status_code == 400 and r.json() == {"detail": ["header content-type: sent more than once"]}
-    r = httpx.post(f"{served['url']}/v1/models/{served['ids']['digits']}/predict", json={"rows": [[0.0] * 64]},
-                   headers=[("Authorization", f"Bearer {served['tokens']['bob']}"), ("Authorization", f"Bearer {served['tokens']['alice']}")])
+    r = httpx.post(
+        f"{served['url']}/v1/models/{served['ids']['digits']}/predict",
+        json={"rows": [[0.0] * 64]},
+        headers=[("Authorization", f"Bearer {served['tokens']['bob']}"), ("Authorization", f"Bearer {served['tokens']['alice']}")],
+    )
     assert r.status_code == 400 and r.json() == {"detail": ["header authorization: sent more than once"]}
 
 

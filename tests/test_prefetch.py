@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import TINY, run_cli
+from tests.helpers import TINY, run_cli
 from xsharp.algos.training import MAX_PREFETCH_KB, PREFETCH_KB, prefetch_bytes
 from xsharp.cluster.runner import load_data
 from xsharp.parallel import RunContext, get_mode
@@ -22,7 +22,7 @@ def with_prefetch(value) -> dict:
 
 def train_local(spec_dict: dict):
     spec = parse_spec(spec_dict)
-    return get_mode("local").run(spec, RunContext(load_data(spec)))
+    return get_mode("local").run(spec, RunContext(data=load_data(spec)))
 
 
 def test_prefetch_off_and_on_train_to_the_same_parameters_bitwise():

@@ -1,4 +1,4 @@
-"""The notebook path of issue 17: ``examples/notebook.py`` runs where Ray cannot be imported,
+"""The Python API a notebook uses: ``examples/notebook.py`` runs where Ray cannot be imported,
 trains a model that beats chance by far, and saves, loads and predicts with it."""
 
 import re
@@ -8,28 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import NO_RAY
 from xsharp.algos import Model, PretrainSpec, TrainSpec, datasets, train
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "examples" / "notebook.py"
 FLOOR = 0.8  # test accuracy a trained digits model passes and an untrained one (about 0.1) does not
-
-# Runs the script as __main__ after putting a finder first on the import path that refuses
-# `ray` and its submodules, as an interpreter without Ray installed would.
-NO_RAY = """
-import importlib.abc, runpy, sys
-
-class NoRay(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError(f"No module named {name!r} (ray is absent here)")
-        return None
-
-sys.meta_path.insert(0, NoRay())
-sys.argv = [sys.argv[1], *sys.argv[2:]]
-runpy.run_path(sys.argv[0], run_name="__main__")
-assert not [m for m in sys.modules if m == "ray" or m.startswith("ray.")], "ray was imported"
-"""
 
 
 def test_the_notebook_example_trains_saves_loads_and_predicts_without_ray(tmp_path):

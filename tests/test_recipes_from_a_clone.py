@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 XSHARP = Path(sys.executable).with_name("xsharp")
 ROWS = 300
@@ -73,8 +73,11 @@ def clone(tmp_path_factory) -> dict:
     assert shutil.which("espeak-ng"), "espeak-ng is missing: scripts/system-deps.sh installs it"
 
     def spoken():  # spoken-digits-*.yaml: "python scripts/synth_spoken_digits.py data/spoken-digits", fewer voices
-        sh([python, "scripts/synth_spoken_digits.py", "data/spoken-digits", "--takes", "1", "--accents", "en-us",
-            "--voices", "m1", "m3", "f4", "john"], repo, env)
+        sh(
+            [python, "scripts/synth_spoken_digits.py", "data/spoken-digits", "--takes", "1", "--accents", "en-us", "--voices", "m1", "m3", "f4", "john"],
+            repo,
+            env,
+        )
 
     def pngs():  # fashion-mnist-png-cnn.yaml: the PNG tree, imported as dataset fashion-mnist-png
         sh([python, "scripts/fashion_mnist_pngs.py", str(top / "fashion-mnist-png"), "--limit", "200"], repo, env)
@@ -97,8 +100,9 @@ def test_every_recipe_runs_from_a_fresh_clone(clone):
         spec = quick(yaml.safe_load(recipe.read_text()))
         (specs / recipe.name).write_text(yaml.safe_dump(spec))
         out = top / "runs" / recipe.stem
-        r = subprocess.run([str(XSHARP), "run", str(specs / recipe.name), "--mode", "local", "--out", str(out)],
-                           cwd=repo, env=env, capture_output=True, text=True, timeout=240)
+        r = subprocess.run(
+            [str(XSHARP), "run", str(specs / recipe.name), "--mode", "local", "--out", str(out)], cwd=repo, env=env, capture_output=True, text=True, timeout=240
+        )
         return recipe.stem, r, out
 
     with ThreadPoolExecutor(2) as pool:

@@ -11,7 +11,7 @@ from xsharp.spec import parse_spec
 
 @pytest.fixture(scope="module")
 def setup():
-    from tests.conftest import TINY
+    from tests.helpers import TINY
 
     spec = parse_spec(TINY | {"data": {"dataset": "digits", "limit": 300}})
     data = datasets.load("digits", limit=300, seed=spec.seed)

@@ -1,6 +1,7 @@
 """The scheduling decision alone: priorities, fair share, FIFO, preemption, time slices, rejection."""
 
-from xsharp.cluster.scheduler import Resources, Running, Waiting, plan
+from xsharp.cluster.capacity import Resources
+from xsharp.cluster.queue_plan import Running, Waiting, plan
 
 TOTAL = Resources(4, 0)
 
@@ -106,9 +107,9 @@ def test_ten_thousand_queued_jobs_start_the_top_priority_spread_over_users():
 
 
 def test_a_job_that_cannot_start_fails_and_the_queue_moves_on(tmp_path, ray_address):
+    from tests.helpers import TINY
     from xsharp.cluster.scheduler import Scheduler
     from xsharp.cluster.store import Store
-    from tests.conftest import TINY
 
     store = Store(tmp_path)
     broken = store.submit("u", {"name": "broken", "model": "not a list"}, 0, 1, 0)  # as if the store held a bad spec

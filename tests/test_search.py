@@ -8,8 +8,10 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import TINY, run_cli
-from xsharp.cluster.search import ASHA, run_search, split_space, trial_specs
+from tests.helpers import TINY, run_cli
+from xsharp.cluster.jobrunner import JobRunner
+from xsharp.cluster.search import ASHA, run_search, trial_specs
+from xsharp.searchspec import split_space
 from xsharp.spec import SpecError
 
 
@@ -90,7 +92,7 @@ def test_grid_search_runs_trials_in_parallel_records_failures_and_never_reruns(t
     raw = spec()
     raw["data"]["limit"] = {"grid": [600, 1]}  # 1 row cannot be split: those trials fail, the search goes on
     out = tmp_path / "s"
-    result = run_search(raw, out)
+    result = run_search(raw, out, runner=JobRunner)
     states = {(t.params["data.limit"], t.state) for t in result.trials}
     assert states == {(600, "SUCCEEDED"), (1, "FAILED")}
     assert all("DataError" in t.error for t in result.trials if t.state == "FAILED")
@@ -100,7 +102,7 @@ def test_grid_search_runs_trials_in_parallel_records_failures_and_never_reruns(t
     best = json.loads((out / "best" / "metrics.json").read_text())
     assert best["trial"] == result.best.id and best["test_accuracy"] == result.best.test_accuracy
     assert (out / "search.png").read_bytes()[:4] == b"\x89PNG"
-    again = run_search(raw, out)  # everything finished: nothing runs again
+    again = run_search(raw, out, runner=JobRunner)  # everything finished: nothing runs again
     assert [(t.state, t.seconds, t.metric) for t in again.trials] == [(t.state, t.seconds, t.metric) for t in result.trials]
 
 
@@ -108,7 +110,7 @@ def test_asha_stops_weak_trials_early(tmp_path, ray_address):
     raw = copy.deepcopy(TINY)
     raw["train"]["learning_rate"] = {"range": [0.0005, 0.5], "log": True}
     raw["search"] = {"strategy": "asha", "samples": 8, "seed": 3, "reduction_factor": 2, "min_epochs": 2}
-    result = run_search(raw, tmp_path / "a")
+    result = run_search(raw, tmp_path / "a", runner=JobRunner)
     stopped = [t for t in result.trials if t.state == "STOPPED"]
     assert stopped and all(t.epochs < 20 for t in stopped)
     assert result.trial_epochs < 8 * 20
@@ -141,7 +143,7 @@ def test_asha_over_grids_alone_takes_every_combination():
 def test_k_fold_cross_validation_scores_each_trial_by_its_mean_fold_accuracy(tmp_path, ray_address):
     raw = spec(folds=3)
     raw["model"][0]["rbm"]["hidden"] = 32
-    result = run_search(raw, tmp_path / "cv")
+    result = run_search(raw, tmp_path / "cv", runner=JobRunner)
     assert [t.state for t in result.trials] == ["SUCCEEDED", "SUCCEEDED"]
     for t in result.trials:
         assert len(t.fold_metrics) == 3 and t.metric == pytest.approx(sum(t.fold_metrics) / 3) and t.epochs == 3 * 20
@@ -150,7 +152,7 @@ def test_k_fold_cross_validation_scores_each_trial_by_its_mean_fold_accuracy(tmp
     assert best["trial"] == result.best.id and best["cv_accuracy"] == result.best.metric  # refit after the choice
     assert result.best.test_accuracy == best["test_accuracy"]
     (tmp_path / "cv" / "best").rename(tmp_path / "cv-best-before")
-    again = run_search(raw, tmp_path / "cv")  # a resume after the last fold: nothing left to train but the refit
+    again = run_search(raw, tmp_path / "cv", runner=JobRunner)  # a resume after the last fold: nothing left to train but the refit
     assert [t.seconds for t in again.trials] == [t.seconds for t in result.trials] and again.best.id == result.best.id
     timing = ("train_seconds", "samples_per_second", "seconds")
     same = lambda m: {k: v for k, v in m.items() if k not in timing}  # noqa: E731
@@ -163,12 +165,12 @@ def test_a_best_model_the_table_does_not_back_is_dropped_on_resume(tmp_path, ray
     """A crash between keeping a new best model and saving the table that records its trial:
     the resume must not ship that model under another trial's name."""
     out = tmp_path / "s"
-    first = run_search(spec(max_parallel=1), out)
+    first = run_search(spec(max_parallel=1), out, runner=JobRunner)
     table = json.loads((out / "search.json").read_text())
     best = first.best.id
     table["trials"][best] |= {"state": "RUNNING", "metric": None, "curve": [], "epochs": 0}  # the table from just before it finished
     (out / "search.json").write_text(json.dumps(table))
-    again = run_search(spec(max_parallel=1), out)
+    again = run_search(spec(max_parallel=1), out, runner=JobRunner)
     assert [t.seconds for i, t in enumerate(again.trials) if i != best] == [t.seconds for i, t in enumerate(first.trials) if i != best]
     assert again.best.id == best and again.best.metric == first.best.metric  # trained again, to the same result
     assert json.loads((out / "best" / "metrics.json").read_text())["trial"] == best
@@ -177,12 +179,12 @@ def test_a_best_model_the_table_does_not_back_is_dropped_on_resume(tmp_path, ray
     table = json.loads((out / "search.json").read_text())
     table["trials"][other]["metric"] = 2.0
     (out / "search.json").write_text(json.dumps(table))
-    last = run_search(spec(max_parallel=1), out)  # nothing left to run
+    last = run_search(spec(max_parallel=1), out, runner=JobRunner)  # nothing left to run
     assert last.best.id == other and not (out / "best").exists()  # no model rather than one under the wrong trial
 
 
 def test_a_plain_spec_with_device_auto_is_no_search():
-    from xsharp.cluster.search import is_search
+    from xsharp.searchspec import is_search
     from xsharp.spec import parse_spec
 
     assert not is_search(parse_spec(TINY).to_dict())  # resources.device: auto is a device, not a prior

@@ -10,9 +10,10 @@ import signal
 
 import pytest
 
-from tests.conftest import TINY
+from tests.helpers import TINY
 from tests.service import Server, wait_state
-from xsharp.cluster.search import is_search, search_space, split_space, trial_specs
+from xsharp.cluster.search import search_space, trial_specs
+from xsharp.searchspec import is_search, split_space
 from xsharp.spec import JobSpec, SpecError
 
 
@@ -173,7 +174,10 @@ def csv_search(path: str) -> dict:
     return TINY | {
         "name": "csv-search",
         "data": {"path": path, "format": "csv", "features": [{"bow": {"min_count": 1}}], "validation_fraction": 0, "limit": {"grid": [30, 40]}},
-        "model": [{"softmax": {}}], "pretrain": {"epochs": 0}, "train": {"epochs": 2, "batch_size": 8}, "resources": {"cpus_per_worker": 1},
+        "model": [{"softmax": {}}],
+        "pretrain": {"epochs": 0},
+        "train": {"epochs": 2, "batch_size": 8},
+        "resources": {"cpus_per_worker": 1},
     }
 
 

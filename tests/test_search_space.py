@@ -14,7 +14,7 @@ import pytest
 import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from tests.conftest import TINY, run_cli
+from tests.helpers import TINY, run_cli
 from xsharp.cluster.search import SearchResult, Trial, figure, plot, search_space, trial_specs
 from xsharp.spec import SpecError
 
@@ -181,7 +181,8 @@ def test_search_png_over_two_parameters_labels_a_log_axis_in_plain_numbers():
 def test_huge_integer_ranges_are_drawn_exactly_and_never_spin():
     """A float draw reaches only every 256th integer near 2**60: a no-repeat draw kept retrying for
     minutes. Integers are drawn as integers; a log range's few reachable values end the retries early."""
-    from xsharp.cluster.search import Param, draws
+    from xsharp.cluster.search import draws
+    from xsharp.searchspec import Param
 
     wide = Param(("train", "batch_size"), "batch_size", low=2**60, high=2**60 + 10**6, integer=True)
     picked = draws([wide], 8000, seed=0)

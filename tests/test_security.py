@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY
+from tests.helpers import TINY
 from tests.service import Server, long_spec, short_spec, wait_for, wait_state
 
 CANARY = "CANARY-7f3a9c"
@@ -44,8 +44,20 @@ def env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(env, ray_address):
     s = Server(
-        env["base"] / "home", ray_address, "--data-root", str(env["root"]), "--checkpoint-seconds", "0.5", "--stop-grace", "2",
-        "--runner-memory", str(1500 * 1024**2), "--max-parameters", str(10**9), "--max-user-priority", "5",
+        env["base"] / "home",
+        ray_address,
+        "--data-root",
+        str(env["root"]),
+        "--checkpoint-seconds",
+        "0.5",
+        "--stop-grace",
+        "2",
+        "--runner-memory",
+        str(1500 * 1024**2),
+        "--max-parameters",
+        str(10**9),
+        "--max-user-priority",
+        "5",
     ).start()
     s.admin_token = s.client_config.read_text().split("token: ")[1].split()[0]  # written by the first start
     s.tokens = {"alice": s.add_user("alice"), "bob": s.add_user("bob")}
@@ -54,8 +66,14 @@ def server(env, ray_address):
 
 
 def csv_spec(name: str, path: str, **data) -> dict:
-    return TINY | {"name": name, "data": {"path": path, "format": "csv", "features": [{"bow": {"min_count": 1}}], "validation_fraction": 0} | data,
-                   "model": [{"softmax": {}}], "pretrain": {"epochs": 0}, "train": {"epochs": 2, "batch_size": 8}, "resources": {"cpus_per_worker": 1}}
+    return TINY | {
+        "name": name,
+        "data": {"path": path, "format": "csv", "features": [{"bow": {"min_count": 1}}], "validation_fraction": 0} | data,
+        "model": [{"softmax": {}}],
+        "pretrain": {"epochs": 0},
+        "train": {"epochs": 2, "batch_size": 8},
+        "resources": {"cpus_per_worker": 1},
+    }
 
 
 def everything_readable(api) -> str:
@@ -165,9 +183,13 @@ def test_priority_above_the_users_cap_is_refused(server):
 
 def slow_step_spec(name: str) -> dict:
     """A job whose first step runs for minutes: FISTA with 10,000 iterations on 4,096 atoms."""
-    return TINY | {"name": name, "data": {"dataset": "digits", "limit": 600},
-                   "model": [{"sparse_coding": {"atoms": 4096, "iterations": 10000}}, {"softmax": {}}],
-                   "pretrain": {"epochs": 1, "batch_size": 600}, "resources": {"cpus_per_worker": 1}}
+    return TINY | {
+        "name": name,
+        "data": {"dataset": "digits", "limit": 600},
+        "model": [{"sparse_coding": {"atoms": 4096, "iterations": 10000}}, {"softmax": {}}],
+        "pretrain": {"epochs": 1, "batch_size": 600},
+        "resources": {"cpus_per_worker": 1},
+    }
 
 
 @pytest.mark.parametrize("action,lands", [("stop", "STOPPED"), ("pause", "PAUSED")])
@@ -188,8 +210,12 @@ def test_stop_and_pause_land_even_when_the_runner_is_stuck_in_a_step(server, act
 
 def test_a_job_over_its_memory_or_parameter_cap_fails_once_without_retries(server):
     with server.client(server.tokens["bob"]) as bob:
-        big = TINY | {"name": "too-big-for-memory", "model": [{"dense": {"units": 16384}}, {"dense": {"units": 16384}}, {"softmax": {}}],
-                      "pretrain": {"epochs": 0}, "resources": {"cpus_per_worker": 1}}
+        big = TINY | {
+            "name": "too-big-for-memory",
+            "model": [{"dense": {"units": 16384}}, {"dense": {"units": 16384}}, {"softmax": {}}],
+            "pretrain": {"epochs": 0},
+            "resources": {"cpus_per_worker": 1},
+        }
         huge = big | {"name": "too-many-parameters", "model": [{"dense": {"units": 65536}}, {"dense": {"units": 65536}}, {"softmax": {}}]}
         jobs = [bob.post("/v1/jobs", json=spec).json() for spec in (big, huge)]
         memory, params = (wait_state(bob, j["id"], "FAILED", 120) for j in jobs)
@@ -248,8 +274,9 @@ def test_metric_rows_are_never_repeated_after_a_resume(tmp_path):
 
     store = Store(tmp_path)
     job = store.submit("u", {"name": "j"}, 0, 1, 0)
-    run1 = [{"phase": "pretrain", "layer": 0, "epoch": 1, "step": s, "loss": 1.0} for s in (5, 10)] + \
-           [{"phase": "finetune", "layer": None, "epoch": e, "step": 10 * e, "loss": 0.5} for e in (1, 2, 3)]
+    run1 = [{"phase": "pretrain", "layer": 0, "epoch": 1, "step": s, "loss": 1.0} for s in (5, 10)] + [
+        {"phase": "finetune", "layer": None, "epoch": e, "step": 10 * e, "loss": 0.5} for e in (1, 2, 3)
+    ]
     assert store.add_metrics(job.id, run1) == 5
     # the run died; its resume from a checkpoint in fine-tuning epoch 2 reports epochs 2 and 3 again, then 4
     resumed = [{"phase": "finetune", "layer": None, "epoch": e, "step": 10 * e, "loss": 0.5} for e in (2, 3, 4)]

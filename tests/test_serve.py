@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 from tests.service import free_port, wait_for
 from tests.test_predict import check_answer, expected, png_bytes, register, write_data
 from xsharp.algos import Model
@@ -45,8 +45,25 @@ def test_a_served_model_answers_like_the_service_and_is_removed_at_the_end(regis
     port = free_port()
     log = open(tmp_path / "serve.out", "w+")
     proc = subprocess.Popen(
-        [XSHARP, "serve", "digits", "--replicas", "2", "--cpus-per-replica", "0", "--port", str(port), "--home", str(registry["home"]), "--address", ray_address],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, text=True,
+        [
+            XSHARP,
+            "serve",
+            "digits",
+            "--replicas",
+            "2",
+            "--cpus-per-replica",
+            "0",
+            "--port",
+            str(port),
+            "--home",
+            str(registry["home"]),
+            "--address",
+            ray_address,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}/v1/models/{registry['id']}"
     try:

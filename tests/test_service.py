@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from tests.service import Server, first_start, long_spec, short_spec, wait_for, wait_state
 
 

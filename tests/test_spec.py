@@ -38,7 +38,11 @@ def test_every_problem_is_reported_once(tiny):
     tiny["train"]["epochs"] = -1
     tiny["mode"] = "fast"
     got = problems(tiny)
-    assert any(p.startswith("data.dataset: not a dataset name: a bundled one (digits, fashion-mnist, rotten-tomatoes) or an imported one") and p.endswith("got 'digits/x/y'") for p in got)
+    assert any(
+        p.startswith("data.dataset: not a dataset name: a bundled one (digits, fashion-mnist, rotten-tomatoes) or an imported one")
+        and p.endswith("got 'digits/x/y'")
+        for p in got
+    )
     assert "model[0].rbm.hidden: is required" in got
     assert "model[0].rbm.hiden: unknown field; did you mean 'hidden'?" in got
     assert any(p.startswith("model[1]: must be one module as {name: options}") for p in got)

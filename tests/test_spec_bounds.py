@@ -11,7 +11,6 @@ from typing import Annotated, Union, get_args, get_origin
 
 import annotated_types
 import jsonschema
-import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -20,7 +19,7 @@ from xsharp.algos.features import STEPS, AugmentOptions
 from xsharp.algos.model import count_parameters
 from xsharp.algos.modules import MODULES, build
 from xsharp.algos.modules.base import MAX_UNITS
-from xsharp.cluster.search import is_search
+from xsharp.searchspec import is_search
 from xsharp.spec import (
     MAX_MODULES,
     DataSpec,
@@ -55,7 +54,7 @@ def spec(**sections) -> dict:
     ids=lambda layer: next(iter(layer)),
 )
 def test_unit_counts_past_the_bound_are_refused_before_anything_is_allocated(layer):
-    (kind, options), = layer.items()
+    ((kind, options),) = layer.items()
     field = next(iter(options))
     model = [layer] if kind == "softmax" else [layer, "softmax"]
     assert problems(spec(model=model)) == [f"model[0].{kind}.{field}: must be <= {MAX_UNITS}, got {2**31}"]
@@ -114,8 +113,12 @@ def test_long_lists_are_refused():
 
 def test_the_other_unbounded_numbers_have_bounds():
     assert problems(spec(data={"dataset": "digits", "limit": 10**12})) == ["data.limit: must be <= 1000000000, got 1000000000000"]
-    assert problems(spec(data={"path": "x", "features": [{"logmel": {"fmax": 1e9}}]})) == ["data.features[0].logmel.fmax: must be <= 192000.0, got 1000000000.0"]
-    assert problems(spec(data={"path": "x", "features": [{"tfidf": {"min_count": 2**40}}]}))[0].startswith("data.features[0].tfidf.min_count: must be <= 1000000000")
+    assert problems(spec(data={"path": "x", "features": [{"logmel": {"fmax": 1e9}}]})) == [
+        "data.features[0].logmel.fmax: must be <= 192000.0, got 1000000000.0"
+    ]
+    assert problems(spec(data={"path": "x", "features": [{"tfidf": {"min_count": 2**40}}]}))[0].startswith(
+        "data.features[0].tfidf.min_count: must be <= 1000000000"
+    )
 
 
 # --------------------------------------------------------------------------- strict types
@@ -155,7 +158,10 @@ def test_nested_sections_are_still_plain_mappings_and_whole_floats_are_integers(
 STACKS = [
     ((8, 8), [{"dense": {"units": 5}}, {"softmax": {}}]),
     ((8, 8), [{"rbm": {"hidden": 6}}, {"autoencoder": {"hidden": 4}}, {"dropout": {}}, {"softmax": {}}]),
-    ((1, 10, 9), [{"conv2d": {"filters": 3, "kernel": 3, "padding": 1}}, {"maxpool": {}}, {"batchnorm": {}}, {"avgpool": {"size": 2, "stride": 1}}, {"softmax": {}}]),
+    (
+        (1, 10, 9),
+        [{"conv2d": {"filters": 3, "kernel": 3, "padding": 1}}, {"maxpool": {}}, {"batchnorm": {}}, {"avgpool": {"size": 2, "stride": 1}}, {"softmax": {}}],
+    ),
     ((10, 10), [{"crbm": {"filters": 2, "kernel": 3, "stride": 2}}, {"batchnorm": {}}, {"rbm": {"hidden": 7}}, {"softmax": {"units": 4}}]),
     ((12,), [{"batchnorm": {}}, {"sparse_coding": {"atoms": 5}}, {"elm_ae": {"hidden": 6}}, {"elm": {"hidden": 9}}, {"softmax": {}}]),
     ((3, 6, 6), [{"conv2d": {"filters": 4, "kernel": 2, "stride": 2}}, {"elm": {"hidden": 5, "outputs": 4}}, {"softmax": {}}]),

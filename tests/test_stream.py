@@ -11,8 +11,8 @@ import pytest
 from xsharp.algos.training import Stopped, TrainHooks, fit
 from xsharp.cluster.runner import load_data, run_job
 from xsharp.data.catalog import Catalog
-from xsharp.data.importer import ImportOptions, import_dataset
 from xsharp.data.imported import StreamedData
+from xsharp.data.importer import ImportOptions, import_dataset
 from xsharp.data.manifest import Manifest
 from xsharp.data.shards import write_shard
 from xsharp.data.stream import ShardedSplit, plan_epoch, share
@@ -110,7 +110,7 @@ def digits_catalog(tmp_path_factory):
 
 
 def _spec(stream=True, **extra) -> dict:
-    from tests.conftest import TINY
+    from tests.helpers import TINY
 
     return TINY | {"data": {"dataset": "me/digits-small", "stream": stream}, "train": {"epochs": 4, "batch_size": 20, "learning_rate": 0.3}, **extra}
 
@@ -137,7 +137,14 @@ def test_streamed_training_stopped_and_resumed_ends_bitwise_equal(digits_catalog
     for at in stops:
         counter = itertools.count(1)
         with pytest.raises(Stopped) as e:
-            fit(build_model(spec, data), data, pretrain=spec.pretrain, train=spec.train, seed=spec.seed, hooks=TrainHooks(resume=state, should_stop=lambda: next(counter) == at))
+            fit(
+                build_model(spec, data),
+                data,
+                pretrain=spec.pretrain,
+                train=spec.train,
+                seed=spec.seed,
+                hooks=TrainHooks(resume=state, should_stop=lambda: next(counter) == at),
+            )
         state = e.value.state
         assert state.step > 0  # mid-epoch
     model = build_model(spec, data)

@@ -11,7 +11,7 @@ import copy
 import numpy as np
 import pytest
 
-from tests.conftest import TINY
+from tests.helpers import TINY
 from xsharp import backend, strict_xp
 from xsharp.strict_xp import StrictDeviceError
 
@@ -65,7 +65,7 @@ def test_the_stand_in_allows_the_explicit_ways_and_computes_what_numpy_computes(
     b[...] = a
     b += a
     np.testing.assert_array_equal(backend.to_host(b), 2 * backend.to_host(a))
-    assert backend.xp_of(b) is xp and backend.resolve('auto') == 'gpu'  # what backend sees as the GPU
+    assert backend.xp_of(b) is xp and backend.resolve("auto") == "gpu"  # what backend sees as the GPU
 
 
 # --------------------------------------------------------------------------- the library
@@ -80,8 +80,16 @@ def test_every_module_on_the_stand_in_equals_numpy_exactly(strict):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-@pytest.mark.parametrize("schedule", [None, {"kind": "step", "every_epochs": 1, "gamma": 0.5}, {"kind": "exponential", "every_epochs": 2, "gamma": 0.5},
-                                      {"kind": "cosine", "final": 0.1, "warmup_epochs": 1}], ids=["constant", "step", "exponential", "cosine-warmup"])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        None,
+        {"kind": "step", "every_epochs": 1, "gamma": 0.5},
+        {"kind": "exponential", "every_epochs": 2, "gamma": 0.5},
+        {"kind": "cosine", "final": 0.1, "warmup_epochs": 1},
+    ],
+    ids=["constant", "step", "exponential", "cosine-warmup"],
+)
 def test_optimisers_and_schedules_on_the_stand_in_equal_numpy(strict, optimizer, schedule):
     from xsharp.algos import optim
     from xsharp.spec import TrainSpec
@@ -133,7 +141,13 @@ LOCAL_SPECS = {
     "cnn": {
         "name": "cnn",
         "data": {"dataset": "digits", "limit": 200},
-        "model": [{"conv2d": {"filters": 4, "kernel": 3, "padding": 1}}, {"maxpool": {"size": 2}}, {"batchnorm": {}}, {"dropout": {"rate": 0.2}}, {"softmax": {}}],
+        "model": [
+            {"conv2d": {"filters": 4, "kernel": 3, "padding": 1}},
+            {"maxpool": {"size": 2}},
+            {"batchnorm": {}},
+            {"dropout": {"rate": 0.2}},
+            {"softmax": {}},
+        ],
         "train": {"epochs": 2, "batch_size": 25, "optimizer": "adam", "learning_rate": 0.01, "schedule": {"kind": "cosine"}},
         "seed": 1,
     },
@@ -192,7 +206,7 @@ def test_data_parallel_on_the_stand_in_is_the_cpu_run_bit_for_bit(ray_address, t
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
     from xsharp.cluster.runner import run_job
     from xsharp.spec import parse_spec
 
@@ -201,8 +215,14 @@ def test_data_parallel_on_the_stand_in_is_the_cpu_run_bit_for_bit(ray_address, t
     cpu = run_job(parse_spec(spec)).model.get_flat()
     spec["resources"]["device"] = "gpu"
     out = tmp_path / "flat.npy"
-    run = subprocess.run([sys.executable, "-c", DATA_PARALLEL_ON_THE_STAND_IN, ray_address, json.dumps(spec), str(out)],
-                         capture_output=True, text=True, timeout=240, cwd=ROOT, env=os.environ | {backend.STANDIN_ENV: "strict"})
+    run = subprocess.run(
+        [sys.executable, "-c", DATA_PARALLEL_ON_THE_STAND_IN, ray_address, json.dumps(spec), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+        env=os.environ | {backend.STANDIN_ENV: "strict"},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == {"device": "gpu", "workers": 2}
     np.testing.assert_array_equal(np.load(out), cpu)

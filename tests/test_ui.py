@@ -17,19 +17,27 @@ import yaml
 from fastapi.testclient import TestClient
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.conftest import ROOT, run_cli
 from tests.fake_nvml import FakeNVML, h100
+from tests.helpers import ROOT, run_cli
 from tests.service import Server, long_spec, short_spec, wait_state
 from xsharp.algos.modules import MODULES
 from xsharp.api import create_app
 from xsharp.appliance import HealthConfig, NodeCollector
 from xsharp.appliance.exporter import serve
-from xsharp.cluster.search import is_search
 from xsharp.cluster.store import Store
+from xsharp.searchspec import is_search
 from xsharp.spec import json_schema, parse_spec
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/system-deps.sh); Playwright downloads no browser
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 GRAFANA = "http://grafana.test:3000"
 CONSOLE_ENDPOINTS = ["/v1/me", "/v1/modules", "/v1/recipes", "/v1/spec/schema", "/v1/cluster/gpus", "/v1/cluster/dashboards"]
 
@@ -106,8 +114,13 @@ def test_console_endpoints_need_a_token_and_describe_modules_recipes_gpus_and_da
         assert schema["jobspec"] == json_schema() and "digits" in schema["datasets"]
         gpus = api.get("/v1/cluster/gpus").json()
         assert gpus["exporters"] == 1 and gpus["errors"] == []
-        assert [(g["hostname"], g["gpu"], g["temperature"], g["utilization"]) for g in gpus["gpus"]] == [("gpu-node-1", "0", 41, 73), ("gpu-node-1", "1", 67, 12)]
-        assert gpus["gpus"][1]["memory_used"] == 60 * 1024 and gpus["gpus"][1]["memory_total"] == 80 * 1024 and gpus["gpus"][0]["model"] == "NVIDIA H100 80GB HBM3"
+        assert [(g["hostname"], g["gpu"], g["temperature"], g["utilization"]) for g in gpus["gpus"]] == [
+            ("gpu-node-1", "0", 41, 73),
+            ("gpu-node-1", "1", 67, 12),
+        ]
+        assert (
+            gpus["gpus"][1]["memory_used"] == 60 * 1024 and gpus["gpus"][1]["memory_total"] == 80 * 1024 and gpus["gpus"][0]["model"] == "NVIDIA H100 80GB HBM3"
+        )
         boards = {b["uid"]: b["url"] for b in api.get("/v1/cluster/dashboards").json()}
         assert boards["xsharp-training"] == f"{GRAFANA}/d/xsharp-training" and "xsharp-cluster-gpus" in boards
 
@@ -178,8 +191,18 @@ def test_submit_a_job_watch_its_curve_grow_pause_resume_stop_and_delete(server, 
     page.select_option("#recipe", "digits-dbn")  # a recipe fills the form, then shrink it to a quick local run
     expect(page.locator('[data-path="model[1].rbm.hidden"]')).to_have_value("128")
     page.locator('.module[data-field="model[1]"] button[title="remove"]').click()
-    for path, value in {"name": "console-run", "data.limit": "1500", "model[0].rbm.hidden": "128", "pretrain.epochs": "8", "pretrain.batch_size": "10",
-                        "train.epochs": "5000", "train.batch_size": "10", "resources.workers": "1", "resources.cpus_per_worker": "2", "priority": "7"}.items():
+    for path, value in {
+        "name": "console-run",
+        "data.limit": "1500",
+        "model[0].rbm.hidden": "128",
+        "pretrain.epochs": "8",
+        "pretrain.batch_size": "10",
+        "train.epochs": "5000",
+        "train.batch_size": "10",
+        "resources.workers": "1",
+        "resources.cpus_per_worker": "2",
+        "priority": "7",
+    }.items():
         page.fill(f'[data-path="{path}"]', value)
     page.select_option('[data-path="mode"]', "local")
     expect(page.locator("#yaml")).to_contain_text("model:\n  - rbm: {hidden: 128}\n  - softmax: {}")
@@ -278,7 +301,9 @@ def test_another_users_job_is_refused(server, browser):
     page.goto(f"{server.url}/ui/jobs/{job['id']}")
     expect(page.locator("#job-error")).to_have_text(f"404: no job {job['id']}")
     expect(page.locator("#pause-button")).to_have_count(0)
-    r = page.evaluate(f"() => fetch('/v1/jobs/{job['id']}/pause', {{method: 'POST', headers: {{Authorization: 'Bearer ' + sessionStorage.getItem('xsharp.token')}}}}).then(r => r.status)")
+    r = page.evaluate(
+        f"() => fetch('/v1/jobs/{job['id']}/pause', {{method: 'POST', headers: {{Authorization: 'Bearer ' + sessionStorage.getItem('xsharp.token')}}}}).then(r => r.status)"
+    )
     assert r == 404  # the browser's own token gets no further than the page shows
     page.context.close()
 
@@ -333,8 +358,15 @@ def test_a_search_built_on_the_form_with_a_range_and_auto_fills_its_trial_table_
     expect(lr.locator(".hp-mode option")).to_have_text(["fixed", "range", "grid", "auto"])
     expect(page.locator('[data-field="train.eps"] .hp-mode option')).to_have_text(["fixed", "range", "grid"])  # no prior for eps: no auto
     expect(page.locator('section[data-field="search"]')).to_be_hidden()
-    for path, value in {"name": "form-search", "data.limit": "300", "pretrain.epochs": "2", "pretrain.batch_size": "20",
-                        "train.epochs": "4000", "train.batch_size": "20", "resources.cpus_per_worker": "1"}.items():
+    for path, value in {
+        "name": "form-search",
+        "data.limit": "300",
+        "pretrain.epochs": "2",
+        "pretrain.batch_size": "20",
+        "train.epochs": "4000",
+        "train.batch_size": "20",
+        "resources.cpus_per_worker": "1",
+    }.items():
         page.fill(f'[data-path="{path}"]', value)
     page.select_option('[data-path="mode"]', "local")
     hidden.locator(".hp-mode").select_option("range")
@@ -363,7 +395,11 @@ def test_a_search_built_on_the_form_with_a_range_and_auto_fills_its_trial_table_
     page.fill('[data-path="search.max_parallel"]', "2")
     page.fill('[data-path="search.seed"]', "1")
     yaml_text = page.locator("#yaml").inner_text()
-    for line in ["  - rbm: {hidden: {range: [16, 32], step: 16}}", "  learning_rate: auto", "search:\n  strategy: random\n  samples: 3\n  max_parallel: 2\n  seed: 1"]:
+    for line in [
+        "  - rbm: {hidden: {range: [16, 32], step: 16}}",
+        "  learning_rate: auto",
+        "search:\n  strategy: random\n  samples: 3\n  max_parallel: 2\n  seed: 1",
+    ]:
         assert line in yaml_text
     shot(page, "submit-search", tmp_path)
     page.click("#submit-button")
@@ -375,9 +411,12 @@ def test_a_search_built_on_the_form_with_a_range_and_auto_fills_its_trial_table_
 
         live = page.locator('#trial-table[data-final="false"]')
         expect(live.locator("tbody tr")).to_have_count(3, timeout=60_000)  # the table so far, while the search runs
-        page.wait_for_function("() => document.querySelector('#trial-table')?.dataset.final === 'false'"  # curves drawn while it runs
-                               " && document.querySelector('#trial-summary').textContent.endsWith('live')"
-                               " && +(document.querySelector('#trial-curves svg')?.dataset.points || 0) > 0", timeout=60_000)
+        page.wait_for_function(
+            "() => document.querySelector('#trial-table')?.dataset.final === 'false'"  # curves drawn while it runs
+            " && document.querySelector('#trial-summary').textContent.endsWith('live')"
+            " && +(document.querySelector('#trial-curves svg')?.dataset.points || 0) > 0",
+            timeout=60_000,
+        )
         expect(page.locator("#trial-table thead")).to_contain_text("model[0].rbm.hidden")
         shot(page, "search-live", tmp_path)
 

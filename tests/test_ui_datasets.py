@@ -45,7 +45,9 @@ def test_the_datasets_page_shows_counts_per_class_and_thumbnails(server, browser
         for split in ("train", "val", "test"):
             expect(counts.locator(f'tr[data-class="{cls}"] td.count-{split}')).to_have_text(str(m.counts[split][i]))
     expect(counts.locator("th.total-train")).to_have_text("6")
-    page.wait_for_function("() => document.querySelectorAll('#samples img').length > 0 && Array.from(document.querySelectorAll('#samples img')).every((i) => i.complete)")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#samples img').length > 0 && Array.from(document.querySelectorAll('#samples img')).every((i) => i.complete)"
+    )
     widths = page.eval_on_selector_all("#samples img", "els => els.map((i) => i.naturalWidth)")
     assert len(widths) == 6 and all(w == 64 for w in widths), widths  # every training row (6), 8 px scaled to 64
     assert page.locator("#samples figcaption").all_inner_texts()[:3] == ["cat", "dog", "eel"]
@@ -80,4 +82,6 @@ def test_an_import_started_from_the_page_shows_its_progress_and_lands_in_the_lis
     expect(row).to_be_visible()
     row.locator("a").click()
     expect(page.locator('#class-counts tr[data-class="cat"]')).to_be_visible()
-    page.wait_for_function("() => document.querySelectorAll('#samples img').length > 0 && Array.from(document.querySelectorAll('#samples img')).every((i) => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#samples img').length > 0 && Array.from(document.querySelectorAll('#samples img')).every((i) => i.complete && i.naturalWidth > 0)"
+    )

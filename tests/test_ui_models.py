@@ -33,8 +33,9 @@ def served(tmp_path_factory):
     tokens = {"alice": store.add_user("alice"), "bob": store.add_user("bob")}
     ids = {name: register(store, "alice", specs[name], files[name]) for name in TRAINED}
     with live_app(store) as url:
-        yield SimpleNamespace(url=url, tokens=tokens, ids=ids, store=store, specs=specs, files=files, root=root,
-                              models={n: Model.load(f) for n, f in files.items()})
+        yield SimpleNamespace(
+            url=url, tokens=tokens, ids=ids, store=store, specs=specs, files=files, root=root, models={n: Model.load(f) for n, f in files.items()}
+        )
 
 
 def open_model(page, served, name: str) -> None:
