@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system demo test gpu-check clean
+.PHONY: setup system demo test test-unit lint typecheck gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,18 @@ system:  ## Debian packages the tests use (prometheus, espeak-ng, sox, dataset-f
 
 test: setup system  ## the test suite: unit tests, a real local Ray, a real Prometheus
 	$(BIN)/python -m pytest -q
+
+test-unit: setup  ## the tests that need no Ray, browser, Debian package or ansible: under a minute
+	$(BIN)/python -m pytest -q -n auto -m "not ray and not system and not browser and not ansible"
+
+LINTED := xsharp tests bench scripts examples
+
+lint: setup  ## ruff: lint rules and formatting (pyproject.toml [tool.ruff])
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+typecheck: setup  ## mypy over the typed core (pyproject.toml [tool.mypy] lists the files)
+	$(BIN)/mypy
 
 gpu-check:  ## on a GPU machine without the network: scripts/gpu-check.sh (see the README)
 	scripts/gpu-check.sh
