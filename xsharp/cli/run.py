@@ -18,7 +18,7 @@ from xsharp.cluster.runtime import RuntimeConnectError
 from xsharp.parallel.collective import CollectiveError
 from xsharp.parallel.execution import ModeUnavailable
 from xsharp.searchspec import is_search
-from xsharp.spec import parse_spec, read_spec_file
+from xsharp.spec import MODES, parse_spec, read_spec_file
 
 from .common import EXIT_BAD_INPUT, EXIT_FAILED, Output, err, fail, out, unclipped
 from .progress import TrainingProgress
@@ -30,12 +30,7 @@ RUNS = Path("runs")  # where runs are saved when --out is not given, as searches
 ARTIFACTS = "model.npz, spec.yaml, metrics.json"
 
 
-class Mode(str, Enum):
-    local = "local"
-    data_parallel = "data_parallel"
-    param_server = "param_server"
-    pipeline = "pipeline"
-    hybrid = "hybrid"
+Mode = Enum("Mode", {name: name for name in MODES}, type=str)  # --mode's choices: spec.MODES
 
 
 class DeviceChoice(str, Enum):

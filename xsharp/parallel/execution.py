@@ -19,7 +19,7 @@ from xsharp.algos import Model, fit
 from xsharp.algos.datasets import Dataset
 from xsharp.algos.training import NO_HOOKS, Collective, Engine, History, Phase, TrainHooks, plan, run_phases
 from xsharp.backend import resolve
-from xsharp.spec import JobSpec
+from xsharp.spec import MODES, JobSpec
 
 
 @dataclass(kw_only=True)
@@ -98,13 +98,8 @@ def drive(engine: Engine, spec: JobSpec, ctx: RunContext, phases: list[Phase]) -
     return run_phases(engine, ctx.data, phases, seed=spec.seed, hooks=ctx)
 
 
-_MODES = {
-    "local": "xsharp.parallel.local:LocalMode",
-    "data_parallel": "xsharp.parallel.data_parallel:DataParallelMode",
-    "param_server": "xsharp.parallel.param_server:ParamServerMode",
-    "pipeline": "xsharp.parallel.pipeline:PipelineMode",
-    "hybrid": "xsharp.parallel.hybrid:HybridMode",
-}
+# Mode `data_parallel` is xsharp.parallel.data_parallel:DataParallelMode, and so on for each of spec.MODES.
+_MODES = {name: f"xsharp.parallel.{name}:{name.title().replace('_', '')}Mode" for name in MODES}
 
 
 class ModeUnavailable(RuntimeError):

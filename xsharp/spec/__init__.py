@@ -16,7 +16,7 @@ from .job import JobSpec, json_schema
 from .layers import MAX_MODULES, FeatureStep, ModuleLayer, layer_dict, layer_kind
 from .loading import load_spec, parse_spec, read_spec_file
 from .messages import format_error_list, format_errors
-from .modes import MODES, SOLVE_MODES, Mode
+from .modes import MODES, SOLVE_MODES, STAGED_MODES, Mode
 from .resources import ParallelSpec, Resources
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "parse_spec",
     "MODES",
     "SOLVE_MODES",
+    "STAGED_MODES",
     "Mode",
     "MAX_MODULES",
     "MAX_SPEAKERS",

@@ -14,7 +14,7 @@ from xsharp.algos.training import PretrainSpec, TrainSpec
 from .data_section import DataSpec
 from .errors import _rule
 from .layers import MAX_MODULES, ModuleLayer, _item, _normalise_layer, layer_dict, layer_kind
-from .modes import SOLVE_MODES, Mode
+from .modes import SOLVE_MODES, STAGED_MODES, Mode
 from .resources import ParallelSpec, Resources
 from .section import Section
 
@@ -87,7 +87,7 @@ class JobSpec(Section):
     @model_validator(mode="after")
     def _layout_fits(self) -> Self:
         """Pipeline and hybrid: workers = groups x stages, every stage holds a module."""
-        if self.mode not in ("pipeline", "hybrid"):
+        if self.mode not in STAGED_MODES:
             return self
         par, workers, n = self.parallel, self.resources.workers, len(self.model)
         if self.mode == "pipeline" and par.groups not in (None, 1):
@@ -110,7 +110,7 @@ class JobSpec(Section):
     @property
     def stages(self) -> int:
         """Pipeline stages per group (1 unless mode is pipeline or hybrid)."""
-        if self.mode not in ("pipeline", "hybrid"):
+        if self.mode not in STAGED_MODES:
             return 1
         return self.resources.workers // self.groups
 
