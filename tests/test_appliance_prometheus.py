@@ -144,17 +144,7 @@ def all_rules() -> list[dict]:
 
 
 def gpu(i: int, **extra) -> str:
-    labels = {
-        "gpu": str(i),
-        "UUID": f"GPU-{i}",
-        "modelName": "NVIDIA H100 80GB HBM3",
-        "Hostname": "n1",
-        "pci_bus_id": f"00000000:1{i}:00.0",
-        "instance": "n1:9400",
-        "job": "xsharp-exporter",
-        **extra,
-    }
-    return "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in gpu_labels(i, **extra).items()) + "}"
 
 
 def gpu_labels(i: int, **extra) -> dict:
